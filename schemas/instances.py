@@ -1,0 +1,60 @@
+"""instances: one row per source image: its instance masks (COCO RLE), shared by all candidates."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+from datasets import Sequence, Value
+
+from schemas.table import RLE, STATUSES, TableSpec, check_lengths, status_features
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class InstancesRow:
+    image_id: str
+    width: int | None
+    height: int | None
+    masks: list[dict[str, Any]] | None  # COCO RLE {size: [h, w], counts: str}
+    areas: list[int] | None
+    bboxes: list[list[int]] | None  # [x, y, w, h] in pixels
+    labels: list[str] | None
+    segmenter: str | None
+    segmenter_params: str | None  # canonical JSON of the settings used
+    status: str
+    error: str | None = None
+
+
+FEATURES = status_features(
+    image_id=Value("string"),
+    width=Value("int32"),
+    height=Value("int32"),
+    masks=Sequence(RLE),
+    areas=Sequence(Value("int64")),
+    bboxes=Sequence(Sequence(Value("int32"))),
+    labels=Sequence(Value("string")),
+    segmenter=Value("string"),
+    segmenter_params=Value("string"),
+)
+
+SPEC = TableSpec(
+    name="instances",
+    version=SCHEMA_VERSION,
+    features=FEATURES,
+    row_type=InstancesRow,
+    required=("image_id", "width", "height", "masks", "areas", "bboxes", "labels", "segmenter"),
+    choices={"status": STATUSES},
+)
+schema = SPEC.schema
+
+
+def validate(table: pa.Table) -> None:
+    SPEC.validate(table)
+    check_lengths(SPEC, table, ["areas", "bboxes", "labels"], against="masks")
+
+
+def instance_id(image_id: str, index: int) -> str:
+    return f"{image_id}:{index}"

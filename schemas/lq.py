@@ -1,0 +1,82 @@
+"""lq: one row per source image: the degraded LQ image, its HR target and how it was degraded."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from datasets import Value
+
+from schemas.table import IMAGE, STATUSES, TableSpec, status_features
+
+SCHEMA_VERSION = 1
+
+# One degradation round as drawn (Real-ESRGAN): blur kernel, resize, noise, JPEG.
+# Unused parts are null (e.g. no sinc parameters for a Gaussian kernel).
+ROUND = {
+    "applied": Value("bool"),
+    "kernel_type": Value("string"),
+    "kernel_size": Value("int32"),
+    "sigma_x": Value("float32"),
+    "sigma_y": Value("float32"),
+    "rotation": Value("float32"),
+    "beta": Value("float32"),
+    "omega_c": Value("float32"),
+    "resize_mode": Value("string"),
+    "resize_scale": Value("float32"),
+    "noise_kind": Value("string"),
+    "noise_level": Value("float32"),
+    "noise_gray": Value("bool"),
+    "jpeg_quality": Value("int32"),
+}
+
+DEGRADATION = {
+    "preset": Value("string"),
+    "scale": Value("int32"),
+    "crop": {"x": Value("int32"), "y": Value("int32"), "size": Value("int32")},
+    "round1": ROUND,
+    "round2": ROUND,
+    "final_sinc": Value("bool"),
+    "final_omega_c": Value("float32"),
+    "final_kernel_size": Value("int32"),
+    "final_resize_mode": Value("string"),
+    "final_jpeg_quality": Value("int32"),
+    "jpeg_before_sinc": Value("bool"),
+}
+
+
+@dataclass
+class LqRow:
+    image_id: str
+    lq: dict[str, Any] | None  # HF Image struct (PNG)
+    hr: dict[str, Any] | None  # the HR target this LQ was made from (the crop when cropping)
+    scale: int | None
+    width: int | None  # LQ size
+    height: int | None
+    degradation: dict[str, Any] | None
+    degradation_text: str | None
+    status: str
+    error: str | None = None
+
+
+FEATURES = status_features(
+    image_id=Value("string"),
+    lq=IMAGE,
+    hr=IMAGE,
+    scale=Value("int32"),
+    width=Value("int32"),
+    height=Value("int32"),
+    degradation=DEGRADATION,
+    degradation_text=Value("string"),
+)
+
+SPEC = TableSpec(
+    name="lq",
+    version=SCHEMA_VERSION,
+    features=FEATURES,
+    row_type=LqRow,
+    required=("image_id", "lq", "hr", "scale", "width", "height", "degradation", "degradation_text"),
+    choices={"status": STATUSES},
+)
+schema = SPEC.schema
+validate = SPEC.validate

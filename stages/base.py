@@ -1,0 +1,121 @@
+"""The stage contract shared by every stage and both executors.
+
+A stage is a pure batch function plus the resources it wants. It never touches processes, Ray
+or the run directory: executors hand it batches (one pyarrow table per input table, holding the
+rows of the same images) and write what it returns.
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from schemas import TABLES
+from schemas.table import STATUS_OK, TableSpec, failed_row
+
+# One pyarrow table per input table name, all restricted to the same images.
+Batch = Mapping[str, pa.Table]
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one worker of a stage asks the scheduler for (fractions allowed)."""
+
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+
+
+class RunContext(Protocol):
+    """What a stage's ``finalize`` may use of a run: read whole tables, write files."""
+
+    def read_table(self, name: str) -> pa.Table: ...
+
+    def write_bytes(self, relpath: str, data: bytes) -> str: ...
+
+    def local_path(self, relpath: str) -> str: ...
+
+
+class Stage(abc.ABC):
+    """Base class: subclasses set the class vars and implement ``process``.
+
+    ``cfg`` is the whole resolved run config (read-only); a stage reads its own section
+    ``cfg.<name>`` and ``cfg.seed``. Models are loaded in ``setup()``, once per worker process.
+    """
+
+    name: ClassVar[str]
+    # The first input table drives batching (batch_size rows of it at a time); the others are
+    # filtered to the same image_ids. An empty tuple marks a source stage (see ``list_sources``).
+    input_tables: ClassVar[tuple[str, ...]]
+    output_table: ClassVar[str]
+
+    def __init__(self, cfg: Any) -> None:
+        self.cfg = cfg
+        self.seed = int(cfg.seed)
+        section = cfg.get(self.name, None) or {}
+        self.batch_size = int(section.get("batch_size", 16))
+        res = cfg.resources.get(self.name, {}) if "resources" in cfg else {}
+        self.resources = Resources(float(res.get("cpus", 1.0)), float(res.get("gpus", 0.0)))
+
+    @property
+    def settings(self) -> Any:
+        """This stage's config section."""
+        return self.cfg[self.name]
+
+    @property
+    def output_spec(self) -> TableSpec:
+        return TABLES[self.output_table]
+
+    def setup(self) -> None:
+        """Load models; called once per worker before the first batch."""
+
+    @abc.abstractmethod
+    def process(self, batch: Batch) -> pa.Table:
+        """Turn one batch of input rows (status ok) into output rows."""
+
+    def failed_rows(self, image_ids: list[str], errors: list[str]) -> pa.Table:
+        """Output rows recording items that failed here or upstream.
+
+        Per-image tables keep one failed row per image; tables with rows per instance or pair
+        (no status column) record nothing, and the failures are counted in the shard marker.
+        """
+        spec = self.output_spec
+        if "status" not in spec.columns:
+            return spec.empty()
+        return spec.to_table([failed_row(spec, i, e) for i, e in zip(image_ids, errors)])
+
+    def list_sources(self) -> pa.Table:
+        """Source stages only: the items to process, one row each (becomes table 'sources')."""
+        raise TypeError(f"stage '{self.name}' reads table '{self.input_tables[0]}', it lists no sources")
+
+    def finalize(self, run: RunContext) -> dict[str, Any]:
+        """Called once after every shard is done (reports, dataset cards); returns stats."""
+        return {}
+
+
+def ok_rows(table: pa.Table) -> pa.Table:
+    """Rows whose status is ok (all rows when the table has no status column)."""
+    if "status" not in table.column_names:
+        return table
+    return table.filter(pc.equal(table.column("status"), STATUS_OK))
+
+
+def seed_for(seed: int, stage: str, row_id: str, *extra: Any) -> int:
+    """A 63-bit seed from (config seed, stage, row id, ...): the same inputs, the same draw."""
+    text = "|".join(str(p) for p in (seed, stage, row_id, *extra))
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") >> 1
+
+
+def rng_for(seed: int, stage: str, row_id: str, *extra: Any) -> np.random.Generator:
+    return np.random.default_rng(seed_for(seed, stage, row_id, *extra))
+
+
+def content_id(*parts: Any, length: int = 16) -> str:
+    """Content-derived id: first ``length`` hex chars of sha256 over the parts."""
+    return hashlib.sha256("|".join(str(p) for p in parts).encode()).hexdigest()[:length]
