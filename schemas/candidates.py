@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from datasets import Sequence, Value
+from datasets import List, Value
 
 from schemas.table import IMAGE, STATUSES, TableSpec, status_features
 
@@ -39,7 +39,7 @@ class CandidatesRow:
 
 FEATURES = status_features(
     image_id=Value("string"),
-    candidates=Sequence(CANDIDATE),
+    candidates=List(CANDIDATE),
     prompt=Value("string"),
     negative_prompt=Value("string"),
     width=Value("int32"),

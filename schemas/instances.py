@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
-from datasets import Sequence, Value
+from datasets import List, Value
 
 from schemas.table import RLE, STATUSES, TableSpec, check_lengths, status_features
 
@@ -32,10 +32,10 @@ FEATURES = status_features(
     image_id=Value("string"),
     width=Value("int32"),
     height=Value("int32"),
-    masks=Sequence(RLE),
-    areas=Sequence(Value("int64")),
-    bboxes=Sequence(Sequence(Value("int32"))),
-    labels=Sequence(Value("string")),
+    masks=List(RLE),
+    areas=List(Value("int64")),
+    bboxes=List(List(Value("int32"))),
+    labels=List(Value("string")),
     segmenter=Value("string"),
     segmenter_params=Value("string"),
 )

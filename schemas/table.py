@@ -151,7 +151,7 @@ def dumps_params(params: Mapping[str, Any]) -> str:
 
 
 IMAGE = datasets.Image()
-RLE = {"size": datasets.Sequence(datasets.Value("int32")), "counts": datasets.Value("string")}
+RLE = {"size": datasets.List(datasets.Value("int32")), "counts": datasets.Value("string")}
 STATUS_COLUMNS = {"status": datasets.Value("string"), "error": datasets.Value("string")}
 
 

@@ -1,0 +1,38 @@
+# Each target sets up what it needs: the virtualenv (created when missing or when
+# pyproject.toml changed), and for the tests Debian's Chromium for the browser tests.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+RUN_DIR ?= runs/demo
+
+.PHONY: demo test test-slow lint browser clean-demo
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel
+	# torch is pinned to the builds that lie on the project machines' disk (no multi-GB download).
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/pipeline demo run_dir=$(RUN_DIR)
+
+# pytest's exit code 5 (nothing collected) counts as a failure: a run that tested nothing.
+test: $(STAMP) browser
+	$(VENV)/bin/pytest -q; code=$$?; [ $$code -eq 5 ] && echo "no tests collected" >&2; exit $$code
+
+test-slow: $(STAMP) browser
+	$(VENV)/bin/pytest -q -m slow
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+# Debian's Chromium for the Playwright tests (Playwright's own browser download needs internet).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  else echo "browser tests need Chromium: sudo apt-get install chromium" >&2; fi; }
+
+clean-demo:
+	rm -rf $(RUN_DIR)

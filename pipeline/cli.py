@@ -1,0 +1,129 @@
+"""The `pipeline` command: run stages, show a run's status, run the demo, open the annotation UI."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from pipeline.registry import ORDER
+
+MAIN_KEYS = """main keys (key=value; see pipeline/defaults/*.yaml for all, `pipeline config` prints them):
+  run_dir=runs/demo          where tables, markers and dataset/ go (path, file:// or s3:// URI)
+  stage=all                  one of: {stages}, or all
+  input=demo                 folder, glob, paths.txt, hf:<dataset>, or demo (bundled images)
+  executor=local             local, or ray (local Ray, or the cluster at $RAY_ADDRESS)
+  seed=0                     every random draw is seeded from (seed, stage, row id)
+  config=my.yaml             a YAML file of overrides (applied before key=value overrides)
+  degrade.preset=realesrgan-light   bicubic | realesrgan | realesrgan-light
+  sample.num_candidates=4    N candidates per LQ image
+  sample.backbone.name=tiny  tiny (embedded, offline) | sd-x4-upscaler | diffusers | <plugin>
+  resources.sample.gpus=1    GPUs per Ray worker of a stage (fractions allowed)
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pipeline",
+        description="Build instance-level preference datasets for diffusion super-resolution.",
+        epilog=MAIN_KEYS.format(stages=", ".join(ORDER)),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, text in [
+        ("run", "run stage=<name>|all on run_dir=... (finished shards are skipped)"),
+        ("status", "per stage: shards done/total, rows ok/failed, seconds"),
+        ("demo", "every stage on the bundled demo images, then where to find the results"),
+        ("config", "print the resolved config"),
+        ("annotate", "open the annotation UI on run_dir=... [store.url=...] [port=...]"),
+    ]:
+        sub = commands.add_parser(name, help=text, description=text, epilog=MAIN_KEYS.format(stages=", ".join(ORDER)),
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+        sub.add_argument("overrides", nargs="*", metavar="key=value")
+    users = commands.add_parser("users", help="manage annotation UI users", description="manage annotation UI users")
+    users_cmd = users.add_subparsers(dest="users_command", required=True, metavar="ACTION")
+    add = users_cmd.add_parser("add", help="add a user (password read from stdin or prompted)")
+    add.add_argument("name")
+    add.add_argument("--admin", action="store_true", help="may see the admin tab")
+    add.add_argument("--users-file", default=None, help="default: <run_dir>/users.json or $SRPREFS_USERS_FILE")
+    add.add_argument("overrides", nargs="*", metavar="key=value")
+    return parser
+
+
+def _run(overrides: list[str]) -> int:
+    from pipeline.config import load_config
+    from pipeline.rundir import RunDir
+    from pipeline.runner import format_status, run_stages
+
+    cfg = load_config(overrides)
+    if cfg.stage not in ORDER and cfg.stage != "all":
+        raise ValueError(f"stage={cfg.stage!r}: choose one of {', '.join(ORDER)} or all")
+    run_stages(cfg, cfg.stage)
+    print(format_status(RunDir(cfg.run_dir)))
+    return 0
+
+
+def _demo(overrides: list[str]) -> int:
+    from pipeline.config import load_config
+    from pipeline.rundir import RunDir
+    from pipeline.runner import format_status, run_stages
+
+    cfg = load_config(["input=demo", "stage=all", *overrides])
+    run_stages(cfg, "all")
+    run = RunDir(cfg.run_dir)
+    print(format_status(run))
+    print(f"\ndataset:  {run.path('dataset')}   (datasets.load_dataset('{run.path('dataset')}'))")
+    print(f"report:   {run.path('dataset/report.html')}")
+    print(f"label it: pipeline annotate run_dir={cfg.run_dir}   (add a user first: pipeline users add NAME)")
+    return 0
+
+
+def _status(overrides: list[str]) -> int:
+    from pipeline.config import load_config
+    from pipeline.rundir import RunDir
+    from pipeline.runner import format_status
+
+    cfg = load_config(overrides)
+    print(format_status(RunDir(cfg.run_dir)))
+    return 0
+
+
+def _config(overrides: list[str]) -> int:
+    from pipeline.config import load_config, to_yaml
+
+    print(to_yaml(load_config(overrides)), end="")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command == "run":
+            return _run(args.overrides)
+        if args.command == "demo":
+            return _demo(args.overrides)
+        if args.command == "status":
+            return _status(args.overrides)
+        if args.command == "config":
+            return _config(args.overrides)
+        from pipeline import annotate_cli
+
+        if args.command == "annotate":
+            return annotate_cli.annotate(args.overrides)
+        return annotate_cli.add_user(args)
+    except KeyboardInterrupt:
+        print("interrupted; finished shards are kept, rerun the same command to resume", file=sys.stderr)
+        return 130
+    except Exception as err:  # every expected failure ends here as one clear line
+        if os.environ.get("SRPREFS_DEBUG"):
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        print("(set SRPREFS_DEBUG=1 to see the traceback)", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""Running one shard of one stage: the unit of work both executors schedule.
+
+Reads shard i of every input table, feeds the stage batches of ok rows (failed upstream rows
+pass through as failed), retries a failing batch item by item so one bad item cannot sink its
+neighbours, writes the output shard atomically and then its completion marker.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline.rundir import RunDir
+from schemas.table import STATUS_OK
+from stages.base import Batch, Stage, ok_rows
+
+SOURCES = "sources"
+
+
+def primary_table(stage: Stage) -> str:
+    return stage.input_tables[0]
+
+
+def pending_shards(stage: Stage, run: RunDir) -> list[int]:
+    done = run.markers(stage.name)
+    return [i for i in run.shards(primary_table(stage)) if i not in done]
+
+
+def _restrict(table: pa.Table, image_ids: pa.Array) -> pa.Table:
+    return table.filter(pc.is_in(table.column("image_id"), value_set=image_ids))
+
+
+def _error_text(err: BaseException) -> str:
+    return f"{type(err).__name__}: {err}"
+
+
+def _process_batch(stage: Stage, batch: Batch, failures: list[tuple[str, str]]) -> list[pa.Table]:
+    try:
+        return [stage.process(batch)]
+    except Exception:
+        if batch[primary_table(stage)].num_rows == 1:
+            raise
+    # One item at a time, so only the bad ones fail.
+    outputs = []
+    primary = batch[primary_table(stage)]
+    for index in range(primary.num_rows):
+        row = primary.slice(index, 1)
+        single = {name: _restrict(t, row.column("image_id")) for name, t in batch.items()}
+        try:
+            outputs.append(stage.process(single))
+        except Exception as err:
+            failures.append((row.column("image_id")[0].as_py(), _error_text(err)))
+    return outputs
+
+
+def _upstream_failures(primary: pa.Table) -> list[tuple[str, str]]:
+    if "status" not in primary.column_names:
+        return []
+    failed = primary.filter(pc.not_equal(primary.column("status"), STATUS_OK))
+    return [(r["image_id"], r["error"] or "failed upstream") for r in failed.select(["image_id", "error"]).to_pylist()]
+
+
+def _in_input_order(output: pa.Table, primary: pa.Table) -> pa.Table:
+    if "image_id" not in output.column_names or output.num_rows == 0:
+        return output
+    position = {image_id: i for i, image_id in enumerate(primary.column("image_id").to_pylist())}
+    keys = [position.get(i, len(position)) for i in output.column("image_id").to_pylist()]
+    order = sorted(range(output.num_rows), key=lambda r: (keys[r], r))
+    return output.take(pa.array(order, type=pa.int64()))
+
+
+def run_shard(
+    stage: Stage, run: RunDir, shard: int, on_rows: Callable[[int], None] | None = None
+) -> dict[str, Any]:
+    """Process shard ``shard`` of ``stage`` and write its output and marker; returns the stats."""
+    started = time.perf_counter()
+    inputs = {name: run.read_shard(name, shard) for name in stage.input_tables}
+    primary = inputs[primary_table(stage)]
+    good = ok_rows(primary)
+    others = {name: ok_rows(t) for name, t in inputs.items() if name != primary_table(stage)}
+    failures: list[tuple[str, str]] = []
+    outputs: list[pa.Table] = []
+    for start in range(0, good.num_rows, max(1, stage.batch_size)):
+        rows = good.slice(start, stage.batch_size)
+        batch = {primary_table(stage): rows, **{n: _restrict(t, rows.column("image_id")) for n, t in others.items()}}
+        outputs.extend(_process_batch(stage, batch, failures))
+        if on_rows:
+            on_rows(rows.num_rows)
+    upstream = _upstream_failures(primary)
+    failed = upstream + failures
+    spec = stage.output_spec
+    outputs.append(stage.failed_rows([i for i, _ in failed], [e for _, e in failed]))
+    output = pa.concat_tables([spec.conform(t) for t in outputs if t.num_rows] or [spec.empty()])
+    output = _in_input_order(spec.conform(output), primary)
+    run.write_shard(stage.output_table, shard, output)
+    ok_count = output.num_rows
+    if "status" in output.column_names:
+        ok_count = int(pc.sum(pc.equal(output.column("status"), STATUS_OK)).as_py() or 0)
+    stats = {
+        "stage": stage.name,
+        "shard": shard,
+        "input_rows": primary.num_rows,
+        "rows": output.num_rows,
+        "ok": ok_count,
+        "failed": len(failed),
+        "failed_here": len(failures),
+        "errors": [f"{i}: {e}" for i, e in failures[:20]],
+        "seconds": round(time.perf_counter() - started, 3),
+        "node": socket.gethostname(),
+        "node_ip": _node_ip(),
+        "pid": os.getpid(),
+    }
+    run.write_marker(stage.name, shard, stats)
+    return stats
+
+
+def _node_ip() -> str:
+    # Inside a Ray worker: the address its node registered under. Ray is only looked up when
+    # already imported, so the local executor never pays for importing it.
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        return ray.util.get_node_ip_address()
+    return "local"

@@ -1,0 +1,112 @@
+"""The run directory: Parquet table shards, completion markers and the frozen config.
+
+Layout (relative to ``run_dir``)::
+
+    config.yaml                      the resolved config, frozen on first run
+    tables/<table>/shard-00000.parquet
+    _state/<stage>/00000.json        completion marker: rows, failures, seconds, node
+    _state/sources.json              what listing the sources found (duplicates)
+
+Everything goes through a pyarrow filesystem, so ``run_dir`` may be a local path, a
+``file://`` URI or an object-store URI (s3://, gs://) that pyarrow can open. Writes go to a
+temporary name first and are then moved into place, so a killed run never leaves half a shard.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import uuid
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from schemas import TABLES
+
+
+class RunDir:
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        if "://" in uri:
+            self.fs, self.root = pafs.FileSystem.from_uri(uri)
+        else:
+            self.fs, self.root = pafs.LocalFileSystem(), os.path.abspath(uri)
+        self.is_local = isinstance(self.fs, pafs.LocalFileSystem)
+
+    def path(self, relpath: str) -> str:
+        return f"{self.root.rstrip('/')}/{relpath}"
+
+    def local_path(self, relpath: str) -> str:
+        """A path on this machine's disk (local run dirs only)."""
+        if not self.is_local:
+            raise ValueError(f"run_dir {self.uri} is not on the local disk")
+        return self.path(relpath)
+
+    def exists(self, relpath: str) -> bool:
+        return self.fs.get_file_info(self.path(relpath)).type != pafs.FileType.NotFound
+
+    def read_bytes(self, relpath: str) -> bytes:
+        with self.fs.open_input_stream(self.path(relpath)) as stream:
+            return stream.read()
+
+    def write_bytes(self, relpath: str, data: bytes) -> str:
+        """Write atomically (temporary name, then move); returns the full path."""
+        target = self.path(relpath)
+        self.fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
+        temporary = f"{target}.tmp-{uuid.uuid4().hex[:8]}"
+        with self.fs.open_output_stream(temporary) as stream:
+            stream.write(data)
+        self.fs.move(temporary, target)
+        return target
+
+    def list_dir(self, relpath: str) -> list[str]:
+        selector = pafs.FileSelector(self.path(relpath), allow_not_found=True)
+        return sorted(info.base_name for info in self.fs.get_file_info(selector))
+
+    # -- tables -------------------------------------------------------------------------------
+
+    @staticmethod
+    def shard_relpath(table: str, shard: int) -> str:
+        return f"tables/{table}/shard-{shard:05d}.parquet"
+
+    def shards(self, table: str) -> list[int]:
+        names = self.list_dir(f"tables/{table}")
+        return [int(n[6:11]) for n in names if n.startswith("shard-") and n.endswith(".parquet")]
+
+    def write_shard(self, table: str, shard: int, data: pa.Table) -> None:
+        buffer = io.BytesIO()
+        # Small row groups keep memory bounded when a later stage or a dataset reader streams.
+        pq.write_table(data, buffer, row_group_size=64)
+        self.write_bytes(self.shard_relpath(table, shard), buffer.getvalue())
+
+    def read_shard(self, table: str, shard: int) -> pa.Table:
+        with self.fs.open_input_file(self.path(self.shard_relpath(table, shard))) as handle:
+            return pq.read_table(handle)
+
+    def read_table(self, name: str) -> pa.Table:
+        """All shards of a table concatenated (an empty table when it has none)."""
+        parts = [self.read_shard(name, i) for i in self.shards(name)]
+        if not parts:
+            return TABLES[name].empty() if name in TABLES else pa.table({})
+        return pa.concat_tables(parts, promote_options="default")
+
+    # -- completion markers ---------------------------------------------------------------------
+
+    def write_marker(self, stage: str, shard: int, stats: dict[str, Any]) -> None:
+        self.write_bytes(f"_state/{stage}/{shard:05d}.json", json.dumps(stats, indent=1).encode())
+
+    def markers(self, stage: str) -> dict[int, dict[str, Any]]:
+        found = {}
+        for name in self.list_dir(f"_state/{stage}"):
+            if name.endswith(".json") and name[:5].isdigit():
+                found[int(name[:5])] = json.loads(self.read_bytes(f"_state/{stage}/{name}"))
+        return found
+
+    def write_json(self, relpath: str, value: Any) -> None:
+        self.write_bytes(relpath, json.dumps(value, indent=1, default=str).encode())
+
+    def read_json(self, relpath: str) -> Any:
+        return json.loads(self.read_bytes(relpath))

@@ -1,0 +1,196 @@
+"""ingest: list source images once, then decode each into a clean 8-bit RGB HR image.
+
+Sources: a folder (recursive), a glob, a text file of paths, ``hf:<dataset>`` (an image
+column of a Hugging Face dataset) or ``demo`` (images bundled in scikit-image/scikit-learn).
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from PIL import Image
+
+from schemas import hr, sources
+from schemas.table import STATUS_FAILED, STATUS_OK, image_struct
+from stages.base import Batch, Stage
+from stages.images import BadImageError, decode_rgb, encode_png
+
+log = logging.getLogger(__name__)
+
+# Bundled photographs (file name inside the package's data folder). The first eight are the
+# demo set; camera (grayscale) and logo (RGBA) exercise the conversions when demo_count=10.
+DEMO_IMAGES = [
+    ("skimage", "astronaut.png"),
+    ("skimage", "coffee.png"),
+    ("skimage", "chelsea.png"),
+    ("skimage", "rocket.jpg"),
+    ("skimage", "motorcycle_left.png"),
+    ("sklearn", "china.jpg"),
+    ("sklearn", "flower.jpg"),
+    ("skimage", "ihc.png"),
+    ("skimage", "camera.png"),
+    ("skimage", "logo.png"),
+]
+
+
+class InputError(ValueError):
+    """The ``input=`` setting names nothing ingest can read."""
+
+
+def image_id_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def demo_sources(count: int) -> list[tuple[str, bytes]]:
+    import skimage.data
+    import sklearn.datasets
+
+    folders = {
+        "skimage": Path(skimage.data.__file__).parent,
+        "sklearn": Path(sklearn.datasets.__file__).parent / "images",
+    }
+    if not 1 <= count <= len(DEMO_IMAGES):
+        raise InputError(f"ingest.demo_count={count}: the demo has 1 to {len(DEMO_IMAGES)} images")
+    return [
+        (f"demo:{package}/{name}", (folders[package] / name).read_bytes())
+        for package, name in DEMO_IMAGES[:count]
+    ]
+
+
+def hf_sources(spec: str, column: str, split: str) -> list[tuple[str, bytes]]:
+    import datasets
+
+    name = spec[len("hf:") :]
+    try:
+        dataset = datasets.load_dataset(name, split=split)
+    except Exception as err:
+        raise InputError(f"input={spec}: cannot load the dataset split '{split}': {err}") from None
+    if column not in dataset.column_names:
+        raise InputError(
+            f"input={spec}: no column '{column}' (set ingest.image_column); columns: {dataset.column_names}"
+        )
+    dataset = dataset.cast_column(column, datasets.Image(decode=False))
+    items = []
+    for index, value in enumerate(dataset[column]):
+        data = value.get("bytes") if value else None
+        if data is None and value and value.get("path"):
+            data = Path(value["path"]).read_bytes()
+        items.append((f"{spec}/{split}/{index}", data or b""))
+    return items
+
+
+def file_paths(spec: str) -> list[str]:
+    path = Path(spec)
+    if path.is_dir():
+        found = [
+            os.path.join(root, name)
+            for root, dirs, names in os.walk(path)
+            for name in names
+            if not name.startswith(".")
+        ]
+        return sorted(found)
+    if path.is_file() and path.suffix == ".txt":
+        base = path.parent
+        lines = [line.strip() for line in path.read_text().splitlines()]
+        return [str(base / line) for line in lines if line and not line.startswith("#")]
+    if any(ch in spec for ch in "*?["):
+        return sorted(p for p in glob.glob(spec, recursive=True) if os.path.isfile(p))
+    if path.is_file():
+        return [str(path)]
+    raise InputError(
+        f"input={spec!r} is not a folder, a glob, a .txt list of paths, hf:<dataset> or demo"
+    )
+
+
+def list_sources(spec: str, settings: Any) -> tuple[pa.Table, list[tuple[str, str]]]:
+    """All sources in a stable order, duplicates (same bytes) removed.
+
+    Returns the sources table and the (duplicate, first occurrence) pairs that were dropped.
+    """
+    if spec == "demo":
+        inline = demo_sources(int(settings.demo_count))
+    elif spec.startswith("hf:"):
+        inline = hf_sources(spec, settings.image_column, settings.split)
+    else:
+        inline = None
+    rows, seen, duplicates = [], {}, []
+    items = inline if inline is not None else [(p, None) for p in file_paths(spec)]
+    if not items:
+        raise InputError(f"input={spec!r} holds no files")
+    for uri, data in items:
+        error = None
+        content = data
+        if content is None:
+            try:
+                content = Path(uri).read_bytes()
+            except OSError as err:
+                error = f"cannot read file: {err.strerror or err}"
+                content = b""
+        image_id = image_id_of(content) if error is None else image_id_of(uri.encode())
+        if error is None and content and image_id in seen:
+            duplicates.append((uri, seen[image_id]))
+            continue
+        seen.setdefault(image_id, uri)
+        rows.append(sources.SourcesRow(image_id, uri, data, error))
+    return sources.SPEC.to_table(rows), duplicates
+
+
+def crop_to_multiple(image: Image.Image, multiple: int) -> Image.Image:
+    width, height = image.size
+    new_w, new_h = width - width % multiple, height - height % multiple
+    left, top = (width - new_w) // 2, (height - new_h) // 2
+    return image.crop((left, top, left + new_w, top + new_h))
+
+
+def normalise_size(image: Image.Image, settings: Any) -> Image.Image:
+    """Apply the size policy: cap the long side, crop to multiples, enforce the minimum side."""
+    if settings.max_side and max(image.size) > settings.max_side:
+        factor = settings.max_side / max(image.size)
+        size = (max(1, round(image.width * factor)), max(1, round(image.height * factor)))
+        image = image.resize(size, Image.Resampling.LANCZOS)
+    image = crop_to_multiple(image, int(settings.multiple_of))
+    if min(image.size) < settings.min_side:
+        raise BadImageError(
+            f"too small: {image.width}x{image.height} after cropping to multiples of "
+            f"{settings.multiple_of}; ingest.min_side={settings.min_side}"
+        )
+    return image
+
+
+def ingest_item(row: dict[str, Any], settings: Any) -> hr.HrRow:
+    """One source -> one hr row (failed rows carry the reason)."""
+    uri = row["source_uri"]
+    try:
+        if row["error"]:
+            raise BadImageError(row["error"])
+        data = row["data"] if row["data"] is not None else Path(uri).read_bytes()
+        image = decode_rgb(data, int(settings.max_pixels), tuple(settings.background))
+        image = normalise_size(image, settings)
+    except (BadImageError, OSError) as err:
+        return hr.HrRow(row["image_id"], None, None, None, uri, STATUS_FAILED, f"{uri}: {err}")
+    return hr.HrRow(
+        row["image_id"], image_struct(encode_png(image)), image.width, image.height, uri, STATUS_OK
+    )
+
+
+class IngestStage(Stage):
+    name = "ingest"
+    input_tables = ("sources",)
+    output_table = "hr"
+
+    def list_sources(self) -> pa.Table:
+        table, duplicates = list_sources(str(self.cfg.input), self.settings)
+        for duplicate, first in duplicates:
+            log.warning("duplicate image skipped: %s has the same bytes as %s", duplicate, first)
+        self.duplicates = duplicates
+        return table
+
+    def process(self, batch: Batch) -> pa.Table:
+        rows = [ingest_item(row, self.settings) for row in batch["sources"].to_pylist()]
+        return hr.SPEC.to_table(rows)
