@@ -1,0 +1,571 @@
+"""The annotation task store: tasks, leases, judgements and annotators in SQL (SQLAlchemy Core).
+
+SQLite (WAL) by default, PostgreSQL for teams. Everything a task shows (crops, mask, context)
+is stored with it, so the annotation UI needs only the store, not the run directory.
+
+Claiming is atomic: on PostgreSQL the candidate task row is locked with
+``SELECT ... FOR UPDATE SKIP LOCKED`` (concurrent claimers skip it instead of waiting); on
+SQLite every write transaction is ``BEGIN IMMEDIATE``, which serialises writers. In both cases
+the lease is re-read after the lock is held, because a lease committed by another claimer
+between our snapshot and our lock is invisible to the first query. A pair is leased to one
+annotator at a time, judged by ``overlap_k`` distinct annotators, and never twice by one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import sqlalchemy as sa
+from omegaconf import DictConfig
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+
+from schemas import judgements as judgements_schema
+
+CHOICES = judgements_schema.CHOICES
+# Inserts per statement when importing tasks (each carries a few PNGs).
+IMPORT_CHUNK = 100
+# How many locked-but-taken candidates a claim skips before giving up on this round.
+CLAIM_ATTEMPTS = 20
+
+
+class StoreError(RuntimeError):
+    """An expected store condition the UI reports to the annotator (no traceback)."""
+
+
+class LeaseLost(StoreError):
+    """The pair is not (or no longer) leased to this annotator."""
+
+
+class PairBusy(StoreError):
+    """Another annotator is judging the pair right now."""
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    """One pair as imported: ids, the IQA decision and the PNGs the UI shows.
+
+    ``candidate_a`` is the IQA winner, ``candidate_b`` the loser; ``gold_answer`` (None, a
+    candidate id, "tie" or "both_bad") marks a gold item with a known answer.
+    """
+
+    pair_id: str
+    image_id: str
+    instance_id: str
+    candidate_a: str
+    candidate_b: str
+    margin: float
+    needs_review: bool
+    gold_answer: str | None
+    crop_a: bytes
+    crop_b: bytes
+    mask: bytes
+    context: bytes
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A pair leased to an annotator, and which candidate is shown on each side."""
+
+    pair_id: str
+    annotator: str
+    left_was: str
+    right_was: str
+    expires_at: float
+    # Set after an undo: the judgement being edited, so the UI can show it again.
+    previous_choice: str | None = None
+    previous_description: str = ""
+
+
+@dataclass(frozen=True)
+class TaskMedia:
+    crop_a: bytes
+    crop_b: bytes
+    mask: bytes
+    context: bytes
+    candidate_a: str
+    candidate_b: str
+
+
+@dataclass(frozen=True)
+class Progress:
+    done_today: int
+    queue_size: int  # pairs this annotator may still be given
+
+
+def _tables(metadata: sa.MetaData) -> dict[str, sa.Table]:
+    tasks = sa.Table(
+        "tasks",
+        metadata,
+        sa.Column("pair_id", sa.String(64), primary_key=True),
+        sa.Column("image_id", sa.String(64), nullable=False),
+        sa.Column("instance_id", sa.String(80), nullable=False),
+        sa.Column("candidate_a", sa.String(64), nullable=False),
+        sa.Column("candidate_b", sa.String(64), nullable=False),
+        sa.Column("margin", sa.Float, nullable=False),
+        sa.Column("needs_review", sa.Boolean, nullable=False),
+        sa.Column("gold_answer", sa.String(64)),
+        sa.Column("priority", sa.Integer, nullable=False, index=True),
+        # Distinct annotators wanted; NULL = everyone (gold items).
+        sa.Column("required", sa.Integer),
+        sa.Column("done", sa.Integer, nullable=False, default=0),
+        sa.Column("imported_at", sa.Float, nullable=False),
+    )
+    # Kept apart from `tasks` so the claim query scans small rows.
+    media = sa.Table(
+        "task_media",
+        metadata,
+        sa.Column("pair_id", sa.String(64), sa.ForeignKey(tasks.c.pair_id), primary_key=True),
+        sa.Column("crop_a", sa.LargeBinary, nullable=False),
+        sa.Column("crop_b", sa.LargeBinary, nullable=False),
+        sa.Column("mask", sa.LargeBinary, nullable=False),
+        sa.Column("context", sa.LargeBinary, nullable=False),
+    )
+    leases = sa.Table(
+        "leases",
+        metadata,
+        # One lease per pair: a pair is never with two annotators at once.
+        sa.Column("pair_id", sa.String(64), sa.ForeignKey(tasks.c.pair_id), primary_key=True),
+        sa.Column("annotator", sa.String(128), nullable=False, index=True),
+        sa.Column("left_was", sa.String(64), nullable=False),
+        sa.Column("claimed_at", sa.Float, nullable=False),
+        sa.Column("expires_at", sa.Float, nullable=False),
+    )
+    judgements = sa.Table(
+        "judgements",
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("pair_id", sa.String(64), sa.ForeignKey(tasks.c.pair_id), nullable=False, index=True),
+        sa.Column("annotator", sa.String(128), nullable=False, index=True),
+        sa.Column("choice", sa.String(16), nullable=False),
+        sa.Column("left_was", sa.String(64), nullable=False),
+        sa.Column("description", sa.Text, nullable=False),
+        sa.Column("ms_taken", sa.BigInteger, nullable=False),
+        sa.Column("created_at", sa.String(40), nullable=False),
+        sa.Column("created_ts", sa.Float, nullable=False),
+        sa.UniqueConstraint("pair_id", "annotator", name="one_judgement_per_annotator"),
+    )
+    annotators = sa.Table(
+        "annotators",
+        metadata,
+        sa.Column("name", sa.String(128), primary_key=True),
+        sa.Column("is_admin", sa.Boolean, nullable=False),
+        sa.Column("first_seen", sa.Float, nullable=False),
+    )
+    return {"tasks": tasks, "media": media, "leases": leases, "judgements": judgements, "annotators": annotators}
+
+
+def left_candidate(pair_id: str, annotator: str, candidate_a: str, candidate_b: str) -> str:
+    """The candidate shown on the left: a fair coin per (pair, annotator), stable across reloads."""
+    digest = hashlib.sha256(f"{pair_id}|{annotator}".encode()).digest()
+    return candidate_a if digest[0] % 2 == 0 else candidate_b
+
+
+def _make_engine(url: str) -> Engine:
+    engine = sa.create_engine(url, pool_size=10, max_overflow=60, pool_timeout=60, pool_pre_ping=True)
+    if engine.dialect.name != "sqlite":
+        return engine
+
+    # pysqlite's own transaction handling cannot issue BEGIN IMMEDIATE, so we take it over
+    # (the recipe from SQLAlchemy's SQLite dialect docs).
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("immediate") else "BEGIN")
+
+    return engine
+
+
+def _utc_iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat()
+
+
+def _start_of_day_utc(ts: float) -> float:
+    day = datetime.fromtimestamp(ts, tz=timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    return day.timestamp()
+
+
+class Store:
+    """The task store behind the annotation UI. Thread-safe; one instance per process."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        db_schema: str | None = None,
+        lease_ttl_s: float = 600.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.url = url
+        self.lease_ttl_s = float(lease_ttl_s)
+        self._clock = clock
+        self._engine = _make_engine(url)
+        if db_schema and self._engine.dialect.name == "sqlite":
+            raise ValueError(f"store.db_schema={db_schema!r} is for PostgreSQL; SQLite has no schemas")
+        self._metadata = sa.MetaData(schema=db_schema)
+        self._t = _tables(self._metadata)
+        with self._engine.begin() as conn:
+            if db_schema:
+                conn.execute(sa.schema.CreateSchema(db_schema, if_not_exists=True))
+            self._metadata.create_all(conn)
+        # Writers on SQLite take the database lock up front (BEGIN IMMEDIATE), so two claimers
+        # never both read "free" and then race to write.
+        self._writer = self._engine.execution_options(immediate=True)
+
+    @property
+    def dialect(self) -> str:
+        return self._engine.dialect.name
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with self._writer.begin() as conn:
+            yield conn
+
+    # -- import -------------------------------------------------------------------------
+
+    def import_tasks(self, records: Iterable[TaskRecord], *, overlap_k: int) -> int:
+        """Add tasks in the given order (earlier = served first); pairs already present are kept
+        as they are. Gold items (``gold_answer`` set) go to every annotator. Returns how many
+        were added."""
+        if overlap_k < 1:
+            raise ValueError(f"store.overlap_k must be at least 1, got {overlap_k}")
+        tasks = self._t["tasks"]
+        added = 0
+        with self._write() as conn:
+            existing = set(conn.execute(sa.select(tasks.c.pair_id)).scalars())
+            priority = conn.execute(sa.select(sa.func.coalesce(sa.func.max(tasks.c.priority), -1))).scalar_one()
+            now = self._clock()
+            task_rows, media_rows = [], []
+            for record in records:
+                if record.pair_id in existing:
+                    continue
+                existing.add(record.pair_id)
+                priority += 1
+                task_rows.append(
+                    {
+                        "pair_id": record.pair_id,
+                        "image_id": record.image_id,
+                        "instance_id": record.instance_id,
+                        "candidate_a": record.candidate_a,
+                        "candidate_b": record.candidate_b,
+                        "margin": float(record.margin),
+                        "needs_review": bool(record.needs_review),
+                        "gold_answer": record.gold_answer,
+                        "priority": priority,
+                        "required": None if record.gold_answer is not None else overlap_k,
+                        "done": 0,
+                        "imported_at": now,
+                    }
+                )
+                media_rows.append(
+                    {
+                        "pair_id": record.pair_id,
+                        "crop_a": record.crop_a,
+                        "crop_b": record.crop_b,
+                        "mask": record.mask,
+                        "context": record.context,
+                    }
+                )
+                if len(task_rows) >= IMPORT_CHUNK:
+                    added += self._insert_tasks(conn, task_rows, media_rows)
+                    task_rows, media_rows = [], []
+            added += self._insert_tasks(conn, task_rows, media_rows)
+        return added
+
+    def _insert_tasks(self, conn: Connection, task_rows: list[dict], media_rows: list[dict]) -> int:
+        if task_rows:
+            conn.execute(sa.insert(self._t["tasks"]), task_rows)
+            conn.execute(sa.insert(self._t["media"]), media_rows)
+        return len(task_rows)
+
+    def register_annotator(self, name: str, *, is_admin: bool = False) -> None:
+        annotators = self._t["annotators"]
+        with self._write() as conn:
+            found = conn.execute(sa.select(annotators.c.is_admin).where(annotators.c.name == name)).first()
+            if found is None:
+                conn.execute(sa.insert(annotators).values(name=name, is_admin=is_admin, first_seen=self._clock()))
+            elif bool(found.is_admin) != is_admin:
+                conn.execute(sa.update(annotators).where(annotators.c.name == name).values(is_admin=is_admin))
+
+    # -- claiming and judging -----------------------------------------------------------
+
+    def claim(self, annotator: str) -> Claim | None:
+        """The annotator's current task: their live lease if they hold one, else the first
+        free pair (by priority) they have not judged. None when nothing is left for them."""
+        tasks, leases = self._t["tasks"], self._t["leases"]
+        now = self._clock()
+        with self._write() as conn:
+            own = conn.execute(
+                sa.select(leases.c.pair_id, leases.c.left_was)
+                .where(leases.c.annotator == annotator, leases.c.expires_at > now)
+                .order_by(leases.c.claimed_at.desc())
+                .limit(1)
+            ).first()
+            if own is not None:
+                conn.execute(
+                    sa.update(leases)
+                    .where(leases.c.pair_id == own.pair_id)
+                    .values(expires_at=now + self.lease_ttl_s)
+                )
+                return self._claim_for(conn, own.pair_id, annotator, own.left_was, now)
+            skipped: list[str] = []
+            for _ in range(CLAIM_ATTEMPTS):
+                query = (
+                    sa.select(tasks.c.pair_id, tasks.c.candidate_a, tasks.c.candidate_b)
+                    .where(self._open_for(annotator, now))
+                    .order_by(tasks.c.priority)
+                    .limit(1)
+                    .with_for_update(skip_locked=True, of=tasks)
+                )
+                if skipped:
+                    query = query.where(tasks.c.pair_id.not_in(skipped))
+                row = conn.execute(query).first()
+                if row is None:
+                    return None
+                # We hold the row lock now; a fresh read sees leases committed since our snapshot.
+                still_open = conn.execute(
+                    sa.select(tasks.c.pair_id).where(tasks.c.pair_id == row.pair_id, self._open_for(annotator, now))
+                ).first()
+                if still_open is None:
+                    skipped.append(row.pair_id)
+                    continue
+                left_was = left_candidate(row.pair_id, annotator, row.candidate_a, row.candidate_b)
+                conn.execute(sa.delete(leases).where(leases.c.pair_id == row.pair_id))
+                conn.execute(
+                    sa.insert(leases).values(
+                        pair_id=row.pair_id,
+                        annotator=annotator,
+                        left_was=left_was,
+                        claimed_at=now,
+                        expires_at=now + self.lease_ttl_s,
+                    )
+                )
+                return self._claim_for(conn, row.pair_id, annotator, left_was, now)
+            return None
+
+    def _open_for(self, annotator: str, now: float) -> sa.ColumnElement[bool]:
+        """Tasks this annotator may be given now: still wanted, not leased, not judged by them."""
+        tasks, leases, judgements = self._t["tasks"], self._t["leases"], self._t["judgements"]
+        live_lease = sa.exists().where(leases.c.pair_id == tasks.c.pair_id, leases.c.expires_at > now)
+        judged = sa.exists().where(judgements.c.pair_id == tasks.c.pair_id, judgements.c.annotator == annotator)
+        wanted = sa.or_(tasks.c.required.is_(None), tasks.c.done < tasks.c.required)
+        return sa.and_(wanted, ~live_lease, ~judged)
+
+    def _claim_for(
+        self, conn: Connection, pair_id: str, annotator: str, left_was: str, now: float, previous: Any = None
+    ) -> Claim:
+        tasks = self._t["tasks"]
+        row = conn.execute(
+            sa.select(tasks.c.candidate_a, tasks.c.candidate_b).where(tasks.c.pair_id == pair_id)
+        ).one()
+        right_was = row.candidate_b if left_was == row.candidate_a else row.candidate_a
+        return Claim(
+            pair_id=pair_id,
+            annotator=annotator,
+            left_was=left_was,
+            right_was=right_was,
+            expires_at=now + self.lease_ttl_s,
+            previous_choice=previous.choice if previous is not None else None,
+            previous_description=previous.description if previous is not None else "",
+        )
+
+    def submit(self, annotator: str, pair_id: str, choice: str, description: str = "", ms_taken: int = 0) -> None:
+        """Record a judgement on a pair leased to ``annotator`` and release the lease.
+
+        A lease past its TTL still counts while nobody else has taken the pair."""
+        if choice not in CHOICES:
+            raise ValueError(f"choice {choice!r} for pair {pair_id} is not one of {list(CHOICES)}")
+        tasks, leases, judgements = self._t["tasks"], self._t["leases"], self._t["judgements"]
+        now = self._clock()
+        with self._write() as conn:
+            # Lock the task row first so claimers skip it while we write.
+            conn.execute(sa.select(tasks.c.pair_id).where(tasks.c.pair_id == pair_id).with_for_update()).first()
+            lease = conn.execute(
+                sa.select(leases.c.left_was).where(leases.c.pair_id == pair_id, leases.c.annotator == annotator)
+            ).first()
+            if lease is None:
+                raise LeaseLost(
+                    f"pair {pair_id} is not leased to {annotator}: it was already judged, or its lease "
+                    f"expired and someone else took it"
+                )
+            try:
+                conn.execute(
+                    sa.insert(judgements).values(
+                        pair_id=pair_id,
+                        annotator=annotator,
+                        choice=choice,
+                        left_was=lease.left_was,
+                        description=description or "",
+                        ms_taken=max(0, int(ms_taken)),
+                        created_at=_utc_iso(now),
+                        created_ts=now,
+                    )
+                )
+            except IntegrityError:
+                raise LeaseLost(f"{annotator} has already judged pair {pair_id}") from None
+            conn.execute(sa.update(tasks).where(tasks.c.pair_id == pair_id).values(done=tasks.c.done + 1))
+            conn.execute(sa.delete(leases).where(leases.c.pair_id == pair_id))
+
+    def release(self, annotator: str) -> None:
+        """Give back the annotator's leases (e.g. on logout) so others can take the pairs now."""
+        leases = self._t["leases"]
+        with self._write() as conn:
+            conn.execute(sa.delete(leases).where(leases.c.annotator == annotator))
+
+    def undo_last(self, annotator: str) -> Claim | None:
+        """Take back the annotator's most recent judgement: it is deleted and its pair leased to
+        them again (same sides), to be judged anew. None when they have judged nothing."""
+        tasks, leases, judgements = self._t["tasks"], self._t["leases"], self._t["judgements"]
+        now = self._clock()
+        with self._write() as conn:
+            last = conn.execute(
+                sa.select(judgements)
+                .where(judgements.c.annotator == annotator)
+                .order_by(judgements.c.created_ts.desc(), judgements.c.id.desc())
+                .limit(1)
+            ).first()
+            if last is None:
+                return None
+            conn.execute(sa.select(tasks.c.pair_id).where(tasks.c.pair_id == last.pair_id).with_for_update()).first()
+            holder = conn.execute(
+                sa.select(leases.c.annotator).where(leases.c.pair_id == last.pair_id, leases.c.expires_at > now)
+            ).first()
+            if holder is not None and holder.annotator != annotator:
+                raise PairBusy(f"pair {last.pair_id} is being judged by someone else right now; try undo again shortly")
+            conn.execute(sa.delete(judgements).where(judgements.c.id == last.id))
+            conn.execute(sa.update(tasks).where(tasks.c.pair_id == last.pair_id).values(done=tasks.c.done - 1))
+            # The pair they were looking at goes back to the queue; the undone one is theirs again.
+            conn.execute(sa.delete(leases).where(sa.or_(leases.c.annotator == annotator, leases.c.pair_id == last.pair_id)))
+            conn.execute(
+                sa.insert(leases).values(
+                    pair_id=last.pair_id,
+                    annotator=annotator,
+                    left_was=last.left_was,
+                    claimed_at=now,
+                    expires_at=now + self.lease_ttl_s,
+                )
+            )
+            return self._claim_for(conn, last.pair_id, annotator, last.left_was, now, previous=last)
+
+    # -- reading ------------------------------------------------------------------------
+
+    def media(self, pair_id: str) -> TaskMedia:
+        media, tasks = self._t["media"], self._t["tasks"]
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                sa.select(media, tasks.c.candidate_a, tasks.c.candidate_b)
+                .join(tasks, tasks.c.pair_id == media.c.pair_id)
+                .where(media.c.pair_id == pair_id)
+            ).first()
+        if row is None:
+            raise StoreError(f"pair {pair_id} is not in the store")
+        return TaskMedia(
+            crop_a=row.crop_a,
+            crop_b=row.crop_b,
+            mask=row.mask,
+            context=row.context,
+            candidate_a=row.candidate_a,
+            candidate_b=row.candidate_b,
+        )
+
+    def progress(self, annotator: str) -> Progress:
+        tasks, judgements, leases = self._t["tasks"], self._t["judgements"], self._t["leases"]
+        now = self._clock()
+        with self._engine.connect() as conn:
+            done_today = conn.execute(
+                sa.select(sa.func.count())
+                .select_from(judgements)
+                .where(judgements.c.annotator == annotator, judgements.c.created_ts >= _start_of_day_utc(now))
+            ).scalar_one()
+            judged = sa.exists().where(judgements.c.pair_id == tasks.c.pair_id, judgements.c.annotator == annotator)
+            wanted = sa.or_(tasks.c.required.is_(None), tasks.c.done < tasks.c.required)
+            others_lease = sa.exists().where(
+                leases.c.pair_id == tasks.c.pair_id, leases.c.expires_at > now, leases.c.annotator != annotator
+            )
+            queue = conn.execute(
+                sa.select(sa.func.count()).select_from(tasks).where(wanted, ~judged, ~others_lease)
+            ).scalar_one()
+        return Progress(done_today=int(done_today), queue_size=int(queue))
+
+    def judgement_rows(self) -> list[dict[str, Any]]:
+        """Every judgement with its pair's IQA decision and gold answer (for the admin view)."""
+        tasks, judgements = self._t["tasks"], self._t["judgements"]
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(
+                    judgements,
+                    tasks.c.candidate_a,
+                    tasks.c.candidate_b,
+                    tasks.c.gold_answer,
+                    tasks.c.needs_review,
+                )
+                .join(tasks, tasks.c.pair_id == judgements.c.pair_id)
+                .order_by(judgements.c.id)
+            ).mappings()
+            return [dict(r) for r in rows]
+
+    def annotators(self) -> list[dict[str, Any]]:
+        annotators = self._t["annotators"]
+        with self._engine.connect() as conn:
+            return [dict(r) for r in conn.execute(sa.select(annotators).order_by(annotators.c.name)).mappings()]
+
+    def counts(self) -> dict[str, int]:
+        """Store-wide totals: tasks, tasks complete, live leases, judgements."""
+        tasks, leases, judgements = self._t["tasks"], self._t["leases"], self._t["judgements"]
+        now = self._clock()
+        with self._engine.connect() as conn:
+
+            def count(table: sa.Table, *where: Any) -> int:
+                return int(conn.execute(sa.select(sa.func.count()).select_from(table).where(*where)).scalar_one())
+
+            return {
+                "tasks": count(tasks),
+                "complete": count(tasks, tasks.c.required.is_not(None), tasks.c.done >= tasks.c.required),
+                "leased": count(leases, leases.c.expires_at > now),
+                "judgements": count(judgements),
+            }
+
+    def export_judgements(self) -> pa.Table:
+        """All judgements as a ``judgements`` table (schemas.judgements), oldest first."""
+        columns = judgements_schema.SPEC.columns
+        rows = [{name: row[name] for name in columns} for row in self.judgement_rows()]
+        return judgements_schema.SPEC.to_table(rows)
+
+
+def store_url(cfg: DictConfig) -> str:
+    """``store.url``, or SQLite at ``<run_dir>/annotations.db`` when it is null."""
+    if cfg.store.url:
+        return str(cfg.store.url)
+    run_dir = Path(str(cfg.run_dir))
+    if "://" in str(cfg.run_dir):
+        raise ValueError(
+            f"run_dir={cfg.run_dir} is remote; the SQLite store needs a local folder, so set store.url "
+            f"(e.g. postgresql+psycopg://user@host:5432/db)"
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{run_dir.resolve() / 'annotations.db'}"
+
+
+def open_store(cfg: DictConfig) -> Store:
+    """The store a run config names (``store.url``, ``store.db_schema``, ``store.lease_ttl_s``)."""
+    return Store(store_url(cfg), db_schema=cfg.store.db_schema, lease_ttl_s=cfg.store.lease_ttl_s)
