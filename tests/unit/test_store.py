@@ -1,0 +1,272 @@
+"""The task store on SQLite and on the PostgreSQL server at 127.0.0.1:5432 (database `test`)."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import Counter
+
+import pytest
+import sqlalchemy as sa
+
+from annotation_ui.store import LeaseLost, PairBusy, Store, TaskRecord, left_candidate
+from schemas import judgements as judgements_schema
+
+POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _postgres_available() -> bool:
+    try:
+        with sa.create_engine(POSTGRES_URL).connect() as conn:
+            conn.execute(sa.text("select 1"))
+        return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def open_store(request, tmp_path):
+    """A function opening the (same) store again and again; everything is dropped afterwards."""
+    if request.param == "postgresql":
+        if not _postgres_available():
+            pytest.skip(f"no PostgreSQL server at {POSTGRES_URL}")
+        url, schema = POSTGRES_URL, f"store_test_{uuid.uuid4().hex[:12]}"
+    else:
+        url, schema = f"sqlite:///{tmp_path / 'annotations.db'}", None
+    opened: list[Store] = []
+
+    def make(clock=None, lease_ttl_s: float = 60.0) -> Store:
+        store = Store(url, db_schema=schema, lease_ttl_s=lease_ttl_s, clock=clock or FakeClock())
+        opened.append(store)
+        return store
+
+    yield make
+    for store in opened:
+        store.close()
+    if schema:
+        engine = sa.create_engine(url)
+        with engine.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        engine.dispose()
+
+
+def records(count: int, gold: set[int] = frozenset()) -> list[TaskRecord]:
+    return [
+        TaskRecord(
+            pair_id=f"p{i:03d}",
+            image_id=f"img{i // 4}",
+            instance_id=f"img{i // 4}:{i % 4}",
+            candidate_a=f"a{i}",
+            candidate_b=f"b{i}",
+            margin=i / 100,
+            needs_review=False,
+            gold_answer=f"a{i}" if i in gold else None,
+            crop_a=b"A%d" % i,
+            crop_b=b"B%d" % i,
+            mask=b"M",
+            context=b"C",
+        )
+        for i in range(count)
+    ]
+
+
+def drain(store: Store, annotator: str, choice: str = "left") -> list[str]:
+    judged = []
+    while (claim := store.claim(annotator)) is not None:
+        store.submit(annotator, claim.pair_id, choice)
+        judged.append(claim.pair_id)
+    return judged
+
+
+def test_claim_submit_export_round_trip(open_store):
+    store = open_store()
+    assert store.import_tasks(records(3), overlap_k=1) == 3
+    claim = store.claim("ann")
+    assert claim.pair_id == "p000"  # import order is serving order
+    assert claim.left_was == left_candidate("p000", "ann", "a0", "b0")
+    assert {claim.left_was, claim.right_was} == {"a0", "b0"}
+    store.submit("ann", claim.pair_id, "right", "the <b>sky</b> is smeared", ms_taken=1234)
+    table = store.export_judgements()
+    judgements_schema.SPEC.validate(table)
+    [row] = table.to_pylist()
+    assert row["pair_id"] == "p000" and row["annotator"] == "ann" and row["choice"] == "right"
+    assert row["left_was"] == claim.left_was
+    assert row["description"] == "the <b>sky</b> is smeared" and row["ms_taken"] == 1234
+    media = store.media("p000")
+    assert (media.crop_a, media.crop_b, media.candidate_a) == (b"A0", b"B0", "a0")
+
+
+def test_reimport_keeps_existing_tasks_and_bad_choice_is_rejected(open_store):
+    store = open_store()
+    store.import_tasks(records(2), overlap_k=1)
+    assert store.import_tasks(records(4), overlap_k=1) == 2
+    assert store.counts()["tasks"] == 4
+    claim = store.claim("ann")
+    with pytest.raises(ValueError, match="'middle'.*not one of"):
+        store.submit("ann", claim.pair_id, "middle")
+    with pytest.raises(ValueError, match="overlap_k"):
+        store.import_tasks(records(1), overlap_k=0)
+
+
+def test_left_right_order_is_randomised_per_annotator():
+    sides = {left_candidate(f"p{i}", "ann", "a", "b") for i in range(40)}
+    assert sides == {"a", "b"}
+    assert left_candidate("p1", "ann", "a", "b") == left_candidate("p1", "ann", "a", "b")
+
+
+def test_overlap_k_distinct_annotators_and_never_twice(open_store):
+    store = open_store()
+    store.import_tasks(records(5), overlap_k=2)
+    first = drain(store, "ann1")
+    assert sorted(first) == [f"p{i:03d}" for i in range(5)]  # each pair once, never twice
+    drain(store, "ann2")
+    assert drain(store, "ann3") == []  # every pair has its two annotators
+    per_pair = Counter(r["pair_id"] for r in store.export_judgements().to_pylist())
+    assert set(per_pair.values()) == {2}
+    assert store.counts()["complete"] == 5
+    assert store.progress("ann3").queue_size == 0
+
+
+def test_gold_items_go_to_every_annotator(open_store):
+    store = open_store()
+    store.import_tasks(records(3, gold={1}), overlap_k=1)
+    drain(store, "ann1")
+    assert drain(store, "ann2") == ["p001"]
+    assert drain(store, "ann3") == ["p001"]
+
+
+def test_a_leased_pair_is_not_given_to_anyone_else_until_the_lease_expires(open_store):
+    clock = FakeClock()
+    store = open_store(clock=clock, lease_ttl_s=60)
+    store.import_tasks(records(1), overlap_k=2)
+    claim = store.claim("ann1")
+    assert store.claim("ann2") is None
+    assert store.claim("ann1").pair_id == claim.pair_id  # asking again returns the live lease
+    clock.now += 61
+    taken = store.claim("ann2")
+    assert taken.pair_id == claim.pair_id
+    with pytest.raises(LeaseLost, match="not leased to ann1"):
+        store.submit("ann1", claim.pair_id, "left")
+    store.submit("ann2", taken.pair_id, "tie")
+    assert [r["annotator"] for r in store.export_judgements().to_pylist()] == ["ann2"]
+
+
+def test_an_expired_lease_still_counts_while_nobody_took_the_pair(open_store):
+    clock = FakeClock()
+    store = open_store(clock=clock, lease_ttl_s=60)
+    store.import_tasks(records(1), overlap_k=1)
+    claim = store.claim("ann1")
+    clock.now += 3600
+    store.submit("ann1", claim.pair_id, "both_bad")
+    assert store.counts()["judgements"] == 1
+    with pytest.raises(LeaseLost):
+        store.submit("ann1", claim.pair_id, "both_bad")  # a double click records nothing twice
+    assert store.counts()["judgements"] == 1
+
+
+def test_undo_reopens_the_last_judgement_for_editing(open_store):
+    store = open_store()
+    store.import_tasks(records(3), overlap_k=1)
+    assert store.undo_last("ann") is None
+    first = store.claim("ann")
+    store.submit("ann", first.pair_id, "left", "first look")
+    second = store.claim("ann")
+    undone = store.undo_last("ann")
+    assert undone.pair_id == first.pair_id and undone.left_was == first.left_was
+    assert (undone.previous_choice, undone.previous_description) == ("left", "first look")
+    assert store.counts()["judgements"] == 0
+    assert store.claim("ann").pair_id == first.pair_id  # the edited pair is the current task
+    store.submit("ann", first.pair_id, "right", "second look")
+    # The pair that was on screen before the undo went back to the queue and comes next.
+    assert store.claim("ann").pair_id == second.pair_id
+    [row] = store.export_judgements().to_pylist()
+    assert (row["choice"], row["description"]) == ("right", "second look")
+
+
+def test_undo_refuses_while_someone_else_judges_the_pair(open_store):
+    store = open_store()
+    store.import_tasks(records(1), overlap_k=2)
+    claim = store.claim("ann1")
+    store.submit("ann1", claim.pair_id, "left")
+    store.claim("ann2")
+    with pytest.raises(PairBusy, match="someone else"):
+        store.undo_last("ann1")
+
+
+def test_closing_and_reopening_mid_session_loses_nothing(open_store):
+    clock = FakeClock()
+    store = open_store(clock=clock)
+    store.import_tasks(records(4), overlap_k=1)
+    done = store.claim("ann")
+    store.submit("ann", done.pair_id, "tie", "ok")
+    current = store.claim("ann")
+    store.close()
+    reopened = open_store(clock=clock)
+    assert reopened.claim("ann") == current  # the lease survived, same sides
+    assert reopened.export_judgements().to_pylist()[0]["pair_id"] == done.pair_id
+    reopened.submit("ann", current.pair_id, "right")
+    assert reopened.counts() == {"tasks": 4, "complete": 2, "leased": 0, "judgements": 2}
+
+
+def test_progress_counts_today_and_the_queue(open_store):
+    clock = FakeClock()
+    store = open_store(clock=clock)
+    store.import_tasks(records(4), overlap_k=1)
+    store.submit("ann", store.claim("ann").pair_id, "left")
+    assert store.progress("ann").done_today == 1
+    assert store.progress("ann").queue_size == 3
+    store.claim("other")  # leased by someone else: not in ann's queue
+    assert store.progress("ann").queue_size == 2
+    clock.now += 86400
+    assert store.progress("ann").done_today == 0
+
+
+def test_fifty_annotators_claiming_and_submitting_concurrently(open_store):
+    """No pair with two annotators at once, no lost or duplicate judgement, k respected."""
+    store = open_store(clock=time.time)
+    pairs, k, threads = 40, 3, 50
+    store.import_tasks(records(pairs), overlap_k=k)
+    holders: dict[str, str] = {}
+    guard = threading.Lock()
+    violations: list[str] = []
+    submitted: list[tuple[str, str]] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(threads)
+
+    def annotate(name: str) -> None:
+        try:
+            start.wait()
+            while (claim := store.claim(name)) is not None:
+                with guard:
+                    if claim.pair_id in holders:
+                        violations.append(f"{claim.pair_id}: {holders[claim.pair_id]} and {name}")
+                    holders[claim.pair_id] = name
+                assert store.media(claim.pair_id).crop_a  # looking at the task takes a round trip
+                with guard:  # let go before submitting: the lease stays until the submit commits
+                    del holders[claim.pair_id]
+                store.submit(name, claim.pair_id, "left")
+                with guard:
+                    submitted.append((claim.pair_id, name))
+        except BaseException as err:  # reported below, with the thread's name
+            errors.append(err)
+
+    workers = [threading.Thread(target=annotate, args=(f"ann{i:02d}",)) for i in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert not errors, errors
+    assert not violations
+    rows = store.export_judgements().to_pylist()
+    assert sorted((r["pair_id"], r["annotator"]) for r in rows) == sorted(submitted)  # nothing lost
+    assert len(set(submitted)) == len(submitted) == pairs * k  # nothing twice, every slot filled
+    assert set(Counter(r["pair_id"] for r in rows).values()) == {k}
