@@ -1,0 +1,1 @@
+"""Per-instance IQA scoring: metrics (pyiqa, offline), crops, the batched scorer and the reward."""
