@@ -1,0 +1,161 @@
+"""Rows of the published dataset: a dspo row per image from the run's tables, human decisions
+applied to it, and the Pick-a-Pic style ``pairs`` rows derived from it."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+import pyarrow as pa
+
+from schemas.dataset import CANDIDATE_PARAMS, DATASET_SCHEMA_VERSION, INSTANCE_COLUMNS
+from schemas.instances import instance_id
+from stages.base import rng_for
+from stages.judgements_merge import BOTH_BAD, OVERTURN, TIE, Decision
+
+
+class EmitInputError(ValueError):
+    """The run's tables disagree about an image; the message names the image and the pair."""
+
+
+def instance_weights(instance_index: list[int], areas: list[int]) -> list[float]:
+    """Per pair: w_m = area_m / sum of the kept instances' areas (the DSPO instance weight),
+    shared equally by the instance's pairs (pair.top_k > 1 gives several), summing to 1."""
+    area_of = dict(zip(instance_index, areas))
+    pairs_of = Counter(instance_index)
+    total = float(sum(area_of.values()))
+    return [area_of[i] / total / pairs_of[i] for i in instance_index]
+
+
+def assemble_dspo_rows(batch: Mapping[str, pa.Table], include_hr: bool) -> list[dict[str, Any]]:
+    """One dspo row per image of the batch that has pairs, labelled as the pairs table says."""
+    by_image = {
+        name: {row["image_id"]: row for row in batch[name].to_pylist()} for name in ("candidates", "instances")
+    }
+    pairs_by_image: dict[str, list[dict[str, Any]]] = {}
+    for pair in batch["pairs"].to_pylist():
+        pairs_by_image.setdefault(pair["image_id"], []).append(pair)
+    rows = []
+    for lq in batch["lq"].to_pylist():
+        image_id = lq["image_id"]
+        pairs = pairs_by_image.get(image_id)
+        candidates = by_image["candidates"].get(image_id)
+        instances = by_image["instances"].get(image_id)
+        # An image failed upstream (no candidates/instances row) or without any pair has no
+        # preference to publish; upstream failures are counted in the dataset card.
+        if not pairs or candidates is None or instances is None:
+            continue
+        rows.append(_dspo_row(lq, candidates, instances, pairs, include_hr))
+    return rows
+
+
+def _dspo_row(
+    lq: dict[str, Any],
+    candidates: dict[str, Any],
+    instances: dict[str, Any],
+    pairs: list[dict[str, Any]],
+    include_hr: bool,
+) -> dict[str, Any]:
+    image_id = lq["image_id"]
+    items = candidates["candidates"]
+    ids = [c["candidate_id"] for c in items]
+    masks = instances["masks"]
+    pairs = sorted(pairs, key=lambda p: (p["instance_index"], p["pair_id"]))
+    for pair in pairs:
+        where = f"image {image_id} pair {pair['pair_id']}"
+        if not 0 <= pair["instance_index"] < len(masks):
+            raise EmitInputError(f"{where}: instance_index {pair['instance_index']} but {len(masks)} masks")
+        for side in ("win", "lose"):
+            index, wanted = pair[f"{side}_index"], pair[f"{side}_candidate_id"]
+            if not 0 <= index < len(ids) or ids[index] != wanted:
+                raise EmitInputError(f"{where}: {side}_index {index} does not point at candidate {wanted}")
+    areas = [p["area"] for p in pairs]
+    indices = [p["instance_index"] for p in pairs]
+    return {
+        "image_id": image_id,
+        "lq": lq["lq"],
+        "hr": lq["hr"] if include_hr else None,
+        "scale": lq["scale"],
+        "candidates": [c["image"] for c in items],
+        "candidate_params": [{k: c.get(k) for k in CANDIDATE_PARAMS} for c in items],
+        "masks": [masks[p["instance_index"]] for p in pairs],
+        "instance_index": indices,
+        "pair_id": [p["pair_id"] for p in pairs],
+        "win_index": [p["win_index"] for p in pairs],
+        "lose_index": [p["lose_index"] for p in pairs],
+        "area": areas,
+        "weight": instance_weights(indices, areas),
+        "margin": [p["margin"] for p in pairs],
+        "label_source": [p["label_source"] for p in pairs],
+        "description": [""] * len(pairs),
+        "prompt": candidates["prompt"] or "",
+        "degradation_text": lq["degradation_text"] or "",
+        "schema_version": DATASET_SCHEMA_VERSION,
+    }
+
+
+def merge_instances(row: Mapping[str, Any], decisions: Mapping[str, Decision]) -> list[dict[str, Any]]:
+    """The row's instances with people's decisions applied: both_bad dropped, overturned ones
+    flipped (their IQA margin negated), ties flagged, confirmed ones labelled "human"."""
+    merged = []
+    for k in range(len(row["masks"])):
+        item = {name: row[name][k] for name in INSTANCE_COLUMNS}
+        item["tie"] = False
+        decision = decisions.get(item["pair_id"])
+        if decision is not None:
+            if decision.outcome == BOTH_BAD:
+                continue
+            item["label_source"] = "human"
+            item["description"] = decision.description
+            item["tie"] = decision.outcome == TIE
+            if decision.outcome == OVERTURN:
+                item["win_index"], item["lose_index"] = item["lose_index"], item["win_index"]
+                item["margin"] = -item["margin"]
+        merged.append(item)
+    return merged
+
+
+def dspo_row_with(row: Mapping[str, Any], instances: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """``row`` restricted to ``instances`` minus ties, weights renormalised; None when none is left."""
+    kept = [item for item in instances if not item["tie"]]
+    if not kept:
+        return None
+    out = dict(row)
+    for name in INSTANCE_COLUMNS:
+        out[name] = [item[name] for item in kept]
+    out["weight"] = instance_weights(out["instance_index"], out["area"])
+    return out
+
+
+def pairs_rows(row: Mapping[str, Any], instances: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
+    """Pick-a-Pic rows for ``instances`` (ties kept as 0.5): which candidate is ``jpg_0`` is drawn
+    per pair from the seed, so a trainer cannot learn "the first image wins"."""
+    if not instances:
+        return []
+    weights = instance_weights([i["instance_index"] for i in instances], [i["area"] for i in instances])
+    out = []
+    for item, weight in zip(instances, weights):
+        win = row["candidates"][item["win_index"]]["bytes"]
+        lose = row["candidates"][item["lose_index"]]["bytes"]
+        winner_first = bool(rng_for(seed, "emit", item["pair_id"]).random() < 0.5)
+        label_0 = 0.5 if item["tie"] else float(winner_first)
+        out.append(
+            {
+                "jpg_0": win if winner_first else lose,
+                "jpg_1": lose if winner_first else win,
+                "label_0": label_0,
+                "label_1": 1.0 - label_0,
+                "caption": item["description"] or row["prompt"],
+                "lq": row["lq"]["bytes"],
+                "mask": item["masks"],
+                "weight": weight,
+                "margin": item["margin"],
+                "label_source": item["label_source"],
+                "image_id": row["image_id"],
+                "instance_id": instance_id(row["image_id"], item["instance_index"]),
+                "pair_id": item["pair_id"],
+                "schema_version": DATASET_SCHEMA_VERSION,
+            }
+        )
+    return out

@@ -1,0 +1,279 @@
+"""emit: the run's tables -> a Hugging Face dataset in ``<run_dir>/dataset/`` (Parquet, two configs,
+a dataset card) and ``report.html``.
+
+``process`` assembles each shard's dspo rows as the IQA labelled them (table ``dspo``);
+``finalize`` merges people's judgements, splits by image, writes the Parquet shards of both
+configs, the card and the report, and optionally uploads to the Hub.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import logging
+import os
+from collections import Counter
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from omegaconf import OmegaConf
+
+from schemas import dataset
+from schemas.dataset import CONFIG_DSPO, CONFIG_PAIRS, PAIRS_FEATURES, dspo_features
+from schemas.scores import metrics_dict
+from schemas.table import STATUS_FAILED
+from stages.base import Batch, RunContext, Stage, seed_for
+from stages.dataset_card import CardFacts, render_card
+from stages.dataset_files import ShardWriter, card_data, check_split_fractions, split_of
+from stages.dataset_rows import assemble_dspo_rows, dspo_row_with, merge_instances, pairs_rows
+from stages.judgements_merge import MergeReport, decide_pairs
+from stages.report import SamplePair, bar_chart, heatmap, histogram, render_report
+
+log = logging.getLogger(__name__)
+
+UPSTREAM_TABLES = ("hr", "lq", "candidates", "instances")
+
+
+class EmitStage(Stage):
+    name = "emit"
+    input_tables = ("lq", "candidates", "instances", "pairs")
+    output_table = dataset.SPEC.name
+
+    def process(self, batch: Batch) -> pa.Table:
+        rows = assemble_dspo_rows(batch, include_hr=bool(self.settings.include_hr))
+        return dataset.SPEC.to_table(rows)
+
+    def finalize(self, run: RunContext) -> dict[str, Any]:
+        settings = self.settings
+        fractions = check_split_fractions(dict(settings.splits))
+        merge = decide_pairs(
+            run.read_table("pairs"),
+            run.read_table("judgements"),
+            rule=settings.judgements.rule,
+            min_agreement=float(settings.judgements.min_agreement),
+            min_votes=int(settings.judgements.min_votes),
+        )
+        writers = self._writers(run, fractions)
+        tally = _Tally()
+        samples = _SampleReservoir(int(settings.report_samples), self.seed)
+        rows = run.read_table(dataset.SPEC.name)
+        for record_batch in rows.to_batches(max_chunksize=max(1, self.batch_size)):
+            for row in record_batch.to_pylist():
+                split = split_of(row["image_id"], fractions)
+                instances = merge_instances(row, merge.decisions)
+                dspo_row = dspo_row_with(row, instances)
+                if dspo_row is None:
+                    tally.dropped_images += 1
+                else:
+                    if not settings.include_hr:
+                        del dspo_row["hr"]
+                    writers[CONFIG_DSPO][split].add(dspo_row)
+                    tally.count_dspo(dspo_row)
+                if CONFIG_PAIRS in writers:
+                    for pair in pairs_rows(row, instances, self.seed):
+                        writers[CONFIG_PAIRS][split].add(pair)
+                        tally.count_pair(pair)
+                samples.offer(row, instances)
+        for splits in writers.values():
+            for writer in splits.values():
+                writer.close()
+        facts = self._card_facts(run, writers, tally, merge)
+        header = card_data(writers, license=str(settings.license), pretty_name=facts.name)
+        run.write_bytes("dataset/README.md", render_card(header, facts).encode())
+        run.write_bytes("dataset/report.html", self._report(run, facts, tally, samples).encode())
+        if settings.push_to_hub:
+            _push_to_hub(run.local_path("dataset"), str(settings.push_to_hub), bool(settings.hub_private))
+        return {
+            "rows": {config: dict(counts) for config, counts in facts.split_rows.items()},
+            "judgements": dict(facts.judgements),
+            "dropped_images": tally.dropped_images,
+        }
+
+    def _writers(self, run: RunContext, fractions: dict[str, float]) -> dict[str, dict[str, ShardWriter]]:
+        settings = self.settings
+        features = {CONFIG_DSPO: dspo_features(bool(settings.include_hr))}
+        if settings.pairs:
+            features[CONFIG_PAIRS] = PAIRS_FEATURES
+        return {
+            config: {
+                split: ShardWriter(
+                    run, config, split, feats, int(settings.row_group_size), int(settings.max_shard_bytes)
+                )
+                for split in fractions
+            }
+            for config, feats in features.items()
+        }
+
+    def _card_facts(
+        self,
+        run: RunContext,
+        writers: dict[str, dict[str, ShardWriter]],
+        tally: _Tally,
+        merge: MergeReport,
+    ) -> CardFacts:
+        upstream = {name: run.read_table(name) for name in UPSTREAM_TABLES}
+        failed = {
+            name: int(pc.sum(pc.equal(table.column("status"), STATUS_FAILED)).as_py() or 0)
+            for name, table in upstream.items()
+            if "status" in table.column_names
+        }
+        instances = upstream["instances"]
+        scores = run.read_table("scores")
+        outcomes = Counter(d.outcome for d in merge.decisions.values())
+        outcomes.update(undecided=merge.undecided, unknown_pair=merge.unknown_pairs)
+        return CardFacts(
+            name=f"srprefs DSPO preferences ({self.cfg.run_dir})",
+            split_rows={c: {s: w.rows for s, w in splits.items()} for c, splits in writers.items()},
+            instances=dict(tally.label_sources),
+            pairs_labels=dict(tally.pair_labels),
+            judgements=dict(outcomes),
+            judgement_rule=_rule_text(self.settings.judgements),
+            backbones=sorted(tally.backbones),
+            segmenters=sorted({s for s in instances.column("segmenter").to_pylist() if s}),
+            metrics=sorted({n for m in scores.column("metrics").to_pylist() for n in metrics_dict(m)}),
+            candidates_per_image=sorted(tally.candidates_per_image),
+            failed=failed,
+            sources=dict(
+                zip(upstream["hr"].column("image_id").to_pylist(), upstream["hr"].column("source_uri").to_pylist())
+            ),
+            dropped_images=tally.dropped_images,
+            config_yaml=OmegaConf.to_yaml(self.cfg),
+        )
+
+    def _report(self, run: RunContext, facts: CardFacts, tally: _Tally, samples: _SampleReservoir) -> str:
+        rewards = run.read_table("scores").column("reward").to_pylist()
+        margins = run.read_table("pairs").column("margin").to_pylist()
+        plots = [
+            histogram("reward-histogram", "IQA reward per (candidate, instance)", rewards, "reward"),
+            histogram("margin-histogram", "IQA margin per pair (win - lose)", margins, "margin"),
+            bar_chart(
+                "pairs-per-image",
+                "Instances (pairs) per image in dspo",
+                Counter(sorted(tally.pairs_per_image)),
+                "pairs in the image",
+            ),
+        ]
+        agreement = _metric_agreement(run)
+        notes = []
+        if agreement:
+            plots.append(heatmap("metric-agreement", "Metric agreement (from the pair stage)", agreement))
+        else:
+            notes.append("No metric agreement: the pair stage wrote no stats/pair.json with an agreement matrix.")
+        summary: dict[str, Any] = {
+            f"{config} rows": ", ".join(f"{s} {n}" for s, n in splits.items())
+            for config, splits in facts.split_rows.items()
+        }
+        summary.update(
+            {
+                "label sources (dspo instances)": _plain(facts.instances),
+                "human judgements": _plain(facts.judgements),
+                "failed items": _plain(facts.failed),
+                "backbones": ", ".join(facts.backbones),
+                "segmenters": ", ".join(facts.segmenters),
+                "metrics": ", ".join(facts.metrics),
+            }
+        )
+        return render_report(facts.name, summary, plots, samples.samples(), notes)
+
+
+def _plain(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in counts.items()) or "none"
+
+
+def _rule_text(judgements: Any) -> str:
+    if judgements.rule == "majority":
+        return (
+            f"majority, min_agreement {judgements.min_agreement}, min_votes {judgements.min_votes}"
+        )
+    return f"{judgements.rule}, min_votes {judgements.min_votes}"
+
+
+class _Tally:
+    """Counts gathered while writing, for the card and the report."""
+
+    def __init__(self) -> None:
+        self.label_sources: Counter[str] = Counter()
+        self.pair_labels: Counter[str] = Counter()
+        self.backbones: set[str] = set()
+        self.candidates_per_image: set[int] = set()
+        self.pairs_per_image: list[int] = []
+        self.dropped_images = 0
+
+    def count_dspo(self, row: dict[str, Any]) -> None:
+        self.label_sources.update(row["label_source"])
+        self.backbones.update(p["backbone"] for p in row["candidate_params"] if p.get("backbone"))
+        self.candidates_per_image.add(len(row["candidates"]))
+        self.pairs_per_image.append(len(row["masks"]))
+
+    def count_pair(self, pair: dict[str, Any]) -> None:
+        names = {1.0: "jpg_0 preferred", 0.0: "jpg_1 preferred", 0.5: "tie"}
+        self.pair_labels[names[pair["label_0"]]] += 1
+
+
+class _SampleReservoir:
+    """Keeps the ``size`` pairs with the smallest seeded hash of pair_id: a uniform, deterministic
+    sample taken in one pass without holding every image."""
+
+    def __init__(self, size: int, seed: int) -> None:
+        self.size, self.seed = size, seed
+        self._heap: list[tuple[int, str, SamplePair]] = []  # max-heap by negated key
+
+    def offer(self, row: dict[str, Any], instances: list[dict[str, Any]]) -> None:
+        if not instances or self.size <= 0:
+            return
+        total = float(sum(i["area"] for i in instances))
+        for item in instances:
+            key = seed_for(self.seed, "emit-report", item["pair_id"])
+            if len(self._heap) >= self.size and -self._heap[0][0] <= key:
+                continue
+            sample = SamplePair(
+                pair_id=item["pair_id"],
+                image_id=row["image_id"],
+                lq=row["lq"]["bytes"],
+                winner=row["candidates"][item["win_index"]]["bytes"],
+                loser=row["candidates"][item["lose_index"]]["bytes"],
+                mask=item["masks"],
+                margin=item["margin"],
+                weight=item["area"] / total,
+                label_source=item["label_source"],
+                tie=item["tie"],
+                description=item["description"],
+            )
+            heapq.heappush(self._heap, (-key, item["pair_id"], sample))
+            if len(self._heap) > self.size:
+                heapq.heappop(self._heap)
+
+    def samples(self) -> list[SamplePair]:
+        return [entry[2] for entry in sorted(self._heap, key=lambda e: (e[2].image_id, e[2].pair_id))]
+
+
+def _metric_agreement(run: RunContext) -> dict[str, dict[str, float]] | None:
+    """The pair stage's metric agreement (stats/pair.json: ``{"a|b": {"kendall_tau": t}}``) as
+    a symmetric matrix, when that file exists on a local run dir."""
+    try:
+        path = run.local_path("stats/pair.json")
+    except ValueError:  # a remote run dir: the report goes without this plot
+        return None
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as handle:
+        taus = json.load(handle).get("metric_agreement") or {}
+    matrix: dict[str, dict[str, float]] = {}
+    for key, value in taus.items():
+        a, b = key.split("|", 1)
+        for x, y in ((a, b), (b, a)):
+            matrix.setdefault(x, {x: 1.0})[y] = float(value["kendall_tau"])
+    for name in matrix:
+        matrix[name][name] = 1.0
+    return matrix or None
+
+
+def _push_to_hub(folder: str, repo_id: str, private: bool) -> None:
+    """Upload dataset/ to the Hub (needs a token and network; not exercised offline)."""
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+    api.upload_folder(folder_path=folder, repo_id=repo_id, repo_type="dataset")
+    log.info("emit: uploaded %s to https://huggingface.co/datasets/%s", folder, repo_id)

@@ -1,0 +1,136 @@
+"""Human judgements -> one decision per pair, by a configurable multi-annotator rule.
+
+A judgement records what a person clicked on screen: ``choice`` left/right/tie/both_bad, and
+``left_was``, the candidate shown on the left (the side is randomised per task). Relative to the
+pair's IQA label that is one of four outcomes:
+
+* ``confirm``  the person preferred the IQA winner: the label stays, its source becomes "human";
+* ``overturn`` the person preferred the IQA loser: winner and loser swap;
+* ``tie``      neither is better: dropped from ``dspo``, kept as label 0.5 in ``pairs``;
+* ``both_bad`` neither is acceptable: the instance is dropped.
+
+Several annotators: each annotator's latest judgement of a pair is their vote. Rule ``majority``
+takes the most frequent outcome when it is the only most frequent one, has at least
+``min_votes`` votes in total and a share of at least ``min_agreement``; rule ``latest`` takes the
+most recent vote (a reviewer correcting earlier ones). A pair without a decision keeps its IQA
+label. The descriptions attached are those of the annotators whose vote is the decision.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+CONFIRM = "confirm"
+OVERTURN = "overturn"
+TIE = "tie"
+BOTH_BAD = "both_bad"
+RULES = ("majority", "latest")
+
+
+class JudgementError(ValueError):
+    """A judgement cannot be read against its pair; the message names the pair and annotator."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    outcome: str  # confirm / overturn / tie / both_bad
+    votes: int  # judgements counted for the pair
+    agreeing: int  # of which voted for ``outcome``
+    description: str  # descriptions of the agreeing annotators, one per line; "" when none
+
+
+@dataclass(frozen=True)
+class MergeReport:
+    decisions: dict[str, Decision]  # pair_id -> decision, only pairs with a decision
+    undecided: int  # pairs with judgements but no decision under the rule
+    unknown_pairs: int  # judgements naming a pair_id this run does not have
+
+
+def vote_outcome(judgement: Mapping[str, Any], win_candidate_id: str, lose_candidate_id: str) -> str:
+    """Translate one on-screen judgement into confirm / overturn / tie / both_bad."""
+    choice = judgement["choice"]
+    if choice in (TIE, BOTH_BAD):
+        return choice
+    left = judgement["left_was"]
+    pair = {win_candidate_id, lose_candidate_id}
+    if left not in pair:
+        raise JudgementError(
+            f"judgement of pair {judgement['pair_id']} by {judgement['annotator']!r}: left_was {left!r} is "
+            f"neither candidate of the pair ({win_candidate_id}, {lose_candidate_id})"
+        )
+    if choice == "left":
+        preferred = left
+    elif choice == "right":
+        (preferred,) = pair - {left}
+    else:
+        raise JudgementError(
+            f"judgement of pair {judgement['pair_id']} by {judgement['annotator']!r}: unknown choice {choice!r}"
+        )
+    return CONFIRM if preferred == win_candidate_id else OVERTURN
+
+
+def decide_pairs(
+    pairs: pa.Table, judgements: pa.Table, rule: str, min_agreement: float, min_votes: int
+) -> MergeReport:
+    """One decision per judged pair of ``pairs`` (the IQA-labelled table) under ``rule``."""
+    if rule not in RULES:
+        raise JudgementError(f"emit.judgements.rule={rule!r}: expected one of {list(RULES)}")
+    if not 0.0 < min_agreement <= 1.0:
+        raise JudgementError(f"emit.judgements.min_agreement={min_agreement}: expected a share in (0, 1]")
+    labels = {
+        row["pair_id"]: (row["win_candidate_id"], row["lose_candidate_id"])
+        for row in pairs.select(["pair_id", "win_candidate_id", "lose_candidate_id"]).to_pylist()
+    }
+    votes = _latest_votes(judgements)
+    decisions: dict[str, Decision] = {}
+    undecided = unknown = 0
+    for pair_id, ballots in votes.items():
+        if pair_id not in labels:
+            unknown += 1
+            continue
+        outcomes = [(vote_outcome(b, *labels[pair_id]), b) for b in ballots]
+        decision = _apply_rule(outcomes, rule, min_agreement, min_votes)
+        if decision is None:
+            undecided += 1
+        else:
+            decisions[pair_id] = decision
+    return MergeReport(decisions, undecided, unknown)
+
+
+def _latest_votes(judgements: pa.Table) -> dict[str, list[dict[str, Any]]]:
+    """pair_id -> each annotator's latest judgement, oldest first."""
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in sorted(judgements.to_pylist(), key=lambda r: r["created_at"]):
+        latest[(row["pair_id"], row["annotator"])] = row
+    by_pair: dict[str, list[dict[str, Any]]] = {}
+    for row in sorted(latest.values(), key=lambda r: r["created_at"]):
+        by_pair.setdefault(row["pair_id"], []).append(row)
+    return by_pair
+
+
+def _apply_rule(
+    outcomes: list[tuple[str, dict[str, Any]]], rule: str, min_agreement: float, min_votes: int
+) -> Decision | None:
+    if len(outcomes) < min_votes:
+        return None
+    if rule == "latest":
+        chosen = outcomes[-1][0]
+        return Decision(chosen, len(outcomes), 1, _descriptions([outcomes[-1][1]]))
+    counts = Counter(outcome for outcome, _ in outcomes).most_common()
+    chosen, top = counts[0]
+    if len(counts) > 1 and counts[1][1] == top:
+        return None
+    if top / len(outcomes) < min_agreement:
+        return None
+    agreeing = [ballot for outcome, ballot in outcomes if outcome == chosen]
+    return Decision(chosen, len(outcomes), top, _descriptions(agreeing))
+
+
+def _descriptions(ballots: list[dict[str, Any]]) -> str:
+    texts = [(b.get("description") or "").strip() for b in ballots]
+    return "\n".join(dict.fromkeys(t for t in texts if t))
