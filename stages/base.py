@@ -72,7 +72,7 @@ class Stage(abc.ABC):
     def output_spec(self) -> TableSpec:
         return TABLES[self.output_table]
 
-    def setup(self) -> None:
+    def setup(self) -> None:  # noqa: B027 - optional hook; stages without models need nothing
         """Load models; called once per worker before the first batch."""
 
     @abc.abstractmethod

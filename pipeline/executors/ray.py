@@ -7,6 +7,7 @@ node registers under ``ray.node_ip_address`` (loopback by default).
 
 from __future__ import annotations
 
+import importlib
 import logging
 import math
 import os
@@ -18,7 +19,6 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from pipeline.executors.shard import run_shard
-from pipeline.registry import stage_class
 from pipeline.rundir import RunDir
 from stages.base import Stage
 
@@ -32,8 +32,9 @@ class ShardFailedError(RuntimeError):
 class StageWorker:
     """Holds one stage instance (and its model) for the life of the actor."""
 
-    def __init__(self, stage_name: str, cfg: dict[str, Any], run_uri: str) -> None:
-        self.stage = stage_class(stage_name)(OmegaConf.create(cfg))
+    def __init__(self, stage_path: str, cfg: dict[str, Any], run_uri: str) -> None:
+        module, name = stage_path.split(":")
+        self.stage = getattr(importlib.import_module(module), name)(OmegaConf.create(cfg))
         self.stage.setup()
         self.run = RunDir(run_uri)
 
@@ -81,7 +82,7 @@ def execute(stage: Stage, cfg: DictConfig, run: RunDir, shards: list[int], total
     container = OmegaConf.to_container(cfg, resolve=True)
 
     def new_actor() -> Any:
-        return actor_class.remote(stage.name, container, run.uri)
+        return actor_class.remote(f"{type(stage).__module__}:{type(stage).__qualname__}", container, run.uri)
 
     queue = deque(shards)
     attempts = dict.fromkeys(shards, 0)

@@ -100,16 +100,18 @@ def run_shard(
     output = pa.concat_tables([spec.conform(t) for t in outputs if t.num_rows] or [spec.empty()])
     output = _in_input_order(spec.conform(output), primary)
     run.write_shard(stage.output_table, shard, output)
-    ok_count = output.num_rows
+    ok_count, failed_count = output.num_rows, len(failed)
     if "status" in output.column_names:
+        # Stages may also return failed rows themselves (e.g. ingest for undecodable files).
         ok_count = int(pc.sum(pc.equal(output.column("status"), STATUS_OK)).as_py() or 0)
+        failed_count = output.num_rows - ok_count
     stats = {
         "stage": stage.name,
         "shard": shard,
         "input_rows": primary.num_rows,
         "rows": output.num_rows,
         "ok": ok_count,
-        "failed": len(failed),
+        "failed": failed_count,
         "failed_here": len(failures),
         "errors": [f"{i}: {e}" for i, e in failures[:20]],
         "seconds": round(time.perf_counter() - started, 3),
