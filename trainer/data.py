@@ -1,0 +1,151 @@
+"""The dspo dataset as the trainer sees it: load, validate before training, collate into tensors.
+
+Datasets are read only through ``datasets.load_dataset(path_or_hub_id, "dspo")``, never from a run
+directory, so any dataset in the format (local folder or Hub repo) works.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import datasets
+import numpy as np
+import torch
+from PIL import Image
+
+from schemas.dataset import (
+    CONFIG_DSPO,
+    DATASET_SCHEMA_VERSION,
+    DatasetFormatError,
+    validate_dspo_features,
+    validate_dspo_rows,
+)
+from stages.masks import MaskError, decode_masks
+
+
+def load_dspo_split(dataset: str, split: str) -> datasets.Dataset:
+    """Load one split of the ``dspo`` config; unknown splits get an error listing the known ones."""
+    loaded = datasets.load_dataset(dataset, CONFIG_DSPO)
+    if split not in loaded:
+        raise DatasetFormatError(f"dataset '{dataset}' has no split '{split}'; it has {sorted(loaded)}")
+    return loaded[split]
+
+
+def validate_dspo_dataset(ds: datasets.Dataset, split: str = "train") -> None:
+    """Raise DatasetFormatError naming row and column for anything training would trip over."""
+    validate_dspo_features(ds.features)
+    # Raw Arrow rows: images stay undecoded {bytes, path} structs, read by header only.
+    index = 0
+    for record_batch in ds.data.table.to_batches(max_chunksize=64):
+        rows = record_batch.to_pylist()
+        validate_dspo_rows(rows, first_row=index)
+        for row in rows:
+            _check_sizes_and_version(row, f"{split} row {index} (image_id {row.get('image_id')})")
+            index += 1
+
+
+def _check_sizes_and_version(row: Mapping[str, Any], where: str) -> None:
+    version = row.get("schema_version")
+    if version != DATASET_SCHEMA_VERSION:
+        raise DatasetFormatError(
+            f"{where}: column 'schema_version' is {version}, this trainer reads version {DATASET_SCHEMA_VERSION}"
+        )
+    sizes = [_image_size(c) for c in row["candidates"]]
+    if len(set(sizes)) > 1:
+        raise DatasetFormatError(f"{where}: column 'candidates' mixes image sizes {sorted(set(sizes))}")
+    height, width = sizes[0]
+    try:
+        mask_size = decode_masks(row["masks"]).shape[1:]
+    except MaskError as err:
+        raise DatasetFormatError(f"{where}: column 'masks': {err}") from None
+    if mask_size != (height, width):
+        raise DatasetFormatError(
+            f"{where}: column 'masks' has size {list(mask_size)} (h, w), the candidates are "
+            f"{height}x{width} (h x w)"
+        )
+    if row.get("hr") is not None and _image_size(row["hr"]) != (height, width):
+        raise DatasetFormatError(
+            f"{where}: column 'hr' is {_image_size(row['hr'])} (h, w), the candidates are {(height, width)}"
+        )
+
+
+def _image_size(value: Mapping[str, Any]) -> tuple[int, int]:
+    """(h, w) of an undecoded HF Image value, from its header."""
+    with Image.open(io.BytesIO(value["bytes"]) if value.get("bytes") else value["path"]) as image:
+        return image.height, image.width
+
+
+def text_condition(row: Mapping[str, Any]) -> str:
+    """The instance descriptions people wrote (joined), else the stored prompt."""
+    descriptions = [d.strip() for d in row.get("description") or [] if d and d.strip()]
+    if descriptions:
+        return "; ".join(descriptions)
+    return row.get("prompt") or ""
+
+
+def image_tensor(image: Image.Image) -> torch.Tensor:
+    """PIL image -> float [3, H, W] in [0, 1]."""
+    array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+
+
+@dataclass
+class DspoBatch:
+    """Collated rows. Instances are padded to the batch's largest count with zero weight."""
+
+    lq: torch.Tensor  # float [B, 3, h, w] in [0, 1]
+    candidates: torch.Tensor  # float [B, N, 3, H, W] in [0, 1]
+    masks: torch.Tensor  # bool [B, M, H, W]
+    win: torch.Tensor  # long [B, M]
+    lose: torch.Tensor  # long [B, M]
+    weights: torch.Tensor  # float [B, M]
+    texts: list[str]
+    image_ids: list[str]
+    hr: torch.Tensor | None  # float [B, 3, H, W] when every row has an HR image
+
+    def to(self, device: torch.device | str) -> DspoBatch:
+        moved = {
+            name: value.to(device) if isinstance(value, torch.Tensor) else value
+            for name, value in vars(self).items()
+        }
+        return DspoBatch(**moved)
+
+
+def collate_dspo(rows: Sequence[Mapping[str, Any]]) -> DspoBatch:
+    """Decoded dspo rows (PIL images, RLE dicts) -> one padded tensor batch."""
+    lq = [image_tensor(row["lq"]) for row in rows]
+    candidates = [torch.stack([image_tensor(c) for c in row["candidates"]]) for row in rows]
+    shapes = {(tuple(c.shape), tuple(x.shape)) for c, x in zip(candidates, lq)}
+    if len(shapes) > 1:
+        ids = [row["image_id"] for row in rows]
+        raise DatasetFormatError(
+            f"images {ids} differ in size or candidate count ({sorted(shapes)}); use a batch size of 1 "
+            "for datasets with mixed sizes"
+        )
+    most = max(len(row["masks"]) for row in rows)
+    batch, (_, _, height, width) = len(rows), candidates[0].shape
+    masks = torch.zeros(batch, most, height, width, dtype=torch.bool)
+    win = torch.zeros(batch, most, dtype=torch.long)
+    lose = torch.zeros(batch, most, dtype=torch.long)
+    weights = torch.zeros(batch, most, dtype=torch.float32)
+    for b, row in enumerate(rows):
+        count = len(row["masks"])
+        masks[b, :count] = torch.from_numpy(decode_masks(row["masks"]))
+        win[b, :count] = torch.tensor(row["win_index"], dtype=torch.long)
+        lose[b, :count] = torch.tensor(row["lose_index"], dtype=torch.long)
+        weights[b, :count] = torch.tensor(row["weight"], dtype=torch.float32)
+    has_hr = all(row.get("hr") is not None for row in rows)
+    return DspoBatch(
+        lq=torch.stack(lq),
+        candidates=torch.stack(candidates),
+        masks=masks,
+        win=win,
+        lose=lose,
+        weights=weights,
+        texts=[text_condition(row) for row in rows],
+        image_ids=[row["image_id"] for row in rows],
+        hr=torch.stack([image_tensor(row["hr"]) for row in rows]) if has_hr else None,
+    )

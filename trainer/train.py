@@ -1,0 +1,316 @@
+"""``dspo-train``: fine-tune an SR diffusion backbone with the per-instance DSPO loss.
+
+    dspo-train --dataset <folder or hub id> --backbone tiny --output_dir runs/dspo \\
+        --max_train_steps 300 --checkpointing_steps 100 --validation_steps 50
+
+Reads the ``dspo`` config of any dataset in the srprefs format through ``datasets.load_dataset``.
+Every step takes ``--train_batch_size`` images with all N candidates each; the N candidates of an
+image share one noise draw and one timestep, so their errors compare pixel by pixel. The loss is
+``dspo_loss`` (trainer/loss.py) plus ``--sft_weight`` times the policy's error on each instance's
+winner, a guard against the collapse where the policy "wins" by making losers worse.
+
+Output (``--output_dir``): the model in ``save_pretrained`` layout (the best validation checkpoint
+when validation runs, else the last step), ``last/`` (the last step), ``checkpoint-<step>/``
+folders for ``--resume_from_checkpoint``, ``log.jsonl`` / ``log.csv``, TensorBoard events under
+``logs/`` when TensorBoard is installed, and ``training_summary.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import ProjectConfiguration, set_seed
+from diffusers.optimization import get_scheduler
+
+from schemas.dataset import DatasetFormatError
+from stages.base import seed_for
+from trainer.checkpoints import CheckpointError, find_checkpoint, load_checkpoint, save_checkpoint
+from trainer.data import DspoBatch, collate_dspo, load_dspo_split, validate_dspo_dataset
+from trainer.logs import TrainingLog, console_line
+from trainer.loss import dspo_loss, instance_errors, mask_fractions
+from trainer.models import BackboneFolderError, LoraSettings, TrainableSR, load_trainable
+from trainer.validation import SamplerSettings, Validator
+
+BEST_DIR = "best"
+LAST_DIR = "last"
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="dspo-train", description=__doc__.split("\n\n")[0])
+    data = parser.add_argument_group("data")
+    data.add_argument("--dataset", required=True, help="dataset folder or Hub id (config 'dspo' is used)")
+    data.add_argument("--train_split", default="train")
+    data.add_argument("--validation_split", default="validation", help="'' to skip validation")
+    data.add_argument("--validation_images", type=int, default=8, help="validation rows used (first ones)")
+    data.add_argument("--validation_seeds", type=int, default=2, help="samples per validation image")
+
+    model = parser.add_argument_group("model")
+    model.add_argument("--backbone", default="tiny", help="'tiny' (embedded) or a diffusers pipeline folder")
+    model.add_argument("--use_lora", action="store_true", help="train LoRA adapters (reference = adapters off)")
+    model.add_argument("--lora_rank", type=int, default=8)
+    model.add_argument("--lora_alpha", type=float, default=8.0)
+    model.add_argument("--lora_target_modules", default="to_q,to_k,to_v,to_out.0")
+    model.add_argument("--noise_level", type=int, default=20, help="LQ noise augmentation of the SD x4 upscaler")
+
+    loss = parser.add_argument_group("objective")
+    loss.add_argument("--beta", type=float, default=500.0, help="DPO temperature")
+    loss.add_argument("--sft_weight", type=float, default=1.0, help="weight of the winners' denoising error")
+    loss.add_argument("--condition_dropout", type=float, default=0.1,
+                      help="share of images trained without condition (keeps classifier-free guidance consistent)")
+
+    optim = parser.add_argument_group("optimisation")
+    optim.add_argument("--learning_rate", type=float, default=1e-5)
+    optim.add_argument("--lr_scheduler", default="constant")
+    optim.add_argument("--lr_warmup_steps", type=int, default=0)
+    optim.add_argument("--adam_weight_decay", type=float, default=0.0)
+    optim.add_argument("--max_grad_norm", type=float, default=1.0)
+    optim.add_argument("--max_train_steps", type=int, default=300)
+    optim.add_argument("--train_batch_size", type=int, default=1, help="images per step (each with N candidates)")
+    optim.add_argument("--gradient_accumulation_steps", type=int, default=1)
+    optim.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"], default="no")
+    optim.add_argument("--seed", type=int, default=0)
+
+    run = parser.add_argument_group("run")
+    run.add_argument("--output_dir", required=True)
+    run.add_argument("--checkpointing_steps", type=int, default=100)
+    run.add_argument("--checkpoints_total_limit", type=int, default=None)
+    run.add_argument("--resume_from_checkpoint", default=None, help="'latest' or a checkpoint folder")
+    run.add_argument("--validation_steps", type=int, default=50, help="0 disables validation")
+    run.add_argument("--sample_steps", type=int, default=None, help="validation sampler steps (default: as the candidates)")
+    run.add_argument("--guidance", type=float, default=None, help="validation guidance (default: as the candidates)")
+    run.add_argument("--strength", type=float, default=None, help="validation start strength (default: as the candidates)")
+    run.add_argument("--report_to", choices=["auto", "tensorboard", "none"], default="auto")
+    run.add_argument("--log_every", type=int, default=1, help="console line every N steps")
+    args = parser.parse_args(argv)
+    for name in ("max_train_steps", "train_batch_size", "gradient_accumulation_steps", "checkpointing_steps"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1")
+    if args.beta <= 0:
+        parser.error("--beta must be positive")
+    if not 0.0 <= args.condition_dropout < 1.0:
+        parser.error("--condition_dropout must be in [0, 1)")
+    return args
+
+
+def sampler_settings(args: argparse.Namespace, rows: Sequence[dict[str, Any]]) -> SamplerSettings:
+    """Validation sampling as the dataset's candidates were made, unless overridden."""
+    params = rows[0]["candidate_params"][0] if rows and rows[0].get("candidate_params") else {}
+
+    def pick(override: Any, key: str, default: Any) -> Any:
+        if override is not None:
+            return override
+        return params.get(key) if params.get(key) is not None else default
+
+    return SamplerSettings(
+        steps=int(pick(args.sample_steps, "steps", 10)),
+        guidance=float(pick(args.guidance, "guidance", 1.0)),
+        strength=float(pick(args.strength, "strength", 1.0)),
+    )
+
+
+def batch_indices(seed: int, rows: int, batch_size: int, draw: int) -> list[int]:
+    """Rows of the ``draw``-th micro-batch: epochs are seeded permutations, so any step's batch
+    is known without replaying the ones before it (resume needs no data-loader state)."""
+    per_epoch = max(1, rows // batch_size)
+    epoch, position = divmod(draw, per_epoch)
+    order = np.random.default_rng(seed_for(seed, "dspo-train", "epoch", epoch)).permutation(rows)
+    picked = order[position * batch_size : (position + 1) * batch_size]
+    if len(picked) < batch_size:  # fewer rows than a batch: wrap around
+        picked = np.resize(order, batch_size)
+    return [int(i) for i in picked]
+
+
+def training_step(
+    trainable: TrainableSR, denoiser: torch.nn.Module, batch: DspoBatch, generator: torch.Generator,
+    args: argparse.Namespace,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Loss of one micro-batch: DSPO + sft_weight * (winner error), with diagnostics."""
+    encoded = trainable.encode(batch.lq, batch.candidates, batch.texts, generator)
+    noise, timesteps, keep = trainable.draw_noise(encoded, generator, args.condition_dropout)
+    policy = trainable.errors(denoiser, encoded, noise, timesteps, keep)
+    with torch.no_grad(), trainable.reference_denoiser(denoiser) as reference:
+        ref = trainable.errors(reference, encoded, noise, timesteps, keep)
+    dpo, metrics = dspo_loss(policy, ref, batch.masks, batch.win, batch.lose, batch.weights, args.beta)
+    fractions = mask_fractions(batch.masks, tuple(policy.shape[-2:]))
+    sft = (batch.weights * instance_errors(policy, fractions, batch.win)).sum(dim=1).mean()
+    total = dpo + args.sft_weight * sft
+    return total, {**metrics, "loss": total.detach(), "dpo_loss": dpo.detach(), "sft_loss": sft.detach()}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        return train(args)
+    except (DatasetFormatError, BackboneFolderError, CheckpointError) as err:
+        print(f"dspo-train: error: {err}", file=sys.stderr)
+        return 2
+
+
+def train(args: argparse.Namespace) -> int:
+    output_dir = Path(args.output_dir)
+    use_tensorboard = args.report_to == "tensorboard" or (
+        args.report_to == "auto" and importlib.util.find_spec("tensorboard") is not None
+    )
+    accelerator = Accelerator(
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        mixed_precision=args.mixed_precision,
+        log_with="tensorboard" if use_tensorboard else None,
+        project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
+    )
+    set_seed(args.seed)
+
+    # Everything about the data is checked before any model is loaded or step is taken.
+    train_ds = load_dspo_split(args.dataset, args.train_split)
+    validate_dspo_dataset(train_ds, args.train_split)
+    validation_rows: list[dict[str, Any]] = []
+    if args.validation_split and args.validation_steps > 0:
+        validation_ds = load_dspo_split(args.dataset, args.validation_split)
+        validate_dspo_dataset(validation_ds, args.validation_split)
+        validation_rows = [validation_ds[i] for i in range(min(len(validation_ds), args.validation_images))]
+    if len(train_ds) == 0:
+        raise DatasetFormatError(f"split '{args.train_split}' of '{args.dataset}' has no rows")
+
+    lora = (
+        LoraSettings(args.lora_rank, args.lora_alpha, tuple(args.lora_target_modules.split(",")))
+        if args.use_lora else None
+    )
+    trainable = load_trainable(args.backbone, lora, noise_level=args.noise_level)
+    optimizer = torch.optim.AdamW(
+        trainable.trainable_parameters(), lr=args.learning_rate, weight_decay=args.adam_weight_decay
+    )
+    lr_scheduler = get_scheduler(
+        args.lr_scheduler, optimizer=optimizer,
+        num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
+        num_training_steps=args.max_train_steps * accelerator.num_processes,
+    )
+    denoiser, optimizer, lr_scheduler = accelerator.prepare(trainable.denoiser, optimizer, lr_scheduler)
+    if trainable.reference is not None:
+        trainable.reference.to(accelerator.device)
+    if hasattr(trainable, "to"):
+        trainable.to(accelerator.device)
+
+    state: dict[str, Any] = {"best_step": None, "best_score": None}
+    start_step = 0
+    if args.resume_from_checkpoint:
+        checkpoint = find_checkpoint(output_dir, args.resume_from_checkpoint)
+        if checkpoint is None:
+            accelerator.print(f"no checkpoint in {output_dir} yet; starting from step 0")
+        else:
+            state = load_checkpoint(accelerator, checkpoint)
+            start_step = int(state.pop("step"))
+            accelerator.print(f"resumed from {checkpoint} at step {start_step}")
+    log = TrainingLog(output_dir, start_step if args.resume_from_checkpoint else None)
+    if accelerator.is_main_process and use_tensorboard:
+        accelerator.init_trackers("dspo", config={k: v for k, v in vars(args).items() if isinstance(v, int | float | str | bool)})
+
+    validator = None
+    if validation_rows:
+        batches = [collate_dspo([row]) for row in validation_rows]
+        validator = Validator(
+            trainable, batches, seeds=range(args.validation_seeds), sampler=sampler_settings(args, validation_rows),
+            beta=args.beta, device=accelerator.device,
+        )
+
+    def run_validation(step: int) -> None:
+        record = log.write("validation", step, validator(accelerator.unwrap_model(denoiser)))
+        accelerator.log({f"val/{k}": v for k, v in record.items() if k not in ("kind", "step")}, step=step)
+        accelerator.print(console_line(record))
+        # The best checkpoint by absolute quality when HR is known, else by held-out DSPO loss;
+        # step 0 (the reference itself) competes, so a run that only degrades keeps the reference.
+        score = record["psnr"] if "psnr" in record else -record["loss"]
+        if state["best_score"] is None or score > state["best_score"]:
+            state.update(best_step=step, best_score=score)
+            if accelerator.is_main_process:
+                save_model_atomically(trainable, accelerator.unwrap_model(denoiser), output_dir / BEST_DIR)
+
+    if validator is not None and start_step == 0:
+        run_validation(0)
+
+    denoiser.train()
+    started = time.time()
+    step = start_step
+    while step < args.max_train_steps:
+        sums: dict[str, float] = {}
+        for micro in range(args.gradient_accumulation_steps):
+            with accelerator.accumulate(denoiser):
+                draw = step * args.gradient_accumulation_steps + micro
+                indices = batch_indices(args.seed, len(train_ds), args.train_batch_size, draw)
+                batch = collate_dspo([train_ds[i] for i in indices]).to(accelerator.device)
+                generator = torch.Generator().manual_seed(seed_for(args.seed, "dspo-train", "noise", draw))
+                loss, metrics = training_step(trainable, denoiser, batch, generator, args)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and args.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(trainable.trainable_parameters(), args.max_grad_norm)
+                optimizer.step()
+                lr_scheduler.step()
+                optimizer.zero_grad()
+            for key, value in metrics.items():
+                sums[key] = sums.get(key, 0.0) + value.item() / args.gradient_accumulation_steps
+        step += 1
+        values = {**sums, "lr": lr_scheduler.get_last_lr()[0]}
+        values = {k: float(accelerator.gather(torch.tensor(v, device=accelerator.device)).mean()) for k, v in values.items()}
+        record = log.write("train", step, values)
+        accelerator.log({f"train/{k}": v for k, v in values.items()}, step=step)
+        if step % args.log_every == 0 or step == args.max_train_steps:
+            accelerator.print(console_line(record))
+        if validator is not None and args.validation_steps > 0 and step % args.validation_steps == 0:
+            run_validation(step)
+        if step % args.checkpointing_steps == 0 and accelerator.is_main_process:
+            save_checkpoint(accelerator, output_dir, step, state, args.checkpoints_total_limit)
+    accelerator.wait_for_everyone()
+
+    if validator is not None and step % args.validation_steps:
+        run_validation(step)  # the last step competes too
+    if accelerator.is_main_process:
+        final = accelerator.unwrap_model(denoiser)
+        save_model_atomically(trainable, final, output_dir / LAST_DIR)
+        chosen = output_dir / (BEST_DIR if state["best_step"] is not None else LAST_DIR)
+        copy_model(chosen, output_dir)
+        summary = {
+            "steps": step,
+            "seconds_this_run": round(time.time() - started, 1),
+            "chosen": "best" if state["best_step"] is not None else "last",
+            "best_step": state["best_step"],
+            "best_score": state["best_score"],
+            "selection_metric": "validation psnr" if validator is not None else None,
+            "args": vars(args),
+        }
+        (output_dir / "training_summary.json").write_text(json.dumps(summary, indent=2, default=str))
+        chosen_step = step if state["best_step"] is None else state["best_step"]
+        accelerator.print(f"saved the model to {output_dir} ({summary['chosen']}: step {chosen_step})")
+    accelerator.end_training()
+    return 0
+
+
+def save_model_atomically(trainable: TrainableSR, denoiser: torch.nn.Module, folder: Path) -> None:
+    partial = folder.with_name(f".partial-{folder.name}")
+    shutil.rmtree(partial, ignore_errors=True)
+    trainable.save(denoiser, partial)
+    shutil.rmtree(folder, ignore_errors=True)
+    partial.rename(folder)
+
+
+def copy_model(source: Path, output_dir: Path) -> None:
+    """The chosen model's files into ``output_dir`` itself, so the folder loads as a model."""
+    for item in source.iterdir():
+        target = output_dir / item.name
+        if item.is_dir():
+            shutil.rmtree(target, ignore_errors=True)
+            shutil.copytree(item, target)
+        else:
+            shutil.copy2(item, target)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
