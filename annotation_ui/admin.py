@@ -1,0 +1,80 @@
+"""The admin report: throughput, per-annotator counts and gold accuracy, agreement, recent
+descriptions, as HTML. Every value that came from a person is escaped."""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from annotation_ui.agreement import summarize
+
+RECENT_DESCRIPTIONS = 20
+
+
+def _number(value: float, digits: int = 3) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], empty: str) -> str:
+    if not rows:
+        return f"<p>{html.escape(empty)}</p>"
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def render_report(rows: Sequence[Mapping[str, Any]], counts: Mapping[str, int], now: float) -> str:
+    """HTML for the admin tab from ``Store.judgement_rows()`` and ``Store.counts()``."""
+    stats = summarize(rows)
+    last_hour = sum(1 for r in rows if r["created_ts"] >= now - 3600)
+    last_day = sum(1 for r in rows if r["created_ts"] >= now - 86400)
+    per_annotator = [
+        (
+            name,
+            s["judgements"],
+            s["gold_seen"],
+            _number(s["gold_accuracy"], 2),
+            _number(s["median_ms"] / 1000.0, 1),
+        )
+        for name, s in sorted(stats["per_annotator"].items())
+    ]
+    cohen = [(a, b, common, _number(kappa)) for (a, b), (kappa, common) in sorted(stats["cohen"].items())]
+    recent = [
+        (r["created_at"][:19], r["annotator"], r["pair_id"], r["choice"], r["description"])
+        for r in reversed(rows)
+        if r["description"]
+    ][:RECENT_DESCRIPTIONS]
+    recent_rows = "".join(
+        f"<tr><td>{html.escape(t)}</td><td>{html.escape(a)}</td><td>{html.escape(p)}</td>"
+        f"<td>{html.escape(c)}</td><td class='description'>{html.escape(d)}</td></tr>"
+        for t, a, p, c, d in recent
+    )
+    recent_html = (
+        f"<table><thead><tr><th>when (UTC)</th><th>annotator</th><th>pair</th><th>choice</th>"
+        f"<th>description</th></tr></thead><tbody>{recent_rows}</tbody></table>"
+        if recent
+        else "<p>No descriptions yet.</p>"
+    )
+    labels = ", ".join(f"{html.escape(k)}: {v}" for k, v in sorted(stats["label_counts"].items())) or "none"
+    return (
+        "<div class='admin-report'>"
+        "<h3>Progress</h3>"
+        f"<p>{counts['tasks']} tasks, {counts['complete']} complete, {counts['leased']} on screen now; "
+        f"{counts['judgements']} judgements ({last_hour} in the last hour, {last_day} in the last 24 hours).</p>"
+        "<h3>Annotators</h3>"
+        + _table(
+            ["annotator", "judgements", "gold seen", "gold accuracy", "median seconds"],
+            per_annotator,
+            "No judgements yet.",
+        )
+        + "<h3>Agreement</h3>"
+        f"<p>Fleiss' kappa over pairs with two or more judgements: <b>{_number(stats['fleiss'])}</b></p>"
+        + _table(["annotator", "annotator", "pairs in common", "Cohen's kappa"], cohen, "No two annotators share two pairs yet.")
+        + "<h3>People vs IQA</h3>"
+        f"<p>Where people picked a side, they agreed with the IQA winner in "
+        f"<b>{_number(stats['iqa_agreement'] * 100 if stats['iqa_decided'] else float('nan'), 1)}%</b> "
+        f"of {stats['iqa_decided']} judgements. Labels: {labels}.</p>"
+        "<h3>Recent descriptions</h3>" + recent_html + "</div>"
+    )
