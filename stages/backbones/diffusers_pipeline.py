@@ -1,0 +1,86 @@
+"""Any local diffusers pipeline that takes ``image=`` (SR or img2img style) as a backbone.
+
+The folder needs a ``model_index.json`` (save_pretrained layout); the pipeline class named there
+is loaded with ``DiffusionPipeline.from_pretrained``, offline. SR pipelines get the LQ image; for
+img2img pipelines whose output has the input's size, set ``sample.backbone.upsample_input=true``
+to feed the bicubic-upsampled LQ. ``sample.backbone.scale`` is the expected SR factor, checked on
+every output. ``strength`` is passed when the pipeline accepts it; ``sample.backbone.options``
+are passed to every call (e.g. ``noise_level``).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from diffusers import DiffusionPipeline
+
+from stages.backbones.base import Backbone, BackboneSpec, MissingWeightsError, weights_revision
+
+# Options of the spec that configure this adapter rather than the pipeline call.
+ADAPTER_OPTIONS = ("scale", "upsample_input", "noise_level")
+
+
+class DiffusersPipelineBackbone(Backbone):
+    def __init__(self, spec: BackboneSpec) -> None:
+        if spec.path is None:
+            raise MissingWeightsError(
+                f"backbone 'diffusers' needs a pipeline folder: set {spec.path_key}=<folder with model_index.json>; "
+                "nothing is downloaded."
+            )
+        folder = Path(spec.path)
+        self.check_files(folder, ("model_index.json",), spec.path_key)
+        self.pipe = DiffusionPipeline.from_pretrained(folder, dtype=spec.dtype, local_files_only=True)
+        self.pipe.set_progress_bar_config(disable=True)
+        self.pipe.to(spec.device)
+        parameters = inspect.signature(self.pipe.__call__).parameters
+        if "image" not in parameters:
+            raise TypeError(f"pipeline {type(self.pipe).__name__} in '{folder}' takes no image= argument")
+        self.accepts_strength = "strength" in parameters
+        self.call_options = {k: v for k, v in spec.options.items() if k not in ADAPTER_OPTIONS}
+        if "noise_level" in parameters:
+            self.call_options.setdefault("noise_level", spec.options.get("noise_level"))
+        self.upsample_input = bool(spec.options.get("upsample_input", False))
+        self.device = spec.device
+        self.dtype = spec.dtype
+        self.scale = int(spec.options.get("scale", 4))
+        self.revision = weights_revision(folder)
+        self.scheduler_name = type(getattr(self.pipe, "scheduler", None)).__name__
+
+    def sample(
+        self,
+        lq: torch.Tensor,
+        prompts: Sequence[str],
+        negative_prompts: Sequence[str],
+        seeds: Sequence[int],
+        steps: int,
+        guidance: float,
+        strength: float = 1.0,
+    ) -> torch.Tensor:
+        image = lq
+        if self.upsample_input:
+            image = F.interpolate(lq, scale_factor=self.scale, mode="bicubic", align_corners=False).clamp(0, 1)
+        extra = {"strength": strength} if self.accepts_strength else {}
+        output = self.pipe(
+            prompt=list(prompts),
+            negative_prompt=list(negative_prompts),
+            image=image.to(self.device, self.dtype),
+            num_inference_steps=steps,
+            guidance_scale=guidance,
+            generator=[torch.Generator("cpu").manual_seed(int(s)) for s in seeds],
+            output_type="pt",
+            **extra,
+            **self.call_options,
+        )
+        sr = output.images.float().cpu().clamp(0, 1)
+        expected = (lq.shape[2] * self.scale, lq.shape[3] * self.scale)
+        if tuple(sr.shape[2:]) != expected:
+            raise ValueError(
+                f"pipeline {type(self.pipe).__name__} returned {tuple(sr.shape[2:])} images for "
+                f"{tuple(lq.shape[2:])} inputs, expected {expected} (sample.backbone.scale={self.scale}; "
+                "set sample.backbone.upsample_input=true for same-size img2img pipelines)"
+            )
+        return sr

@@ -1,0 +1,174 @@
+"""The embedded SR model: a small conditional diffusion model that runs on a laptop CPU.
+
+Speed comes from where the UNet runs: at LQ resolution, on pixel-unshuffled (space-to-depth)
+tensors, so a 4x model denoises a ``[48, h, w]`` tensor instead of a ``[3, 4h, 4w]`` one. The
+model denoises the *residual* of the HR image over bicubic upsampling of the LQ (scaled by
+``residual_scale`` to roughly unit variance) and predicts it directly ("sample"/x0 prediction):
+epsilon prediction gave visibly noisy samples at this size (DESIGN.md, measured facts).
+
+Conditioning is the LQ image concatenated to the input channels; a class embedding says whether
+the condition is present (1) or dropped (0, LQ zeroed), which gives classifier-free guidance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from diffusers import DDIMScheduler, DiffusionPipeline, UNet2DModel
+
+from stages.backbones.base import Backbone, BackboneSpec, weights_revision
+
+# The committed weights, in save_pretrained layout (model_index.json, unet/, scheduler/).
+EMBEDDED_WEIGHTS = Path(__file__).parent / "tiny_weights"
+REQUIRED_FILES = (
+    "model_index.json",
+    "unet/config.json",
+    "unet/diffusion_pytorch_model.safetensors",
+    "scheduler/scheduler_config.json",
+)
+# Class labels of the UNet's class embedding: is the LQ condition present or dropped (CFG).
+COND_DROPPED = 0
+COND_PRESENT = 1
+
+
+def upsample(lq: torch.Tensor, scale: int) -> torch.Tensor:
+    """Bicubic upsampling, the baseline the model adds its residual to."""
+    return F.interpolate(lq, scale_factor=scale, mode="bicubic", align_corners=False)
+
+
+def build_unet(scale: int = 4, block_out_channels: Sequence[int] = (64, 128, 192), layers_per_block: int = 2) -> UNet2DModel:
+    """A fresh UNet for ``scale``x SR: input = unshuffled residual + LQ, output = residual."""
+    channels = 3 * scale * scale
+    return UNet2DModel(
+        in_channels=channels + 3,
+        out_channels=channels,
+        block_out_channels=tuple(block_out_channels),
+        layers_per_block=layers_per_block,
+        down_block_types=("DownBlock2D",) * (len(block_out_channels) - 1) + ("AttnDownBlock2D",),
+        up_block_types=("AttnUpBlock2D",) + ("UpBlock2D",) * (len(block_out_channels) - 1),
+        norm_num_groups=32,
+        num_class_embeds=2,
+    )
+
+
+def build_scheduler() -> DDIMScheduler:
+    # "trailing" spacing makes the first of few steps start at t = T-1 (pure noise), which the
+    # leading default never reaches with 4-10 steps.
+    return DDIMScheduler(
+        num_train_timesteps=1000,
+        beta_schedule="squaredcos_cap_v2",
+        prediction_type="sample",
+        timestep_spacing="trailing",
+        clip_sample=False,
+        set_alpha_to_one=True,
+    )
+
+
+class TinySRPipeline(DiffusionPipeline):
+    """UNet + scheduler + the two numbers that define the data space; ``save_pretrained`` ready."""
+
+    def __init__(self, unet: UNet2DModel, scheduler: DDIMScheduler, residual_scale: float = 0.1) -> None:
+        super().__init__()
+        self.register_modules(unet=unet, scheduler=scheduler)
+        self.register_to_config(residual_scale=residual_scale)
+
+    @property
+    def scale(self) -> int:
+        return int(round((self.unet.config.out_channels / 3) ** 0.5))
+
+    def residual_target(self, hr: torch.Tensor, lq: torch.Tensor) -> torch.Tensor:
+        """The clean training target for an (HR, LQ) pair: the unshuffled, scaled residual."""
+        residual = (hr - upsample(lq, self.scale)) / self.config.residual_scale
+        return F.pixel_unshuffle(residual, self.scale)
+
+    def predict_x0(
+        self, noisy: torch.Tensor, timesteps: torch.Tensor, lq: torch.Tensor, cond_present: torch.Tensor
+    ) -> torch.Tensor:
+        """The model's estimate of the clean unshuffled residual (what training regresses on).
+
+        ``cond_present`` holds COND_PRESENT/COND_DROPPED (or bools) per item; where the condition is
+        dropped the LQ is zeroed: the unconditional branch of classifier-free guidance.
+        """
+        keep = cond_present.to(lq.dtype).view(-1, 1, 1, 1)
+        inputs = torch.cat([noisy, lq * keep], dim=1)
+        labels = cond_present.long().view(-1)
+        return self.unet(inputs, timesteps, class_labels=labels).sample
+
+    def to_image(self, residual: torch.Tensor, lq: torch.Tensor) -> torch.Tensor:
+        """Unshuffled scaled residual -> SR image in [0, 1]."""
+        sr = upsample(lq, self.scale) + F.pixel_shuffle(residual, self.scale) * self.config.residual_scale
+        return sr.clamp(0, 1)
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        lq: torch.Tensor,
+        generators: Sequence[torch.Generator],
+        steps: int,
+        guidance: float,
+        strength: float = 1.0,
+    ) -> torch.Tensor:
+        """Sample one SR image per LQ row; row i draws its noise from ``generators[i]``.
+
+        ``strength`` < 1 starts SDEdit-style from the noised bicubic upsampling (residual 0) at
+        that fraction of the schedule, trading diversity for fidelity.
+        """
+        if not 0.0 < strength <= 1.0:
+            raise ValueError(f"strength must be in (0, 1], got {strength}")
+        if len(generators) != lq.shape[0]:
+            raise ValueError(f"{lq.shape[0]} LQ rows but {len(generators)} generators")
+        lq = lq.to(self.device, self.unet.dtype)
+        scheduler = DDIMScheduler.from_config(self.scheduler.config)
+        scheduler.set_timesteps(steps, device=self.device)
+        timesteps = scheduler.timesteps[steps - max(1, round(steps * strength)) :]
+        shape = (3 * self.scale**2, lq.shape[2], lq.shape[3])
+        noise = torch.stack([torch.randn(shape, generator=g, dtype=torch.float32) for g in generators])
+        noise = noise.to(self.device, lq.dtype)
+        # The clean residual of "just bicubic" is zero, so noising it to t leaves scaled noise.
+        latents = scheduler.add_noise(torch.zeros_like(noise), noise, timesteps[:1])
+        use_cfg = guidance != 1.0
+        batch = lq.shape[0]
+        for t in timesteps:
+            t_batch = t.expand(batch * (2 if use_cfg else 1))
+            if use_cfg:
+                cond = torch.tensor([COND_PRESENT] * batch + [COND_DROPPED] * batch, device=self.device)
+                both = self.predict_x0(torch.cat([latents, latents]), t_batch, torch.cat([lq, lq]), cond)
+                x0_cond, x0_uncond = both.chunk(2)
+                x0 = x0_uncond + guidance * (x0_cond - x0_uncond)
+            else:
+                x0 = self.predict_x0(latents, t_batch, lq, torch.full((batch,), COND_PRESENT, device=self.device))
+            # DDIM is deterministic (eta=0): the only randomness is the initial noise per row.
+            latents = scheduler.step(x0, t, latents).prev_sample
+        return self.to_image(latents.float(), lq.float())
+
+
+class TinyBackbone(Backbone):
+    """The embedded model behind the Backbone interface; text prompts are ignored."""
+
+    def __init__(self, spec: BackboneSpec) -> None:
+        folder = Path(spec.path) if spec.path else EMBEDDED_WEIGHTS
+        self.check_files(folder, REQUIRED_FILES, spec.path_key)
+        self.pipe = TinySRPipeline.from_pretrained(folder, local_files_only=True)
+        self.pipe.set_progress_bar_config(disable=True)
+        self.pipe.to(spec.device, spec.dtype)
+        self.device = spec.device
+        self.dtype = spec.dtype
+        self.scale = self.pipe.scale
+        self.revision = weights_revision(folder)
+        self.scheduler_name = type(self.pipe.scheduler).__name__
+
+    def sample(
+        self,
+        lq: torch.Tensor,
+        prompts: Sequence[str],
+        negative_prompts: Sequence[str],
+        seeds: Sequence[int],
+        steps: int,
+        guidance: float,
+        strength: float = 1.0,
+    ) -> torch.Tensor:
+        generators = [torch.Generator("cpu").manual_seed(int(s)) for s in seeds]
+        return self.pipe(lq, generators, steps=steps, guidance=guidance, strength=strength).cpu()

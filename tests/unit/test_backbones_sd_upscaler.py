@@ -1,0 +1,143 @@
+"""The sd-x4-upscaler and diffusers adapters on a tiny random StableDiffusionUpscalePipeline.
+
+The pipeline is built from configs (same architecture as stabilityai/stable-diffusion-x4-upscaler,
+a few thousand parameters), saved with save_pretrained and loaded back through the adapters:
+the loading code real weights go through, with no download.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from diffusers import (
+    AutoencoderKL,
+    DDIMScheduler,
+    DDPMScheduler,
+    StableDiffusionUpscalePipeline,
+    UNet2DConditionModel,
+)
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+from pipeline.config import load_config
+from stages.backbones import MissingWeightsError, load
+from stages.backbones.base import weights_revision
+
+WORDS = ["a", "photo", "of", "cat", "blurry", "noisy", "sharp", "high", "quality", "low"]
+
+
+def write_tokenizer(folder) -> CLIPTokenizer:
+    """A CLIP BPE tokenizer whose vocabulary is single letters and a few whole words."""
+    folder.mkdir()
+    tokens = ["<|startoftext|>", "<|endoftext|>", "!"]
+    tokens += [c for c in "abcdefghijklmnopqrstuvwxyz,"] + [c + "</w>" for c in "abcdefghijklmnopqrstuvwxyz,"]
+    tokens += [w + "</w>" for w in WORDS if len(w) > 1]
+    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77)
+
+
+@pytest.fixture(scope="module")
+def upscaler_folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sd_x4")
+    tokenizer = write_tokenizer(root / "vocab")
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 32, 64),
+        layers_per_block=1,
+        sample_size=16,
+        in_channels=7,  # 4 latent channels + the 3 LQ channels
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32,
+        attention_head_dim=8,
+        use_linear_projection=True,
+        only_cross_attention=(True, True, False),
+        num_class_embeds=100,  # the noise level embedding
+    )
+    vae = AutoencoderKL(
+        block_out_channels=[32, 32, 64],  # three levels: a 4x decoder, like the real upscaler
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D"] * 3,
+        up_block_types=["UpDecoderBlock2D"] * 3,
+        latent_channels=4,
+        scaling_factor=0.08333,  # the real upscaler's value
+    )
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            bos_token_id=0, eos_token_id=1, pad_token_id=1, hidden_size=32, intermediate_size=37,
+            num_attention_heads=4, num_hidden_layers=2, vocab_size=len(tokenizer),
+        )
+    )
+    pipe = StableDiffusionUpscalePipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        low_res_scheduler=DDPMScheduler(),
+        scheduler=DDIMScheduler(prediction_type="v_prediction"),
+        max_noise_level=350,
+    )
+    folder = root / "pipeline"
+    pipe.save_pretrained(folder)
+    return folder
+
+
+def sample_settings(*overrides: str):
+    return load_config(["sample.device=cpu", *overrides]).sample
+
+
+def test_sd_upscaler_loads_offline_and_samples_4x(upscaler_folder, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    backbone = load(sample_settings("sample.backbone.name=sd-x4-upscaler", f"sample.backbone.path={upscaler_folder}"))
+    assert backbone.scale == 4
+    assert backbone.revision == weights_revision(upscaler_folder)
+    assert backbone.scheduler_name == "DDIMScheduler"
+
+    lq = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    args = dict(prompts=["a photo of a cat"] * 2, negative_prompts=["blurry"] * 2, steps=2, guidance=4.0)
+    sr = backbone.sample(lq, seeds=[5, 6], **args)
+    assert sr.shape == (2, 3, 64, 64)
+    assert float(sr.min()) >= 0.0 and float(sr.max()) <= 1.0
+    again = backbone.sample(lq, seeds=[5, 6], **args)
+    torch.testing.assert_close(sr, again, rtol=0, atol=0)
+    # Row 1 alone with seed 6 is row 1 of the batch: each row's noise comes from its own seed.
+    alone = backbone.sample(lq[1:], seeds=[6], **{**args, "prompts": args["prompts"][:1], "negative_prompts": ["blurry"]})
+    torch.testing.assert_close(alone[0], sr[1], rtol=1e-4, atol=1e-4)
+    other_seed = backbone.sample(lq, seeds=[7, 8], **args)
+    assert (other_seed - sr).abs().mean() > 1e-4
+
+
+def test_prompt_reaches_the_text_encoder(upscaler_folder):
+    backbone = load(sample_settings("sample.backbone.name=sd-x4-upscaler", f"sample.backbone.path={upscaler_folder}"))
+    lq = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(2))
+    common = dict(negative_prompts=["low quality"], seeds=[3], steps=2, guidance=7.5)
+    cat = backbone.sample(lq, prompts=["a photo of a cat"], **common)
+    sharp = backbone.sample(lq, prompts=["sharp high quality"], **common)
+    assert (cat - sharp).abs().max() > 1e-5
+
+
+def test_generic_diffusers_adapter_loads_the_same_folder(upscaler_folder):
+    backbone = load(sample_settings("sample.backbone.name=diffusers", f"sample.backbone.path={upscaler_folder}"))
+    sr = backbone.sample(torch.rand(1, 3, 16, 16), ["a cat"], ["blurry"], [0], steps=2, guidance=1.0)
+    assert sr.shape == (1, 3, 64, 64)
+
+
+def test_generic_adapter_rejects_a_wrong_scale(upscaler_folder):
+    backbone = load(
+        sample_settings("sample.backbone.name=diffusers", f"sample.backbone.path={upscaler_folder}", "sample.backbone.scale=2")
+    )
+    with pytest.raises(ValueError, match="sample.backbone.scale=2"):
+        backbone.sample(torch.rand(1, 3, 16, 16), ["a cat"], ["blurry"], [0], steps=1, guidance=1.0)
+
+
+@pytest.mark.parametrize("name", ["sd-x4-upscaler", "diffusers"])
+def test_missing_folder_is_one_clear_error(tmp_path, name):
+    with pytest.raises(MissingWeightsError, match="sample.backbone.path") as err:
+        load(sample_settings(f"sample.backbone.name={name}", f"sample.backbone.path={tmp_path}"))
+    assert "model_index.json" in str(err.value)
+    with pytest.raises(MissingWeightsError, match="sample.backbone.path"):
+        load(sample_settings(f"sample.backbone.name={name}"))
