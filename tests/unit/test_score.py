@@ -1,0 +1,280 @@
+"""Score stage: per-instance metrics on real pyiqa models (weight-free), on small synthetic images."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from PIL import Image
+from pycocotools import mask as mask_utils
+from skimage import data, transform
+
+from pipeline.config import load_config
+from schemas import TABLES
+from schemas.scores import metrics_dict
+from stages.pair import PairStage
+from stages.score import ScoreStage
+from stages.scoring.metrics import MissingWeightsError, create_metric
+from stages.scoring.scorer import ImageToScore
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+SIZE = 64
+FAST_METRICS = "score.fr_metrics=[psnr,ssim,gmsd]"
+
+
+def _png(array: np.ndarray) -> dict:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return {"bytes": buffer.getvalue(), "path": None}
+
+
+def _rle(mask: np.ndarray) -> dict:
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode()}
+
+
+def hr_image(image_id: str = "img0") -> np.ndarray:
+    source = data.astronaut() if image_id == "img0" else data.chelsea()
+    return (transform.resize(source, (SIZE, SIZE), anti_aliasing=True) * 255).round().astype(np.uint8)
+
+
+def quadrant_masks() -> np.ndarray:
+    """Four instances: an ellipse in the top-left, the rest of the top half, bottom-left, bottom-right."""
+    yy, xx = np.mgrid[:SIZE, :SIZE]
+    ellipse = ((yy - 16) / 12.0) ** 2 + ((xx - 16) / 14.0) ** 2 <= 1
+    top = (yy < 32) & ~ellipse
+    return np.stack([ellipse, top, (yy >= 32) & (xx < 32), (yy >= 32) & (xx >= 32)])
+
+
+def noisy(hr: np.ndarray, sigma: float, seed: int, where: np.ndarray | None = None) -> np.ndarray:
+    noise = np.random.default_rng(seed).normal(0, sigma, hr.shape)
+    if where is not None:
+        noise *= where[..., None]
+    return np.clip(hr + noise, 0, 255).round().astype(np.uint8)
+
+
+def tables(images: dict[str, tuple[np.ndarray, list[np.ndarray], np.ndarray]]) -> dict[str, pa.Table]:
+    """Input tables for ``{image_id: (hr, candidates, masks)}``."""
+    candidates, instances, lq = [], [], []
+    for image_id, (hr, cands, masks) in images.items():
+        entries = [
+            dict(
+                candidate_id=f"{image_id}-c{n}",
+                image=_png(c),
+                seed=n,
+                steps=1,
+                guidance=1.0,
+                strength=1.0,
+                scheduler="ddim",
+                backbone="test",
+                backbone_revision="r",
+                seconds=0.0,
+            )
+            for n, c in enumerate(cands)
+        ]
+        candidates.append(
+            dict(
+                image_id=image_id,
+                candidates=entries,
+                prompt="",
+                negative_prompt=None,
+                width=SIZE,
+                height=SIZE,
+                status="ok",
+            )
+        )
+        instances.append(
+            dict(
+                image_id=image_id,
+                width=SIZE,
+                height=SIZE,
+                masks=[_rle(m) for m in masks],
+                areas=[int(m.sum()) for m in masks],
+                bboxes=[[0, 0, 1, 1]] * len(masks),
+                labels=["x"] * len(masks),
+                segmenter="test",
+                segmenter_params="{}",
+                status="ok",
+            )
+        )
+        lq.append(
+            dict(
+                image_id=image_id,
+                lq=_png(hr[::4, ::4]),
+                hr=_png(hr),
+                scale=4,
+                width=SIZE // 4,
+                height=SIZE // 4,
+                degradation=None,
+                degradation_text="",
+                status="ok",
+            )
+        )
+    return {
+        "candidates": TABLES["candidates"].to_table(candidates),
+        "instances": TABLES["instances"].to_table(instances),
+        "lq": TABLES["lq"].to_table(lq),
+    }
+
+
+def run_score(inputs: dict[str, pa.Table], *overrides: str) -> pa.Table:
+    stage = ScoreStage(load_config(["score.device=cpu", FAST_METRICS, *overrides]))
+    stage.setup()
+    out = stage.process(inputs)
+    TABLES["scores"].validate(out)
+    return out
+
+
+def rankings(scores: pa.Table) -> dict[str, list[int]]:
+    """instance_id -> candidate indices, best reward first."""
+    by_instance: dict[str, list[tuple[float, int]]] = {}
+    for row in scores.to_pylist():
+        by_instance.setdefault(row["instance_id"], []).append((-row["reward"], row["candidate_index"]))
+    return {k: [i for _, i in sorted(v)] for k, v in by_instance.items()}
+
+
+@pytest.fixture(scope="module")
+def graded_images() -> dict:
+    """Two images; candidate n has noise of sigma 2 + 3n everywhere (so n=0 is best)."""
+    images = {}
+    for image_id in ("img0", "img1"):
+        hr = hr_image(image_id)
+        images[image_id] = (hr, [noisy(hr, 2 + 3 * n, n) for n in range(4)], quadrant_masks())
+    return images
+
+
+@pytest.fixture(scope="module")
+def graded_scores(graded_images: dict) -> pa.Table:
+    return run_score(tables(graded_images))
+
+
+def test_one_row_per_candidate_and_instance(graded_scores: pa.Table) -> None:
+    assert graded_scores.num_rows == 2 * 4 * 4
+    keys = {(r["candidate_id"], r["instance_id"]) for r in graded_scores.to_pylist()}
+    assert len(keys) == graded_scores.num_rows
+    assert {tuple(r["metrics"]["name"]) for r in graded_scores.to_pylist()} == {("gmsd", "psnr", "ssim")}
+
+
+def test_graded_noise_ranks_candidates_by_sigma(graded_scores: pa.Table) -> None:
+    assert set(map(tuple, rankings(graded_scores).values())) == {(0, 1, 2, 3)}
+    rewards = {(r["instance_id"], r["candidate_index"]): r["reward"] for r in graded_scores.to_pylist()}
+    assert all(rewards[(i, 0)] == 1.0 and rewards[(i, 3)] == 0.0 for i, _ in rewards)
+
+
+def test_masked_psnr_equals_numpy_over_mask_pixels(graded_images: dict, graded_scores: pa.Table) -> None:
+    for row in graded_scores.to_pylist():
+        hr, candidates, masks = graded_images[row["image_id"]]
+        mask = masks[row["instance_index"]]
+        diff = candidates[row["candidate_index"]][mask].astype(np.float64) - hr[mask].astype(np.float64)
+        expected = 10 * np.log10(255.0**2 / np.mean(diff**2))
+        # Crops reach metrics as float32 in [0, 1], hence float32 precision.
+        assert metrics_dict(row["metrics"])["psnr"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_noise_inside_one_instance_loses_exactly_that_instance(
+    graded_images: dict, graded_scores: pa.Table
+) -> None:
+    hr, candidates, masks = graded_images["img0"]
+    target, victim = 2, 0  # the best candidate everywhere gets heavy noise inside instance 2 only
+    spoiled = list(candidates)
+    spoiled[victim] = noisy(candidates[victim], 40, seed=99, where=masks[target])
+    after = run_score(tables({**graded_images, "img0": (hr, spoiled, masks)}))
+    before_ranks, after_ranks = rankings(graded_scores), rankings(after)
+    assert after_ranks["img0:2"][-1] == victim
+    changed = {k for k in before_ranks if before_ranks[k] != after_ranks[k]}
+    assert changed == {"img0:2"}
+    # Outside the spoiled instance the composites are unchanged, so are the values.
+    untouched = [r for r in after.to_pylist() if r["instance_id"] != "img0:2"]
+    assert untouched == [r for r in graded_scores.to_pylist() if r["instance_id"] != "img0:2"]
+
+
+def test_identical_candidates_but_one_spoiled_instance_gives_one_pair() -> None:
+    hr, masks = hr_image(), quadrant_masks()
+    candidates = [hr.copy() for _ in range(4)]
+    candidates[3] = noisy(hr, 20, seed=5, where=masks[1])
+    inputs = tables({"img0": (hr, candidates, masks)})
+    scores = run_score(inputs)
+    pairs = (
+        PairStage(load_config([])).process({"instances": inputs["instances"], "scores": scores}).to_pylist()
+    )
+    assert [(p["instance_index"], p["lose_index"], p["weight"]) for p in pairs] == [(1, 3, 1.0)]
+
+
+def test_batched_equals_one_crop_per_call(graded_images: dict, graded_scores: pa.Table) -> None:
+    naive = run_score(tables(graded_images), "score.chunk_size=1")
+    for a, b in zip(naive.to_pylist(), graded_scores.to_pylist()):
+        assert a["instance_id"] == b["instance_id"] and a["candidate_id"] == b["candidate_id"]
+        np.testing.assert_allclose(a["metrics"]["value"], b["metrics"]["value"], rtol=1e-5)
+
+
+def test_scores_are_deterministic(graded_images: dict, graded_scores: pa.Table) -> None:
+    assert run_score(tables(graded_images)).equals(graded_scores)
+
+
+def test_pyiqa_metrics_in_default_set_run_on_small_instances(graded_images: dict) -> None:
+    defaults = load_config([]).score.fr_metrics
+    out = run_score(tables({"img0": graded_images["img0"]}), f"score.fr_metrics=[{','.join(defaults)}]")
+    assert all(r[0] == 0 and r[-1] == 3 for r in rankings(out).values())
+    assert all(np.all(np.isfinite(r["metrics"]["value"])) for r in out.to_pylist())
+
+
+def test_no_reference_metric_joins_with_alpha(graded_images: dict) -> None:
+    image = {"img0": graded_images["img0"]}
+    out = run_score(tables(image), "score.fr_metrics=[psnr]", "score.nr_metrics=[piqe]", "score.alpha=0.25")
+    for instance in {r["instance_id"] for r in out.to_pylist()}:
+        rows = sorted(
+            (r for r in out.to_pylist() if r["instance_id"] == instance), key=lambda r: r["candidate_index"]
+        )
+        psnr = np.array([metrics_dict(r["metrics"])["psnr"] for r in rows])
+        piqe = -np.array([metrics_dict(r["metrics"])["piqe"] for r in rows])  # lower is better
+        expected = 0.25 * (psnr - psnr.min()) / np.ptp(psnr) + 0.75 * (piqe - piqe.min()) / np.ptp(piqe)
+        np.testing.assert_allclose([r["reward"] for r in rows], expected, rtol=1e-12)
+
+
+def test_metric_needing_weights_fails_at_startup_naming_the_file(tmp_path) -> None:
+    import torch
+
+    with pytest.raises(MissingWeightsError, match=r"lpips") as err:
+        create_metric("lpips", torch.device("cpu"), tmp_path)
+    message = str(err.value)
+    assert str(tmp_path) in message and ".pth" in message and "never downloaded" in message
+    stage = ScoreStage(
+        load_config(["score.device=cpu", "score.nr_metrics=[musiq]", f"score.weights_dir={tmp_path}"])
+    )
+    with pytest.raises(MissingWeightsError, match=r"musiq_koniq_ckpt.*\.pth"):
+        stage.setup()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["score.fr_metrics=[piqe]"], "'piqe' is a NR metric"),
+        (["score.fr_metrics=[nonesuch]"], "unknown IQA metric 'nonesuch'"),
+        (["score.fr_metrics=[]", "score.nr_metrics=[]"], "no metric configured"),
+        (["score.alpha=1.5"], "score.alpha"),
+        (["score.fr_metrics=[psnr,psnr]"], "listed once"),
+    ],
+)
+def test_config_mistakes_are_named(overrides: list[str], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ScoreStage(load_config(overrides))
+
+
+def test_mask_of_wrong_size_is_a_clear_error(graded_images: dict) -> None:
+    hr, candidates, _ = graded_images["img0"]
+    inputs = tables({"img0": (hr, candidates, np.ones((1, SIZE // 2, SIZE // 2), bool))})
+    with pytest.raises(ValueError, match=r"image img0: instance 0 mask is 32x32, the image is 64x64"):
+        run_score(inputs)
+
+
+def test_image_smaller_than_a_metric_needs_is_a_clear_error() -> None:
+    hr = hr_image()[:40, :40]
+    masks = np.ones((1, 40, 40), bool)
+    stage = ScoreStage(load_config(["score.device=cpu", "score.fr_metrics=[psnr,vif]"]))
+    stage.setup()
+    with pytest.raises(ValueError, match=r"40x40 is smaller than the 48 px that metric\(s\) \['vif'\] need"):
+        stage.scorer.score([ImageToScore("small", hr, np.stack([hr, hr]), masks, ["a", "b"])])
