@@ -27,6 +27,8 @@ import torch.nn.functional as F
 from diffusers import DDPMScheduler, StableDiffusionUpscalePipeline
 from peft import LoraConfig, PeftModel, get_peft_model
 
+from stages.backbones.base import Backbone, BackboneSpec
+from stages.backbones.registry import factory_for
 from stages.backbones.tiny import COND_DROPPED, COND_PRESENT, EMBEDDED_WEIGHTS, TinySRPipeline
 
 TINY = "tiny"
@@ -309,3 +311,14 @@ def load_trainable(
     if kind == TINY:
         return TinyTrainable(folder, lora)
     return UpscalerTrainable(folder, lora, noise_level)
+
+
+def load_sampling_backbone(model: str, device: torch.device, noise_level: int = 20) -> Backbone:
+    """``tiny`` or a save_pretrained folder (e.g. a dspo-train output) -> the sample stage's
+    Backbone for it, so evaluation and inference sample exactly as the pipeline does."""
+    kind, folder = resolve_backbone(model)
+    spec = BackboneSpec(
+        name=kind, path=str(folder), device=device, dtype=torch.float32,
+        options={"noise_level": noise_level}, path_key="--checkpoint",
+    )
+    return factory_for(kind)(spec)
