@@ -74,6 +74,11 @@ def worker_count(cfg: DictConfig, stage: Stage, shards: int) -> int:
     return max(1, min(limits))
 
 
+def _fits(stage: Stage) -> bool:
+    free = ray.available_resources()
+    return free.get("CPU", 0) >= stage.resources.num_cpus and free.get("GPU", 0) >= stage.resources.num_gpus
+
+
 def execute(stage: Stage, cfg: DictConfig, run: RunDir, shards: list[int], total_rows: int) -> list[dict[str, Any]]:
     connect(cfg)
     actor_class = ray.remote(
@@ -108,8 +113,11 @@ def execute(stage: Stage, cfg: DictConfig, run: RunDir, shards: list[int], total
                     ) from None
                 log.warning("stage %s shard %d: worker failed (%s); retrying", stage.name, shard, type(err).__name__)
                 ray.kill(actor, no_restart=True)
-                idle.append(new_actor())
                 queue.append(shard)
+                # Replace the worker only where it can start now (a lost node takes its
+                # resources with it); otherwise the surviving workers take over its shards.
+                if (not idle and not running) or _fits(stage):
+                    idle.append(new_actor())
     for actor in idle:
         ray.kill(actor, no_restart=True)
     return results
