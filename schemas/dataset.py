@@ -197,4 +197,4 @@ def validate_pairs_rows(rows: Iterable[Mapping[str, Any]], first_row: int = 0) -
 def validate(table: pa.Table) -> None:
     """Check emit's per-shard table: the Arrow schema, then every row."""
     SPEC.validate(table)
-    validate_dspo_rows(table.drop_columns(["lq", "hr"]).to_pylist())
+    validate_dspo_rows(table.drop_columns(["hr"]).to_pylist())

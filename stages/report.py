@@ -155,8 +155,7 @@ def render_report(
     esc = html.escape
     summary_rows = "".join(f"<tr><th>{esc(str(k))}</th><td>{esc(str(v))}</td></tr>" for k, v in summary.items())
     figures = "".join(
-        f'<figure class="plot" id="{esc(p.key)}"><img alt="{esc(p.title)}" src="{_data_uri(p.png)}">'
-        f"<figcaption>{esc(p.title)}</figcaption></figure>"
+        f'<figure class="plot" id="{esc(p.key)}"><img alt="{esc(p.title)}" src="{_data_uri(p.png)}"></figure>'
         for p in plots
     )
     cards = "".join(_sample_html(s) for s in samples)

@@ -1,0 +1,119 @@
+"""The emit stage on a synthetic run: judgements merged into the files, config switches, errors."""
+
+from __future__ import annotations
+
+import glob
+import os
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.rundir import RunDir
+from schemas import dataset
+from stages.dataset_files import SplitConfigError
+from stages.dataset_rows import EmitInputError
+from stages.emit import EmitStage
+from tests.emit_tables import build_run, emit_config, judgements_table, run_emit
+
+
+def read_config(root: str, config: str) -> pa.Table:
+    files = sorted(glob.glob(os.path.join(root, "dataset", "data", config, "*.parquet")))
+    return pa.concat_tables([pq.read_table(f) for f in files]) if files else None
+
+
+@pytest.fixture()
+def synthetic(tmp_path):
+    return build_run(str(tmp_path), n_images=4)
+
+
+def test_judgements_from_the_run_reach_both_configs(synthetic):
+    pairs = synthetic.tables["pairs"].to_pylist()
+    confirm, overturn, tie, bad = pairs[0], pairs[1], pairs[2], pairs[3]
+    votes = [
+        {"pair_id": confirm["pair_id"], "annotator": "a", "choice": "left",
+         "left_was": confirm["win_candidate_id"], "description": "crisp edges"},
+        {"pair_id": overturn["pair_id"], "annotator": "a", "choice": "right",
+         "left_was": overturn["win_candidate_id"], "description": "less noise"},
+        {"pair_id": tie["pair_id"], "annotator": "a", "choice": "tie", "left_was": tie["win_candidate_id"]},
+        {"pair_id": bad["pair_id"], "annotator": "a", "choice": "both_bad", "left_was": bad["win_candidate_id"]},
+    ]
+    synthetic.run.write_shard("judgements", 0, judgements_table(votes))
+    stats = run_emit(synthetic)
+    assert stats["judgements"] == {"confirm": 1, "overturn": 1, "tie": 1, "both_bad": 1,
+                                   "undecided": 0, "unknown_pair": 0}
+    root = synthetic.run.root
+    instances = {}
+    for row in read_config(root, "dspo").to_pylist():
+        for k, pid in enumerate(row["pair_id"]):
+            instances[pid] = {name: row[name][k] for name in dataset.INSTANCE_COLUMNS}
+    assert instances[confirm["pair_id"]]["label_source"] == "human"
+    assert instances[confirm["pair_id"]]["win_index"] == confirm["win_index"]
+    assert instances[confirm["pair_id"]]["description"] == "crisp edges"
+    assert instances[overturn["pair_id"]]["win_index"] == overturn["lose_index"]
+    assert instances[overturn["pair_id"]]["margin"] == pytest.approx(-overturn["margin"])
+    assert tie["pair_id"] not in instances and bad["pair_id"] not in instances
+    assert len(instances) == len(pairs) - 2
+    pairs_rows = {r["pair_id"]: r for r in read_config(root, "pairs").to_pylist()}
+    assert pairs_rows[tie["pair_id"]]["label_0"] == 0.5
+    assert bad["pair_id"] not in pairs_rows and len(pairs_rows) == len(pairs) - 1
+    assert pairs_rows[overturn["pair_id"]]["caption"] == "less noise"
+    card = open(os.path.join(root, "dataset", "README.md"), encoding="utf-8").read()
+    assert "confirm 1, overturn 1, tie 1, both_bad 1" in card
+    assert "human 2" in card
+
+
+def test_without_hr_without_pairs_with_a_test_split(tmp_path):
+    synthetic = build_run(str(tmp_path), n_images=12)
+    stats = run_emit(synthetic, "emit.include_hr=false", "emit.pairs=false",
+                     "emit.splits.train=0.5", "emit.splits.validation=0.25", "emit.splits.test=0.25")
+    assert list(stats["rows"]) == ["dspo"]
+    assert set(stats["rows"]["dspo"]) == {"train", "validation", "test"}
+    table = read_config(str(tmp_path), "dspo")
+    assert "hr" not in table.column_names
+    assert not os.path.exists(os.path.join(str(tmp_path), "dataset", "data", "pairs"))
+    card = open(os.path.join(str(tmp_path), "dataset", "README.md"), encoding="utf-8").read()
+    assert "config_name: pairs" not in card and "split: test" in card
+
+
+def test_process_writes_validated_dspo_rows(synthetic):
+    stage = EmitStage(emit_config(synthetic.run.root))
+    batch = {name: synthetic.run.read_table(name) for name in EmitStage.input_tables}
+    batch["lq"] = batch["lq"].filter(pa.compute.equal(batch["lq"].column("status"), "ok"))
+    out = stage.process(batch)
+    dataset.validate(out)
+    assert out.num_rows == 3  # four images, one failed at degrade
+    assert out.schema.metadata[b"srprefs.table"] == b"dspo"
+
+
+def test_process_rejects_pairs_that_point_at_the_wrong_candidate(synthetic):
+    stage = EmitStage(emit_config(synthetic.run.root))
+    batch = {name: synthetic.run.read_table(name) for name in EmitStage.input_tables}
+    rows = batch["pairs"].to_pylist()
+    rows[0]["win_index"] = rows[0]["lose_index"]
+    batch["pairs"] = pa.Table.from_pylist(rows, schema=batch["pairs"].schema)
+    with pytest.raises(EmitInputError, match=rf"image {rows[0]['image_id']} pair {rows[0]['pair_id']}: win_index"):
+        stage.process(batch)
+
+
+def test_bad_split_config_fails_before_writing(synthetic):
+    with pytest.raises(SplitConfigError, match="sum to 1.1"):
+        run_emit(synthetic, "emit.splits.validation=0.3")
+    assert not RunDir(synthetic.run.root).exists("dataset/README.md")
+
+
+def test_report_is_written_with_plots_and_samples(synthetic):
+    run_emit(synthetic)
+    page = open(os.path.join(synthetic.run.root, "dataset", "report.html"), encoding="utf-8").read()
+    for key in ("reward-histogram", "margin-histogram", "pairs-per-image"):
+        assert f'id="{key}"' in page
+    assert 'id="metric-agreement"' not in page and "No metric agreement" in page
+    assert page.count('class="sample"') == 4  # emit.report_samples=4 in the test config
+    assert "http://" not in page and "https://" not in page  # nothing fetched from the network
+
+
+def test_report_plots_the_pair_stages_metric_agreement(synthetic):
+    synthetic.run.write_json("stats/pair.json", {"metric_agreement": {"niqe|psnr": {"kendall_tau": -0.2}}})
+    run_emit(synthetic)
+    page = open(os.path.join(synthetic.run.root, "dataset", "report.html"), encoding="utf-8").read()
+    assert 'id="metric-agreement"' in page
