@@ -133,7 +133,9 @@ def build_app(store: Store, users_file: str | Path) -> gr.Blocks:
             )
             with gr.Row():
                 opacity = gr.Slider(0.0, 1.0, value=DEFAULT_OPACITY, step=0.05, label="Outline opacity", elem_id="opacity")
-                context = gr.Image(label="Whole image", type="pil", format="png", interactive=False, elem_id="context-image", buttons=["fullscreen"])
+                context = gr.Image(
+                    label="Whole image", type="pil", format="png", interactive=False, height=256, elem_id="context-image", buttons=["fullscreen"]
+                )
         with gr.Tab("Admin", visible=False) as admin_tab:
             refresh = gr.Button("Refresh", elem_id="admin-refresh")
             report = gr.HTML(elem_id="admin-report")

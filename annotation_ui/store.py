@@ -298,6 +298,11 @@ class Store:
             conn.execute(sa.insert(self._t["media"]), media_rows)
         return len(task_rows)
 
+    def pair_ids(self) -> set[str]:
+        tasks = self._t["tasks"]
+        with self._engine.connect() as conn:
+            return set(conn.execute(sa.select(tasks.c.pair_id)).scalars())
+
     def register_annotator(self, name: str, *, is_admin: bool = False) -> None:
         annotators = self._t["annotators"]
         with self._write() as conn:

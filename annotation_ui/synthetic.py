@@ -7,33 +7,33 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-from pycocotools import mask as mask_utils
+from PIL import Image
+from skimage import data
 
 from annotation_ui.images import png_bytes
 from schemas import candidates as candidates_schema
 from schemas import instances as instances_schema
 from schemas import pairs as pairs_schema
 from schemas.table import image_struct
+from stages.masks import encode_mask
 
-
-def _rle(mask: np.ndarray) -> dict:
-    encoded = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    return {"size": [int(v) for v in encoded["size"]], "counts": encoded["counts"].decode()}
+PHOTO = data.chelsea()  # bundled with scikit-image, no download
 
 
 def synthetic_tables(
     images: int = 2, instances_per_image: int = 3, candidates_per_image: int = 3, size: int = 64, seed: int = 0
 ) -> tuple[pa.Table, pa.Table, pa.Table]:
-    """(pairs, candidates, instances): every image split into vertical stripe instances, one pair
-    per (instance, consecutive candidate pair); the first image's pairs need review."""
+    """(pairs, candidates, instances): shifted copies of a bundled photo, candidate c with noise of
+    amplitude 12c, each image split into vertical stripe instances, one pair per (instance,
+    consecutive candidates); the first image's pairs need review."""
     rng = np.random.default_rng(seed)
     pair_rows, candidate_rows, instance_rows = [], [], []
     for i in range(images):
         image_id = f"img{i:04d}"
-        base = rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8)
+        base = np.asarray(Image.fromarray(np.roll(PHOTO, 37 * i, axis=1)).resize((size, size), Image.LANCZOS))
         cands = []
         for c in range(candidates_per_image):
-            noisy = np.clip(base.astype(int) + rng.integers(-20, 21, size=base.shape), 0, 255).astype(np.uint8)
+            noisy = np.clip(base.astype(int) + rng.integers(-12 * c, 12 * c + 1, size=base.shape), 0, 255).astype(np.uint8)
             cands.append(
                 {
                     "candidate_id": f"{image_id}-c{c}",
@@ -56,7 +56,7 @@ def synthetic_tables(
         for k in range(instances_per_image):
             mask = np.zeros((size, size), dtype=bool)
             mask[size // 4 : 3 * size // 4, edges[k] : edges[k + 1]] = True
-            masks.append(_rle(mask))
+            masks.append(encode_mask(mask))
             areas.append(int(mask.sum()))
             bboxes.append([int(edges[k]), size // 4, int(edges[k + 1] - edges[k]), size // 2])
         instance_rows.append(

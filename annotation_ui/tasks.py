@@ -17,11 +17,11 @@ import numpy as np
 import pyarrow as pa
 from omegaconf import DictConfig
 from PIL import Image
-from pycocotools import mask as mask_utils
 
 from annotation_ui.images import outlined, png_bytes
 from annotation_ui.store import Store, TaskRecord
 from stages.base import rng_for
+from stages.masks import MaskError, decode_mask
 
 # Source images whose decoded candidates are cached while rendering (pairs of one image often follow each other).
 DECODED_IMAGES_KEPT = 8
@@ -93,9 +93,9 @@ def _decode_image(value: dict | None, what: str) -> Image.Image:
 def _decode_mask(rle: dict, size: tuple[int, int], what: str) -> np.ndarray:
     """A COCO RLE as a bool array of ``size`` (w, h), resized nearest if it was drawn at another size."""
     try:
-        mask = mask_utils.decode({"size": list(rle["size"]), "counts": rle["counts"].encode()}).astype(bool)
-    except (KeyError, TypeError, ValueError) as err:
-        raise ValueError(f"{what}: unreadable COCO RLE ({err})") from None
+        mask = decode_mask(rle)
+    except MaskError as err:
+        raise ValueError(f"{what}: {err}") from None
     if (mask.shape[1], mask.shape[0]) != size:
         mask = np.asarray(Image.fromarray(mask).resize(size, Image.NEAREST))
     if not mask.any():
@@ -226,5 +226,7 @@ def import_from_tables(
         gold_fraction=cfg.store.gold_fraction,
         seed=cfg.seed,
     )
-    records = iter_tasks(chosen, candidates, instances, gold=gold, rendering=Rendering.from_settings(cfg.store))
+    known = store.pair_ids()
+    new = chosen.filter(pa.array([pid not in known for pid in chosen.column("pair_id").to_pylist()], pa.bool_()))
+    records = iter_tasks(new, candidates, instances, gold=gold, rendering=Rendering.from_settings(cfg.store))
     return store.import_tasks(records, overlap_k=cfg.store.overlap_k)
