@@ -109,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _status(args.overrides)
         if args.command == "config":
             return _config(args.overrides)
-        from pipeline import annotate_cli
+        from annotation_ui import cli as annotate_cli
 
         if args.command == "annotate":
             return annotate_cli.annotate(args.overrides)
