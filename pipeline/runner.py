@@ -3,6 +3,7 @@ the executor, then the stage's finalize step; and summarise a run for `pipeline 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -78,6 +79,26 @@ def _executor(cfg: DictConfig):
     raise ValueError(f"executor={cfg.executor!r}: choose local or ray")
 
 
+def export_judgements(cfg: DictConfig, run: RunDir) -> None:
+    """Copy the annotation store's judgements into tables/judgements, where emit reads them."""
+    if not cfg.store.url and not (run.is_local and run.exists("annotations.db")):
+        return
+    from annotation_ui.store import open_store
+
+    store = open_store(cfg)
+    try:
+        table = store.export_judgements()
+    finally:
+        store.close()
+    run.write_shard("judgements", 0, table)
+
+
+def _judgements_fingerprint(run: RunDir) -> str:
+    if not run.shards("judgements"):
+        return ""
+    return hashlib.sha256(run.read_bytes(run.shard_relpath("judgements", 0))).hexdigest()[:16]
+
+
 def run_stage(cfg: DictConfig, name: str) -> StageSummary:
     run = RunDir(cfg.run_dir)
     check_and_freeze(run, cfg)
@@ -89,9 +110,14 @@ def run_stage(cfg: DictConfig, name: str) -> StageSummary:
     if pending:
         rows = sum(_shard_rows(run, primary_table(stage), s) for s in pending)
         _executor(cfg).execute(stage, cfg, run, pending, rows)
+    if name == "emit":
+        export_judgements(cfg, run)
+    # Finalize again when shards changed or new human judgements arrived since last time.
     final = f"_state/{name}/final.json"
-    if pending or not run.exists(final):
-        run.write_json(final, stage.finalize(run))
+    fingerprint = _judgements_fingerprint(run)
+    previous = run.read_json(final) if run.exists(final) else None
+    if pending or previous is None or previous.get("judgements") != fingerprint:
+        run.write_json(final, {"judgements": fingerprint, "stats": stage.finalize(run)})
     return summarise(run, name)
 
 
