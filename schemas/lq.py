@@ -12,7 +12,9 @@ from schemas.table import IMAGE, STATUSES, TableSpec, status_features
 SCHEMA_VERSION = 1
 
 # One degradation round as drawn (Real-ESRGAN): blur kernel, resize, noise, JPEG.
-# Unused parts are null (e.g. no sinc parameters for a Gaussian kernel).
+# Unused parts are null (e.g. no sinc parameters for a Gaussian kernel; kernel_type null when
+# the round does not blur). Sigmas in pixels, rotation and omega_c in radians, noise_level is
+# the Gaussian sigma in 8-bit levels or the Poisson scale (stages/degradations/ has the meaning).
 ROUND = {
     "applied": Value("bool"),
     "kernel_type": Value("string"),
@@ -27,12 +29,15 @@ ROUND = {
     "noise_kind": Value("string"),
     "noise_level": Value("float32"),
     "noise_gray": Value("bool"),
+    # Seeds the noise field, so re-applying the record reproduces the LQ byte for byte.
+    "noise_seed": Value("int64"),
     "jpeg_quality": Value("int32"),
 }
 
 DEGRADATION = {
     "preset": Value("string"),
     "scale": Value("int32"),
+    # Top-left corner and side of the HR crop that was degraded; null when the whole image was.
     "crop": {"x": Value("int32"), "y": Value("int32"), "size": Value("int32")},
     "round1": ROUND,
     "round2": ROUND,
