@@ -26,6 +26,7 @@ DEMO_PROVENANCE = {
     "demo:skimage/logo.png": "the scikit-image logo; scikit-image project (BSD-3-Clause)",
 }
 UNKNOWN_PROVENANCE = "supplied by whoever ran the pipeline; licence not recorded"
+MAX_SOURCES_LISTED = 200  # a card stays readable; the run's hr table has them all
 
 
 @dataclass
@@ -155,8 +156,11 @@ def _columns() -> str:
 def _provenance(sources: Mapping[str, str]) -> str:
     if not sources:
         return "No source images recorded."
-    rows = [[image_id, uri, DEMO_PROVENANCE.get(uri, UNKNOWN_PROVENANCE)] for image_id, uri in sorted(sources.items())]
+    listed = sorted(sources.items())[:MAX_SOURCES_LISTED]
+    rows = [[image_id, uri, DEMO_PROVENANCE.get(uri, UNKNOWN_PROVENANCE)] for image_id, uri in listed]
     text = _table(["image_id", "source", "provenance / licence"], rows)
+    if len(sources) > len(listed):
+        text += f"\n\n... and {len(sources) - len(listed)} more source images (see the run's `hr` table)."
     if any(uri in DEMO_PROVENANCE for uri in sources.values()):
         text += (
             "\n\nDemo images are bundled with scikit-image (`skimage.data`) and scikit-learn "

@@ -122,9 +122,9 @@ def card_data(writers: Mapping[str, Mapping[str, ShardWriter]], **fields: Any) -
     configs = MetadataConfigs(
         {
             config: {
-                "data_files": [
-                    {"split": split, "path": f"{DATA_DIR}/{config}/{split}-*.parquet"} for split in splits
-                ],
+                # The files written now, listed one by one rather than globbed: files left by an
+                # earlier emit into the same folder must not join the dataset.
+                "data_files": [{"split": split, "path": list(w.paths)} for split, w in splits.items()],
                 **({"default": True} if config == CONFIG_DSPO else {}),
             }
             for config, splits in writers.items()

@@ -83,7 +83,8 @@ class EmitStage(Stage):
         run.write_bytes("dataset/README.md", render_card(header, facts).encode())
         run.write_bytes("dataset/report.html", self._report(run, facts, tally, samples).encode())
         if settings.push_to_hub:
-            _push_to_hub(run.local_path("dataset"), str(settings.push_to_hub), bool(settings.hub_private))
+            files = [path for splits in writers.values() for w in splits.values() for path in w.paths]
+            _push_to_hub(run.local_path("dataset"), files, str(settings.push_to_hub), bool(settings.hub_private))
         return {
             "rows": {config: dict(counts) for config, counts in facts.split_rows.items()},
             "judgements": dict(facts.judgements),
@@ -269,11 +270,19 @@ def _metric_agreement(run: RunContext) -> dict[str, dict[str, float]] | None:
     return matrix or None
 
 
-def _push_to_hub(folder: str, repo_id: str, private: bool) -> None:
-    """Upload dataset/ to the Hub (needs a token and network; not exercised offline)."""
+def _push_to_hub(folder: str, data_files: list[str], repo_id: str, private: bool) -> None:
+    """Upload the card, the report and this emit's data files to the Hub, replacing the repo's
+    earlier data files (needs a token and network; not exercised offline)."""
     from huggingface_hub import HfApi
 
     api = HfApi()
     api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-    api.upload_folder(folder_path=folder, repo_id=repo_id, repo_type="dataset")
+    api.upload_folder(
+        folder_path=folder,
+        repo_id=repo_id,
+        repo_type="dataset",
+        allow_patterns=["README.md", "report.html", *data_files],
+        delete_patterns=["data/**"],
+        commit_message="srprefs emit",
+    )
     log.info("emit: uploaded %s to https://huggingface.co/datasets/%s", folder, repo_id)

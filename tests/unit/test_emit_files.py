@@ -89,7 +89,7 @@ def test_empty_splits_write_no_file_and_are_not_declared():
     assert empty.paths == [] and list(run.files) == ["dataset/data/dspo/train-00000.parquet"]
     header = card_data({"dspo": {"train": full, "validation": empty}}).to_dict()
     assert header["configs"] == [
-        {"config_name": "dspo", "data_files": [{"split": "train", "path": "data/dspo/train-*.parquet"}],
+        {"config_name": "dspo", "data_files": [{"split": "train", "path": ["data/dspo/train-00000.parquet"]}],
          "default": True}
     ]
 

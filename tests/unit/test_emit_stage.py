@@ -8,6 +8,7 @@ import os
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from huggingface_hub import DatasetCard
 
 from pipeline.rundir import RunDir
 from schemas import dataset
@@ -117,3 +118,14 @@ def test_report_plots_the_pair_stages_metric_agreement(synthetic):
     run_emit(synthetic)
     page = open(os.path.join(synthetic.run.root, "dataset", "report.html"), encoding="utf-8").read()
     assert 'id="metric-agreement"' in page
+
+
+def test_a_second_emit_lists_only_its_own_files(synthetic):
+    root = synthetic.run.root
+    run_emit(synthetic, "emit.max_shard_bytes=1", "emit.row_group_size=1")  # one file per row
+    first = set(glob.glob(os.path.join(root, "dataset", "data", "*", "*.parquet")))
+    run_emit(synthetic)
+    card = DatasetCard.load(os.path.join(root, "dataset", "README.md"))
+    listed = {path for config in card.data["configs"] for split in config["data_files"] for path in split["path"]}
+    assert len(first) > len(listed) == len({p for p in listed if p.endswith("-00000.parquet")})
+    assert all(os.path.exists(os.path.join(root, "dataset", p)) for p in listed)
