@@ -1,0 +1,95 @@
+"""Agreement statistics and the admin report."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from annotation_ui.admin import render_report
+from annotation_ui.agreement import canonical_label, cohen_kappa_pairs, fleiss_kappa, gold_correct, summarize
+
+
+def judgement(pair, annotator, choice, left_was, gold=None, description="", ts=0.0):
+    return {
+        "pair_id": pair,
+        "annotator": annotator,
+        "choice": choice,
+        "left_was": left_was,
+        "candidate_a": f"{pair}-win",
+        "candidate_b": f"{pair}-lose",
+        "gold_answer": gold,
+        "description": description,
+        "ms_taken": 1500,
+        "created_at": "2026-01-01T00:00:00+00:00",
+        "created_ts": ts,
+    }
+
+
+def test_fleiss_kappa_matches_the_worked_example():
+    # Fleiss (1971) as worked on Wikipedia: 10 items, 14 raters, 5 categories -> 0.210.
+    counts = np.array(
+        [
+            [0, 0, 0, 0, 14],
+            [0, 2, 6, 4, 2],
+            [0, 0, 3, 5, 6],
+            [0, 3, 9, 2, 0],
+            [2, 2, 8, 1, 1],
+            [7, 7, 0, 0, 0],
+            [3, 2, 6, 3, 0],
+            [2, 5, 3, 2, 2],
+            [6, 5, 2, 1, 0],
+            [0, 2, 2, 3, 7],
+        ]
+    )
+    assert fleiss_kappa(counts) == pytest.approx(0.2099, abs=1e-4)
+    assert math.isnan(fleiss_kappa(np.array([[1, 0], [0, 1]])))  # nobody rated twice
+    assert fleiss_kappa(np.array([[2, 0], [0, 2], [2, 0]])) == pytest.approx(1.0)
+
+
+def test_labels_are_compared_in_candidate_space_not_screen_space():
+    # The two annotators saw the pair mirrored and both preferred the IQA winner.
+    a = judgement("p", "x", "left", "p-win")
+    b = judgement("p", "y", "right", "p-lose")
+    assert canonical_label(a) == canonical_label(b) == "iqa_winner"
+    assert canonical_label(judgement("p", "x", "left", "p-lose")) == "iqa_loser"
+    assert canonical_label(judgement("p", "x", "tie", "p-lose")) == "tie"
+    assert gold_correct(judgement("p", "x", "right", "p-lose", gold="p-win"))
+    assert not gold_correct(judgement("p", "x", "tie", "p-lose", gold="p-win"))
+    assert gold_correct(judgement("p", "x", "both_bad", "p-lose", gold="both_bad"))
+
+
+def test_cohen_kappa_by_hand():
+    # x: W W L L, y: W L L L -> observed 3/4, expected 1/2*1/4 + 1/2*3/4 = 1/2 -> kappa 1/2.
+    labels = {
+        ("p1", "x"): "iqa_winner", ("p2", "x"): "iqa_winner", ("p3", "x"): "iqa_loser", ("p4", "x"): "iqa_loser",
+        ("p1", "y"): "iqa_winner", ("p2", "y"): "iqa_loser", ("p3", "y"): "iqa_loser", ("p4", "y"): "iqa_loser",
+        ("p1", "z"): "tie",
+    }
+    result = cohen_kappa_pairs(labels)
+    assert result[("x", "y")] == (pytest.approx(0.5), 4)
+    assert ("x", "z") not in result  # one pair in common is not enough
+
+
+def test_summary_gold_accuracy_and_iqa_agreement():
+    rows = [
+        judgement("p1", "x", "left", "p1-win", gold="p1-win"),
+        judgement("p2", "x", "left", "p2-lose"),
+        judgement("p1", "y", "left", "p1-lose", gold="p1-win"),
+        judgement("p2", "y", "tie", "p2-win"),
+    ]
+    stats = summarize(rows)
+    assert stats["per_annotator"]["x"]["gold_accuracy"] == 1.0
+    assert stats["per_annotator"]["y"]["gold_accuracy"] == 0.0
+    assert stats["iqa_decided"] == 3 and stats["iqa_agreement"] == pytest.approx(1 / 3)
+    # p1: one W one L, p2: one L one tie -> no agreement on any item.
+    assert stats["fleiss"] < 0
+
+
+def test_report_escapes_everything_people_wrote():
+    rows = [judgement("p1", "x", "left", "p1-win", description="<script>alert(1)</script> & <b>", ts=100.0)]
+    report = render_report(rows, {"tasks": 3, "complete": 1, "leased": 0, "judgements": 1}, now=200.0)
+    assert "<script>" not in report and "&lt;script&gt;alert(1)&lt;/script&gt; &amp; &lt;b&gt;" in report
+    assert "1 in the last hour" in report
+    assert "No judgements yet." in render_report([], {"tasks": 0, "complete": 0, "leased": 0, "judgements": 0}, now=0.0)
