@@ -47,8 +47,9 @@ class EmitStage(Stage):
     def finalize(self, run: RunContext) -> dict[str, Any]:
         settings = self.settings
         fractions = check_split_fractions(dict(settings.splits))
+        pairs, scores = run.read_table("pairs"), run.read_table("scores")
         merge = decide_pairs(
-            run.read_table("pairs"),
+            pairs,
             run.read_table("judgements"),
             rule=settings.judgements.rule,
             min_agreement=float(settings.judgements.min_agreement),
@@ -57,7 +58,31 @@ class EmitStage(Stage):
         writers = self._writers(run, fractions)
         tally = _Tally()
         samples = _SampleReservoir(int(settings.report_samples), self.seed)
-        rows = run.read_table(dataset.SPEC.name)
+        self._write_rows(run.read_table(dataset.SPEC.name), merge, fractions, writers, tally, samples)
+        facts = self._card_facts(run, scores, writers, tally, merge)
+        header = card_data(writers, license=str(settings.license), pretty_name=facts.name)
+        run.write_bytes("dataset/README.md", render_card(header, facts).encode())
+        report = self._report(run, facts, pairs, scores, tally, samples)
+        run.write_bytes("dataset/report.html", report.encode())
+        if settings.push_to_hub:
+            files = [path for splits in writers.values() for w in splits.values() for path in w.paths]
+            _push_to_hub(run.local_path("dataset"), files, str(settings.push_to_hub), bool(settings.hub_private))
+        return {
+            "rows": {config: dict(counts) for config, counts in facts.split_rows.items()},
+            "judgements": dict(facts.judgements),
+            "dropped_images": tally.dropped_images,
+        }
+
+    def _write_rows(
+        self,
+        rows: pa.Table,
+        merge: MergeReport,
+        fractions: dict[str, float],
+        writers: dict[str, dict[str, ShardWriter]],
+        tally: _Tally,
+        samples: _SampleReservoir,
+    ) -> None:
+        """Each IQA-labelled dspo row -> people's decisions applied -> its split of both configs."""
         for record_batch in rows.to_batches(max_chunksize=max(1, self.batch_size)):
             for row in record_batch.to_pylist():
                 split = split_of(row["image_id"], fractions)
@@ -66,7 +91,7 @@ class EmitStage(Stage):
                 if dspo_row is None:
                     tally.dropped_images += 1
                 else:
-                    if not settings.include_hr:
+                    if not self.settings.include_hr:
                         del dspo_row["hr"]
                     writers[CONFIG_DSPO][split].add(dspo_row)
                     tally.count_dspo(dspo_row)
@@ -78,18 +103,6 @@ class EmitStage(Stage):
         for splits in writers.values():
             for writer in splits.values():
                 writer.close()
-        facts = self._card_facts(run, writers, tally, merge)
-        header = card_data(writers, license=str(settings.license), pretty_name=facts.name)
-        run.write_bytes("dataset/README.md", render_card(header, facts).encode())
-        run.write_bytes("dataset/report.html", self._report(run, facts, tally, samples).encode())
-        if settings.push_to_hub:
-            files = [path for splits in writers.values() for w in splits.values() for path in w.paths]
-            _push_to_hub(run.local_path("dataset"), files, str(settings.push_to_hub), bool(settings.hub_private))
-        return {
-            "rows": {config: dict(counts) for config, counts in facts.split_rows.items()},
-            "judgements": dict(facts.judgements),
-            "dropped_images": tally.dropped_images,
-        }
 
     def _writers(self, run: RunContext, fractions: dict[str, float]) -> dict[str, dict[str, ShardWriter]]:
         settings = self.settings
@@ -109,6 +122,7 @@ class EmitStage(Stage):
     def _card_facts(
         self,
         run: RunContext,
+        scores: pa.Table,
         writers: dict[str, dict[str, ShardWriter]],
         tally: _Tally,
         merge: MergeReport,
@@ -120,7 +134,6 @@ class EmitStage(Stage):
             if "status" in table.column_names
         }
         instances = upstream["instances"]
-        scores = run.read_table("scores")
         outcomes = Counter(d.outcome for d in merge.decisions.values())
         outcomes.update(undecided=merge.undecided, unknown_pair=merge.unknown_pairs)
         return CardFacts(
@@ -142,9 +155,17 @@ class EmitStage(Stage):
             config_yaml=OmegaConf.to_yaml(self.cfg),
         )
 
-    def _report(self, run: RunContext, facts: CardFacts, tally: _Tally, samples: _SampleReservoir) -> str:
-        rewards = run.read_table("scores").column("reward").to_pylist()
-        margins = run.read_table("pairs").column("margin").to_pylist()
+    def _report(
+        self,
+        run: RunContext,
+        facts: CardFacts,
+        pairs: pa.Table,
+        scores: pa.Table,
+        tally: _Tally,
+        samples: _SampleReservoir,
+    ) -> str:
+        rewards = scores.column("reward").to_pylist()
+        margins = pairs.column("margin").to_pylist()
         plots = [
             histogram("reward-histogram", "IQA reward per (candidate, instance)", rewards, "reward"),
             histogram("margin-histogram", "IQA margin per pair (win - lose)", margins, "margin"),
