@@ -17,14 +17,13 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 from PIL import Image
-from scipy import ndimage
 
 from stages.masks import decode_mask
+from stages.overlay import render_overlay
 
 CROP_PAD = 12  # pixels of context around the instance's bounding box
 MIN_CROP = 48
 TILE = 192  # each crop is shown at this size (nearest neighbour, so pixels stay visible)
-OUTLINE = (255, 40, 40)
 
 
 @dataclass(frozen=True)
@@ -105,13 +104,10 @@ def crops(sample: SamplePair) -> tuple[Image.Image, Image.Image, Image.Image]:
     lq = Image.open(io.BytesIO(sample.lq)).convert("RGB").resize(winner.size, Image.Resampling.NEAREST)
     mask = decode_mask(sample.mask)
     box = _crop_box(mask)
-    return tuple(_tile(_outline(image, mask).crop(box)) for image in (lq, winner, loser))
-
-
-def _outline(image: Image.Image, mask: np.ndarray) -> Image.Image:
-    pixels = np.asarray(image).copy()
-    pixels[mask & ~ndimage.binary_erosion(mask)] = OUTLINE
-    return Image.fromarray(pixels)
+    # The shared overlay look: the instance outlined in white, its surroundings dimmed.
+    return tuple(
+        _tile(render_overlay(image, [mask], opacity=0.0, highlight=0).crop(box)) for image in (lq, winner, loser)
+    )
 
 
 def _crop_box(mask: np.ndarray) -> tuple[int, int, int, int]:
