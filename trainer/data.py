@@ -6,9 +6,11 @@ directory, so any dataset in the format (local folder or Hub repo) works.
 
 from __future__ import annotations
 
+import hashlib
 import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import datasets
@@ -28,10 +30,25 @@ from stages.masks import MaskError, decode_masks
 
 def load_dspo_split(dataset: str, split: str) -> datasets.Dataset:
     """Load one split of the ``dspo`` config; unknown splits get an error listing the known ones."""
-    loaded = datasets.load_dataset(dataset, CONFIG_DSPO)
+    cache_dir = _local_cache_dir(Path(dataset)) if Path(dataset).is_dir() else None
+    loaded = datasets.load_dataset(dataset, CONFIG_DSPO, cache_dir=cache_dir)
     if split not in loaded:
         raise DatasetFormatError(f"dataset '{dataset}' has no split '{split}'; it has {sorted(loaded)}")
     return loaded[split]
+
+
+def _local_cache_dir(folder: Path) -> str:
+    """A cache folder per content of a local dataset folder.
+
+    datasets (5.2) keys its cache of a local folder by the folder's name and the config only, so
+    a re-emitted dataset, or another folder with the same name, would load stale rows and
+    features; a fingerprint of the files' paths, sizes and times keeps them apart.
+    """
+    digest = hashlib.sha256(str(folder.resolve()).encode())
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        stat = path.stat()
+        digest.update(f"{path.relative_to(folder)}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+    return str(Path(datasets.config.HF_DATASETS_CACHE) / "srprefs-local" / digest.hexdigest()[:16])
 
 
 def validate_dspo_dataset(ds: datasets.Dataset, split: str = "train") -> None:

@@ -1,0 +1,91 @@
+"""Malformed datasets are refused before training, naming row and column; collate pads instances."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from datasets import Features
+
+from schemas.dataset import DSPO_FEATURES
+from stages.masks import encode_mask
+from tests.dspo_fixtures import write_dspo_dataset
+from trainer.data import collate_dspo, load_dspo_split, validate_dspo_dataset
+from trainer.train import main
+
+
+def run_train(dataset, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(["--dataset", str(dataset), "--output_dir", str(out), "--max_train_steps", "1"])
+    err = capsys.readouterr().err
+    # Refused before any model was loaded or step taken: nothing was written.
+    assert not (out / "log.jsonl").exists()
+    return code, err
+
+
+def break_row(split_name, row_index, change):
+    def edit(split, i, row):
+        return change(row) if (split, i) == (split_name, row_index) else row
+
+    return edit
+
+
+def test_missing_column(tmp_path, capsys):
+    features = Features({k: v for k, v in DSPO_FEATURES.items() if k != "win_index"})
+    dataset = write_dspo_dataset(tmp_path / "ds", features=features)
+    code, err = run_train(dataset, tmp_path, capsys)
+    assert code == 2
+    assert "missing column 'win_index'" in err
+
+
+def test_wrong_schema_version(tmp_path, capsys):
+    dataset = write_dspo_dataset(tmp_path / "ds", edit=break_row("train", 2, lambda r: {**r, "schema_version": 99}))
+    code, err = run_train(dataset, tmp_path, capsys)
+    assert code == 2
+    assert "train row 2" in err and "column 'schema_version' is 99" in err
+
+
+def test_masks_not_matching_image_size(tmp_path, capsys):
+    small = encode_mask(torch.ones(16, 16, dtype=torch.bool).numpy())
+    dataset = write_dspo_dataset(
+        tmp_path / "ds", edit=break_row("train", 1, lambda r: {**r, "masks": [small] * len(r["masks"])})
+    )
+    code, err = run_train(dataset, tmp_path, capsys)
+    assert code == 2
+    assert "train row 1" in err and "column 'masks' has size [16, 16]" in err and "32x32" in err
+
+
+def test_win_index_out_of_range(tmp_path, capsys):
+    def bad_win(row):
+        return {**row, "win_index": [row["win_index"][0], 7, *row["win_index"][2:]]}
+
+    dataset = write_dspo_dataset(tmp_path / "ds", edit=break_row("train", 3, bad_win))
+    code, err = run_train(dataset, tmp_path, capsys)
+    assert code == 2
+    assert "row 3" in err and "column 'win_index' instance 1 is 7" in err
+
+
+def test_bad_validation_split_is_refused_too(tmp_path, capsys):
+    dataset = write_dspo_dataset(tmp_path / "ds", edit=break_row("validation", 0, lambda r: {**r, "schema_version": 0}))
+    code, err = run_train(dataset, tmp_path, capsys)
+    assert code == 2
+    assert "validation row 0" in err
+
+
+def test_collate_pads_instances_with_zero_weight(tmp_path):
+    def fewer(split, i, row):
+        if i != 1:
+            return row
+        keep = 2
+        row = {k: (v[:keep] if isinstance(v, list) and len(v) == 4 and k != "candidates" else v) for k, v in row.items()}
+        return {**row, "weight": [0.5, 0.5]}
+
+    ds = load_dspo_split(str(write_dspo_dataset(tmp_path / "ds", edit=fewer)), "train")
+    validate_dspo_dataset(ds)
+    batch = collate_dspo([ds[0], ds[1]])
+    assert batch.candidates.shape == (2, 3, 3, 32, 32)
+    assert batch.lq.shape == (2, 3, 8, 8)
+    assert batch.masks.shape == (2, 4, 32, 32)
+    assert batch.weights[1].tolist() == [0.5, 0.5, 0.0, 0.0]
+    assert not batch.masks[1, 2:].any()
+    assert batch.masks[0].sum(dim=(1, 2)).tolist() == [256] * 4
+    assert batch.hr is not None and batch.hr.shape == (2, 3, 32, 32)
