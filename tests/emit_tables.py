@@ -41,29 +41,29 @@ class SyntheticRun:
     failed_image: str  # the image whose lq row failed
 
 
-def build_run(root: str, n_images: int = 12, seed: int = 0) -> SyntheticRun:
-    """Tables hr, lq, candidates, instances, scores, pairs of ``n_images`` images (the last one
-    failed at degrade), one shard each, written to a run dir at ``root``."""
+def build_run(root: str, n_images: int = 12, seed: int = 0, size: int = SR) -> SyntheticRun:
+    """Tables hr, lq, candidates, instances, scores, pairs of ``n_images`` images of ``size``
+    pixels square (the last one failed at degrade), one shard each, in a run dir at ``root``."""
     rng = np.random.default_rng(seed)
     rows: dict[str, list[Any]] = {name: [] for name in ("hr", "lq", "candidates", "instances", "scores", "pairs")}
     all_masks = {}
     image_ids = [f"{i:016x}" for i in range(1, n_images + 1)]
     for n, image_id in enumerate(image_ids):
-        hr_pixels = rng.integers(0, 256, (SR, SR, 3), dtype=np.uint8)
+        hr_pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
         hr_image = image_struct(png(hr_pixels))
-        rows["hr"].append(hr.HrRow(image_id, hr_image, SR, SR, f"file:///synthetic/img{n}.png", "ok"))
+        rows["hr"].append(hr.HrRow(image_id, hr_image, size, size, f"file:///synthetic/img{n}.png", "ok"))
         if n == n_images - 1:
             rows["lq"].append(failed_row(lq.SPEC, image_id, "degrade: synthetic failure"))
             continue
-        lq_pixels = np.asarray(Image.fromarray(hr_pixels).resize((SR // SCALE, SR // SCALE)))
+        lq_pixels = np.asarray(Image.fromarray(hr_pixels).resize((size // SCALE, size // SCALE)))
         rows["lq"].append(
-            lq.LqRow(image_id, image_struct(png(lq_pixels)), hr_image, SCALE, SR // SCALE, SR // SCALE, None,
+            lq.LqRow(image_id, image_struct(png(lq_pixels)), hr_image, SCALE, size // SCALE, size // SCALE, None,
                      "synthetic blur", "ok")
         )
         items = [
             {
                 "candidate_id": f"{image_id}-c{k}",
-                "image": image_struct(png(rng.integers(0, 256, (SR, SR, 3), dtype=np.uint8))),
+                "image": image_struct(png(rng.integers(0, 256, (size, size, 3), dtype=np.uint8))),
                 "seed": k,
                 "steps": 4,
                 "guidance": 1.0,
@@ -75,13 +75,13 @@ def build_run(root: str, n_images: int = 12, seed: int = 0) -> SyntheticRun:
             }
             for k in range(N_CANDIDATES)
         ]
-        rows["candidates"].append(candidates.CandidatesRow(image_id, items, "a photo", None, SR, SR, "ok"))
-        masks = _rectangles(rng, 2 + n % 2)
+        rows["candidates"].append(candidates.CandidatesRow(image_id, items, "a photo", None, size, size, "ok"))
+        masks = _rectangles(rng, 2 + n % 2, size)
         all_masks[image_id] = masks
         rles = [encode_mask(m) for m in masks]
         areas = [int(m.sum()) for m in masks]
         rows["instances"].append(
-            instances.InstancesRow(image_id, SR, SR, rles, areas, [[0, 0, 1, 1]] * len(masks),
+            instances.InstancesRow(image_id, size, size, rles, areas, [[0, 0, 1, 1]] * len(masks),
                                    ["thing"] * len(masks), "synthetic", "{}", "ok")
         )
         for m, area in enumerate(areas):
@@ -109,14 +109,14 @@ def build_run(root: str, n_images: int = 12, seed: int = 0) -> SyntheticRun:
     return SyntheticRun(run, tables, all_masks, image_ids[-1])
 
 
-def _rectangles(rng: np.random.Generator, count: int) -> list[np.ndarray]:
+def _rectangles(rng: np.random.Generator, count: int, size: int) -> list[np.ndarray]:
     """Disjoint horizontal bands with a random notch, so masks differ from their boxes."""
     masks = []
-    band = SR // count
+    band = size // count
     for k in range(count):
-        mask = np.zeros((SR, SR), dtype=bool)
+        mask = np.zeros((size, size), dtype=bool)
         mask[k * band:(k + 1) * band, :] = True
-        x = int(rng.integers(0, SR - 4))
+        x = int(rng.integers(0, size - 4))
         mask[k * band:k * band + 2, x:x + 4] = False
         masks.append(mask)
     return masks
