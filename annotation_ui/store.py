@@ -170,7 +170,9 @@ def left_candidate(pair_id: str, annotator: str, candidate_a: str, candidate_b: 
 
 
 def _make_engine(url: str) -> Engine:
-    engine = sa.create_engine(url, pool_size=10, max_overflow=60, pool_timeout=60, pool_pre_ping=True)
+    # No pool_pre_ping: it costs a round trip per transaction, and after a database restart
+    # SQLAlchemy invalidates the whole pool on the first disconnect error anyway.
+    engine = sa.create_engine(url, pool_size=10, max_overflow=60, pool_timeout=60)
     if engine.dialect.name != "sqlite":
         return engine
 
@@ -320,8 +322,13 @@ class Store:
         tasks, leases = self._t["tasks"], self._t["leases"]
         now = self._clock()
         with self._write() as conn:
+            if self.dialect == "postgresql":
+                # A lease is disposable (lost on a crash, the pair is simply claimed again), so
+                # its commit need not wait for the WAL flush; judgements do wait.
+                conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
             own = conn.execute(
-                sa.select(leases.c.pair_id, leases.c.left_was)
+                sa.select(leases.c.pair_id, leases.c.left_was, tasks.c.candidate_a, tasks.c.candidate_b)
+                .join(tasks, tasks.c.pair_id == leases.c.pair_id)
                 .where(leases.c.annotator == annotator, leases.c.expires_at > now)
                 .order_by(leases.c.claimed_at.desc())
                 .limit(1)
@@ -332,7 +339,7 @@ class Store:
                     .where(leases.c.pair_id == own.pair_id)
                     .values(expires_at=now + self.lease_ttl_s)
                 )
-                return self._claim_for(conn, own.pair_id, annotator, own.left_was, now)
+                return self._claim(own, annotator, own.left_was, now)
             skipped: list[str] = []
             for _ in range(CLAIM_ATTEMPTS):
                 query = (
@@ -365,7 +372,7 @@ class Store:
                         expires_at=now + self.lease_ttl_s,
                     )
                 )
-                return self._claim_for(conn, row.pair_id, annotator, left_was, now)
+                return self._claim(row, annotator, left_was, now)
             return None
 
     def _open_for(self, annotator: str, now: float) -> sa.ColumnElement[bool]:
@@ -376,16 +383,11 @@ class Store:
         wanted = sa.or_(tasks.c.required.is_(None), tasks.c.done < tasks.c.required)
         return sa.and_(wanted, ~live_lease, ~judged)
 
-    def _claim_for(
-        self, conn: Connection, pair_id: str, annotator: str, left_was: str, now: float, previous: Any = None
-    ) -> Claim:
-        tasks = self._t["tasks"]
-        row = conn.execute(
-            sa.select(tasks.c.candidate_a, tasks.c.candidate_b).where(tasks.c.pair_id == pair_id)
-        ).one()
-        right_was = row.candidate_b if left_was == row.candidate_a else row.candidate_a
+    def _claim(self, task: Any, annotator: str, left_was: str, now: float, previous: Any = None) -> Claim:
+        """A Claim from a row with pair_id, candidate_a and candidate_b."""
+        right_was = task.candidate_b if left_was == task.candidate_a else task.candidate_a
         return Claim(
-            pair_id=pair_id,
+            pair_id=task.pair_id,
             annotator=annotator,
             left_was=left_was,
             right_was=right_was,
@@ -403,10 +405,14 @@ class Store:
         tasks, leases, judgements = self._t["tasks"], self._t["leases"], self._t["judgements"]
         now = self._clock()
         with self._write() as conn:
-            # Lock the task row first so claimers skip it while we write.
-            conn.execute(sa.select(tasks.c.pair_id).where(tasks.c.pair_id == pair_id).with_for_update()).first()
+            # Lock the task row first (claimers skip it while we write; the same lock order as
+            # claim, so the two never deadlock) and read our lease in the same round trip.
             lease = conn.execute(
-                sa.select(leases.c.left_was).where(leases.c.pair_id == pair_id, leases.c.annotator == annotator)
+                sa.select(leases.c.left_was)
+                .select_from(tasks)
+                .join(leases, sa.and_(leases.c.pair_id == tasks.c.pair_id, leases.c.annotator == annotator))
+                .where(tasks.c.pair_id == pair_id)
+                .with_for_update(of=tasks)
             ).first()
             if lease is None:
                 raise LeaseLost(
@@ -451,7 +457,11 @@ class Store:
             ).first()
             if last is None:
                 return None
-            conn.execute(sa.select(tasks.c.pair_id).where(tasks.c.pair_id == last.pair_id).with_for_update()).first()
+            task = conn.execute(
+                sa.select(tasks.c.pair_id, tasks.c.candidate_a, tasks.c.candidate_b)
+                .where(tasks.c.pair_id == last.pair_id)
+                .with_for_update()
+            ).one()
             holder = conn.execute(
                 sa.select(leases.c.annotator).where(leases.c.pair_id == last.pair_id, leases.c.expires_at > now)
             ).first()
@@ -470,7 +480,7 @@ class Store:
                     expires_at=now + self.lease_ttl_s,
                 )
             )
-            return self._claim_for(conn, last.pair_id, annotator, last.left_was, now, previous=last)
+            return self._claim(task, annotator, last.left_was, now, previous=last)
 
     # -- reading ------------------------------------------------------------------------
 
