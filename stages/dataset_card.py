@@ -39,6 +39,7 @@ class CardFacts:
     pairs_labels: Mapping[str, int]  # pairs rows by label (winner first / loser first / tie)
     judgements: Mapping[str, int]  # merge outcome counts
     judgement_rule: str
+    degradations: Sequence[str]  # "preset xscale" of the LQ images
     backbones: Sequence[str]
     segmenters: Sequence[str]
     metrics: Sequence[str]
@@ -79,6 +80,8 @@ def _body(f: CardFacts) -> str:
 def _how_made(f: CardFacts) -> str:
     per_image = sorted(set(f.candidates_per_image))
     lines = [
+        f"* Degradation (HR -> LQ): {', '.join(f.degradations) or 'none recorded'}; each row's "
+        "`degradation_text` describes its own draw",
         f"* Diffusion SR backbone(s): {', '.join(f.backbones) or 'none recorded'}",
         f"* Candidates per image: {', '.join(map(str, per_image)) or '-'}",
         f"* Segmenter(s): {', '.join(f.segmenters) or 'none recorded'}",

@@ -143,6 +143,9 @@ class EmitStage(Stage):
             pairs_labels=dict(tally.pair_labels),
             judgements=dict(outcomes),
             judgement_rule=_rule_text(self.settings.judgements),
+            degradations=sorted(
+                {f"{d['preset']} x{d['scale']}" for d in upstream["lq"].column("degradation").to_pylist() if d}
+            ),
             backbones=sorted(tally.backbones),
             segmenters=sorted({s for s in instances.column("segmenter").to_pylist() if s}),
             metrics=sorted({n for m in scores.column("metrics").to_pylist() for n in metrics_dict(m)}),

@@ -57,8 +57,8 @@ def build_run(root: str, n_images: int = 12, seed: int = 0, size: int = SR) -> S
             continue
         lq_pixels = np.asarray(Image.fromarray(hr_pixels).resize((size // SCALE, size // SCALE)))
         rows["lq"].append(
-            lq.LqRow(image_id, image_struct(png(lq_pixels)), hr_image, SCALE, size // SCALE, size // SCALE, None,
-                     "synthetic blur", "ok")
+            lq.LqRow(image_id, image_struct(png(lq_pixels)), hr_image, SCALE, size // SCALE, size // SCALE,
+                     {"preset": "bicubic", "scale": SCALE}, "synthetic blur", "ok")
         )
         items = [
             {

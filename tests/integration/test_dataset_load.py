@@ -200,3 +200,4 @@ def test_card_declares_configs_and_reports_failures(emitted):
     assert "lq 1" in card  # the one image that failed at degrade
     assert "synthetic" in card  # backbone and segmenter
     assert "niqe, psnr" in card
+    assert "bicubic x4" in card

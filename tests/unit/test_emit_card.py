@@ -11,7 +11,7 @@ from stages.ingest import DEMO_IMAGES
 def facts(sources):
     return CardFacts(
         name="test", split_rows={"dspo": {"train": 1}}, instances={"iqa": 2}, pairs_labels={},
-        judgements={}, judgement_rule="majority", backbones=["tiny"], segmenters=["slic"],
+        judgements={}, judgement_rule="majority", degradations=["bicubic x4"], backbones=["tiny"], segmenters=["slic"],
         metrics=["psnr"], candidates_per_image=[4], failed={"lq": 0}, sources=sources,
         dropped_images=0, config_yaml="seed: 0\n",
     )
@@ -33,3 +33,4 @@ def test_long_source_lists_are_cut():
     text = render_card(DatasetCardData(), facts(sources))
     assert "... and 5 more source images" in text
     assert "licence not recorded" in text
+    assert "Degradation (HR -> LQ): bicubic x4" in text
