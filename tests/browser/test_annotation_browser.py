@@ -28,7 +28,7 @@ CHROMIUM_ARGS = [
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 PASSWORD = "correct horse battery"
 TIMEOUT_MS = 60_000
-XSS = "plastic skin <script>window.__xss = 1</script>"
+XSS = "plastic skin, blurry fur 3 <script>window.__xss = 1</script>"
 
 pytestmark = [
     pytest.mark.browser,
@@ -91,7 +91,7 @@ def test_label_five_pairs_with_the_keyboard_undo_and_describe(served, browser):
 
     description = page.locator("#description textarea")
     description.click()
-    description.type(XSS)  # digits and 'u' in the text are typed, not shortcuts
+    description.type(XSS)  # the digits and the "u" in the text are typed, not shortcuts
     page.keyboard.press("Escape")
     page.keyboard.press("1")
     wait_for_progress(page, "done today: 5")

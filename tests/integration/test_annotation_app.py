@@ -54,6 +54,8 @@ def test_a_judgement_round_trip(served):
     expected = np.asarray(outlined_png(shown_left, media.mask, DEFAULT_OPACITY))
     assert np.array_equal(np.asarray(Image.open(left_file).convert("RGB")), expected)  # the right crop, on the left
     assert Image.open(context_file).size[0] > 0
+    left_file, right_file = client.predict(1.0, api_name="/redraw")  # the opacity slider
+    assert np.array_equal(np.asarray(Image.open(left_file).convert("RGB")), np.asarray(outlined_png(shown_left, media.mask, 1.0)))
 
     *_, progress = client.predict("the <b>sky</b> is smeared", DEFAULT_OPACITY, api_name="/judge_left")
     assert "done today: **1**" in progress
