@@ -137,7 +137,7 @@ class EmitStage(Stage):
         outcomes = Counter(d.outcome for d in merge.decisions.values())
         outcomes.update(undecided=merge.undecided, unknown_pair=merge.unknown_pairs)
         return CardFacts(
-            name=f"srprefs DSPO preferences ({self.cfg.run_dir})",
+            name=f"srprefs DSPO preferences ({os.path.basename(str(self.cfg.run_dir).rstrip('/'))})",
             split_rows={c: {s: w.rows for s, w in splits.items()} for c, splits in writers.items()},
             instances=dict(tally.label_sources),
             pairs_labels=dict(tally.pair_labels),
