@@ -163,8 +163,7 @@ def launch(
     """Serve the app with login against ``users_file``; returns the running Blocks (its
     ``local_url`` says where; ``close()`` stops it)."""
     users_file = Path(users_file)
-    if not users.load_users(users_file):
-        raise users.UsersFileError(f"no users in {users_file}: add one with `pipeline users add NAME [--admin]`")
+    users.require_users(users_file)
 
     def check_login(name: str, password: str) -> bool:
         return users.verify(users_file, name, password) is not None

@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 from annotation_ui.app import launch
 from annotation_ui.store import open_store
 from annotation_ui.tasks import import_from_tables
-from annotation_ui.users import UsersFileError
+from annotation_ui.users import UsersFileError, require_users
 from annotation_ui.users import add_user as add_user_to_file
 from pipeline.config import load_config
 from pipeline.rundir import RunDir
@@ -34,6 +34,8 @@ def users_file_path(cfg: DictConfig, explicit: str | None = None) -> Path:
 def annotate(overrides: list[str]) -> int:
     """Import the run's pairs into the store (new ones only) and serve the annotation UI."""
     cfg = load_config(overrides)
+    users_file = users_file_path(cfg)
+    require_users(users_file)
     store = open_store(cfg)
     run = RunDir(str(cfg.run_dir))
     if run.shards("pairs"):
@@ -45,7 +47,7 @@ def annotate(overrides: list[str]) -> int:
     print(f"store {store.dialect}: {counts['tasks']} tasks, {counts['judgements']} judgements")
     if counts["tasks"] == 0:
         print(f"warning: no tasks yet: run the pipeline up to stage=pair on run_dir={cfg.run_dir}", file=sys.stderr)
-    launch(store, users_file_path(cfg), host=str(cfg.host), port=int(cfg.port))
+    launch(store, users_file, host=str(cfg.host), port=int(cfg.port))
     return 0
 
 

@@ -48,6 +48,12 @@ def load_users(path: str | Path) -> dict[str, dict]:
     return data["users"]
 
 
+def require_users(path: str | Path) -> None:
+    """Fail early, with the fix, when nobody could log in."""
+    if not load_users(path):
+        raise UsersFileError(f"no users in {path}: add one with `pipeline users add NAME [--admin]`")
+
+
 def add_user(path: str | Path, name: str, password: str, admin: bool = False) -> User:
     """Add ``name`` (or replace their password and role) in the users file, written atomically
     and readable by the owner only."""
