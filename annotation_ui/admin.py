@@ -25,20 +25,29 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], empty: str) -> 
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def render_report(rows: Sequence[Mapping[str, Any]], counts: Mapping[str, int], now: float) -> str:
-    """HTML for the admin tab from ``Store.judgement_rows()`` and ``Store.counts()``."""
+def render_report(
+    rows: Sequence[Mapping[str, Any]],
+    counts: Mapping[str, int],
+    annotators: Sequence[Mapping[str, Any]],
+    now: float,
+) -> str:
+    """HTML for the admin tab from ``Store.judgement_rows()``, ``Store.counts()`` and
+    ``Store.annotators()`` (everyone who logged in, judged or not)."""
     stats = summarize(rows)
+    roles = {a["name"]: "admin" if a["is_admin"] else "annotator" for a in annotators}
+    nobody = {"judgements": 0, "gold_seen": 0, "gold_accuracy": float("nan"), "median_ms": float("nan")}
     last_hour = sum(1 for r in rows if r["created_ts"] >= now - 3600)
     last_day = sum(1 for r in rows if r["created_ts"] >= now - 86400)
     per_annotator = [
         (
             name,
+            roles.get(name, "unknown"),
             s["judgements"],
             s["gold_seen"],
             _number(s["gold_accuracy"], 2),
             _number(s["median_ms"] / 1000.0, 1),
         )
-        for name, s in sorted(stats["per_annotator"].items())
+        for name, s in sorted({**dict.fromkeys(roles, nobody), **stats["per_annotator"]}.items())
     ]
     cohen = [(a, b, common, _number(kappa)) for (a, b), (kappa, common) in sorted(stats["cohen"].items())]
     recent = [
@@ -65,9 +74,9 @@ def render_report(rows: Sequence[Mapping[str, Any]], counts: Mapping[str, int], 
         f"{counts['judgements']} judgements ({last_hour} in the last hour, {last_day} in the last 24 hours).</p>"
         "<h3>Annotators</h3>"
         + _table(
-            ["annotator", "judgements", "gold seen", "gold accuracy", "median seconds"],
+            ["annotator", "role", "judgements", "gold seen", "gold accuracy", "median seconds"],
             per_annotator,
-            "No judgements yet.",
+            "Nobody has logged in yet.",
         )
         + "<h3>Agreement</h3>"
         f"<p>Fleiss' kappa over pairs with two or more judgements: <b>{_number(stats['fleiss'])}</b></p>"

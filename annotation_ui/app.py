@@ -110,7 +110,7 @@ def build_app(store: Store, users_file: str | Path) -> gr.Blocks:
     def admin_report(request: gr.Request) -> str:
         if not users.is_admin(users_file, _user(request)):
             raise gr.Error("Admins only.")
-        return render_report(store.judgement_rows(), store.counts(), time.time())
+        return render_report(store.judgement_rows(), store.counts(), store.annotators(), time.time())
 
     with gr.Blocks(title="srprefs · annotate") as demo:
         state = gr.State(None)

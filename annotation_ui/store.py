@@ -437,12 +437,6 @@ class Store:
             conn.execute(sa.update(tasks).where(tasks.c.pair_id == pair_id).values(done=tasks.c.done + 1))
             conn.execute(sa.delete(leases).where(leases.c.pair_id == pair_id))
 
-    def release(self, annotator: str) -> None:
-        """Give back the annotator's leases (e.g. on logout) so others can take the pairs now."""
-        leases = self._t["leases"]
-        with self._write() as conn:
-            conn.execute(sa.delete(leases).where(leases.c.annotator == annotator))
-
     def undo_last(self, annotator: str) -> Claim | None:
         """Take back the annotator's most recent judgement: it is deleted and its pair leased to
         them again (same sides), to be judged anew. None when they have judged nothing."""

@@ -217,6 +217,14 @@ def test_closing_and_reopening_mid_session_loses_nothing(open_store):
     assert reopened.counts() == {"tasks": 4, "complete": 2, "leased": 0, "judgements": 2}
 
 
+def test_annotators_are_registered_with_their_role(open_store):
+    store = open_store()
+    store.register_annotator("ann")
+    store.register_annotator("boss", is_admin=True)
+    store.register_annotator("ann", is_admin=True)  # promoted in the users file since
+    assert [(a["name"], a["is_admin"]) for a in store.annotators()] == [("ann", True), ("boss", True)]
+
+
 def test_progress_counts_today_and_the_queue(open_store):
     clock = FakeClock()
     store = open_store(clock=clock)

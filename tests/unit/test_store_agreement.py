@@ -89,7 +89,10 @@ def test_summary_gold_accuracy_and_iqa_agreement():
 
 def test_report_escapes_everything_people_wrote():
     rows = [judgement("p1", "x", "left", "p1-win", description="<script>alert(1)</script> & <b>", ts=100.0)]
-    report = render_report(rows, {"tasks": 3, "complete": 1, "leased": 0, "judgements": 1}, now=200.0)
+    people = [{"name": "x", "is_admin": False}, {"name": "idle", "is_admin": True}]
+    report = render_report(rows, {"tasks": 3, "complete": 1, "leased": 0, "judgements": 1}, people, now=200.0)
     assert "<script>" not in report and "&lt;script&gt;alert(1)&lt;/script&gt; &amp; &lt;b&gt;" in report
     assert "1 in the last hour" in report
-    assert "No judgements yet." in render_report([], {"tasks": 0, "complete": 0, "leased": 0, "judgements": 0}, now=0.0)
+    assert "<td>idle</td><td>admin</td><td>0</td>" in report  # logged in, judged nothing yet
+    empty = render_report([], {"tasks": 0, "complete": 0, "leased": 0, "judgements": 0}, [], now=0.0)
+    assert "Nobody has logged in yet." in empty
