@@ -117,7 +117,7 @@ class SegmentStage(Stage):
         written = 0
         for row in table.to_pylist():
             image, _ = self.segmentation_image(candidates[row["image_id"]], hr_images.get(row["image_id"]))
-            overlay = render_overlay(image, row["masks"], opacity=float(self.settings.preview_opacity))
+            overlay = render_overlay(image, row["masks"])
             run.write_bytes(f"{PREVIEW_DIR}/{row['image_id']}.png", encode_png(overlay))
             written += 1
         return {"previews": written}

@@ -34,6 +34,5 @@ class Settings:
     min_area: int = MISSING
     max_instances: int = MISSING
     previews: bool = MISSING
-    preview_opacity: float = MISSING
     classical: ClassicalSettings = field(default_factory=ClassicalSettings)
     sam: SamSettings = field(default_factory=SamSettings)
