@@ -78,24 +78,6 @@ def mask_bboxes(rles: Sequence[Mapping[str, Any]]) -> list[list[int]]:
     return [[int(v) for v in box] for box in coco_mask.toBbox([_coco(r) for r in rles])]
 
 
-def label_map(masks: Sequence[np.ndarray] | np.ndarray, shape: tuple[int, int] | None = None) -> np.ndarray:
-    """[H, W] int32 array holding each pixel's mask index, -1 where no mask covers it.
-
-    Where masks overlap the later one wins. ``shape`` is required only when ``masks`` is empty.
-    """
-    if len(masks) == 0:
-        if shape is None:
-            raise MaskError("label_map of no masks needs the image shape")
-        return np.full(shape, -1, dtype=np.int32)
-    labels = np.full(np.asarray(masks[0]).shape, -1, dtype=np.int32)
-    for index, mask in enumerate(masks):
-        mask = np.asarray(mask, dtype=bool)
-        if mask.shape != labels.shape:
-            raise MaskError(f"mask {index} has shape {mask.shape}, mask 0 has {labels.shape}")
-        labels[mask] = index
-    return labels
-
-
 def _checked(rle: Mapping[str, Any]) -> tuple[list[int], str]:
     if not isinstance(rle, Mapping) or "size" not in rle or "counts" not in rle:
         raise MaskError(f"an RLE value is a mapping with 'size' and 'counts', got {_short(rle)}")

@@ -7,7 +7,6 @@ from stages.masks import (
     decode_masks,
     encode_mask,
     encode_masks,
-    label_map,
     mask_areas,
     mask_bboxes,
 )
@@ -87,20 +86,6 @@ def test_bytes_counts_are_accepted():
     mask = np.eye(6, dtype=bool)
     rle = encode_mask(mask)
     np.testing.assert_array_equal(decode_mask({"size": rle["size"], "counts": rle["counts"].encode()}), mask)
-
-
-def test_label_map_later_mask_wins_and_marks_uncovered():
-    a = np.zeros((3, 3), bool)
-    a[:2] = True
-    b = np.zeros((3, 3), bool)
-    b[1:, 1:] = True
-    labels = label_map([a, b])
-    np.testing.assert_array_equal(labels, [[0, 0, 0], [0, 1, 1], [-1, 1, 1]])
-    assert label_map([], shape=(2, 4)).tolist() == [[-1] * 4] * 2
-    with pytest.raises(MaskError, match="needs the image shape"):
-        label_map([])
-    with pytest.raises(MaskError, match="mask 1 has shape"):
-        label_map([a, np.zeros((2, 2), bool)])
 
 
 def test_non_2d_mask_is_rejected():
