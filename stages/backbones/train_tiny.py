@@ -4,8 +4,8 @@
 
 CPU-only by design (2 cores, 15-25 minutes for the committed weights). The HR crops come from
 the bundled photographs except the held-out ones (``HELD_OUT``, used by ``evaluate_tiny``); each
-crop is degraded with one of ``--degradations`` (``bicubic`` or a degrade-stage preset such as
-``realesrgan-light``), so the model sees the LQ images the pipeline produces. The output folder
+crop is degraded with one of ``--degradations`` (degrade-stage presets such as ``bicubic`` and
+``realesrgan-light``, through the degrade stage's own code), so the model sees the LQ images the pipeline produces. The output folder
 is in ``save_pretrained`` layout and loads as ``sample.backbone.path=<folder>``.
 """
 
@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 from stages.backbones.tiny import EMBEDDED_WEIGHTS, TinySRPipeline, build_scheduler, build_unet
-from stages.base import seed_for
+from stages.degradations import apply_degradation, draw_params, preset_settings
 
 # Bundled images used for training (package, file). Grayscale ones become 3-channel RGB.
 TRAIN_IMAGES = [
@@ -61,45 +61,41 @@ def bundled_image(package: str, name: str) -> np.ndarray:
         return np.asarray(image.convert("RGB"))
 
 
-def degrade_crop(hr: np.ndarray, degradation: str, scale: int, seed: int) -> np.ndarray:
-    """uint8 HR crop -> uint8 LQ crop (``scale`` times smaller) with the named degradation."""
-    if degradation == "bicubic":
-        h, w = hr.shape[:2]
-        return np.asarray(Image.fromarray(hr).resize((w // scale, h // scale), Image.BICUBIC))
-    from stages.degrade import apply_degradation, draw_params, preset_settings
-
-    settings = preset_settings(degradation, scale=scale)
-    params = draw_params(settings, np.random.default_rng(seed))
-    return np.asarray(apply_degradation(Image.fromarray(hr), params))
-
-
 def to_tensor(images: np.ndarray) -> torch.Tensor:
     """uint8 [N, H, W, 3] -> float [N, 3, H, W] in [0, 1]."""
     return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
 
 
-def crop_pool(
-    images: list[np.ndarray], count: int, crop: int, scale: int, degradations: list[str], seed: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``count`` random (HR, LQ) crop pairs, degradations cycling, as float tensors."""
-    rng = np.random.default_rng(seed)
-    hrs, lqs = [], []
-    for i in range(count):
+def random_crops(images: list[np.ndarray], count: int, crop: int, rng: np.random.Generator) -> torch.Tensor:
+    """``count`` random crops with random rotation/flip, as floats [count, 3, crop, crop]."""
+    crops = []
+    for _ in range(count):
         image = images[rng.integers(len(images))]
         y = rng.integers(image.shape[0] - crop + 1)
         x = rng.integers(image.shape[1] - crop + 1)
-        hr = np.ascontiguousarray(np.rot90(image[y : y + crop, x : x + crop], k=rng.integers(4)))
-        if rng.random() < 0.5:
-            hr = np.ascontiguousarray(hr[:, ::-1])
-        hrs.append(hr)
-        lqs.append(degrade_crop(hr, degradations[i % len(degradations)], scale, seed_for(seed, "train_tiny", i)))
-    return to_tensor(np.stack(hrs)), to_tensor(np.stack(lqs))
+        patch = np.rot90(image[y : y + crop, x : x + crop], k=rng.integers(4))
+        crops.append(patch[:, ::-1] if rng.random() < 0.5 else patch)
+    return to_tensor(np.ascontiguousarray(np.stack(crops)))
+
+
+def degrade_pool(
+    hr: torch.Tensor, presets: list[str], scale: int, rng: np.random.Generator, chunk: int = 256
+) -> torch.Tensor:
+    """LQ for each HR crop through the degrade stage's own code; presets cycle over the crops."""
+    size = (hr.shape[3], hr.shape[2])
+    settings = {name: preset_settings(name, scale=scale) for name in presets}
+    params = [draw_params(settings[presets[i % len(presets)]], rng, size) for i in range(len(hr))]
+    return torch.cat(
+        [apply_degradation(hr[i : i + chunk], params[i : i + chunk]) for i in range(0, len(hr), chunk)]
+    )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--output_dir", default=str(EMBEDDED_WEIGHTS))
-    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--steps", type=int, default=1800)
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--learning_rate", type=float, default=5e-4)
     parser.add_argument("--warmup_steps", type=int, default=100)
@@ -107,7 +103,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cond_drop", type=float, default=0.1, help="conditioning dropout (enables CFG)")
     parser.add_argument("--scale", type=int, default=4)
     parser.add_argument("--hr_crop", type=int, default=64)
-    parser.add_argument("--pool_size", type=int, default=8192, help="pre-degraded crop pairs")
+    parser.add_argument("--pool_size", type=int, default=4096, help="pre-degraded crop pairs")
     parser.add_argument("--degradations", default="bicubic,realesrgan-light")
     parser.add_argument("--block_out_channels", default="64,128,128")
     parser.add_argument("--layers_per_block", type=int, default=1)
@@ -123,10 +119,18 @@ def train(args: argparse.Namespace) -> dict:
     started = time.time()
     degradations = args.degradations.split(",")
     images = [bundled_image(p, n) for p, n in TRAIN_IMAGES]
-    hr_pool, lq_pool = crop_pool(images, args.pool_size, args.hr_crop, args.scale, degradations, args.seed)
+    rng = np.random.default_rng(args.seed)
+    hr_pool = random_crops(images, args.pool_size, args.hr_crop, rng)
+    lq_pool = degrade_pool(hr_pool, degradations, args.scale, rng)
     # Residuals are small; scaling them to unit std keeps the noise schedule meaningful.
-    residual_scale = float((hr_pool - torch.nn.functional.interpolate(
-        lq_pool, scale_factor=args.scale, mode="bicubic", align_corners=False)).std())
+    residual_scale = float(
+        (
+            hr_pool
+            - torch.nn.functional.interpolate(
+                lq_pool, scale_factor=args.scale, mode="bicubic", align_corners=False
+            )
+        ).std()
+    )
     pool_seconds = time.time() - started
 
     unet = build_unet(args.scale, [int(c) for c in args.block_out_channels.split(",")], args.layers_per_block)
@@ -135,8 +139,11 @@ def train(args: argparse.Namespace) -> dict:
     optimizer = torch.optim.AdamW(unet.parameters(), lr=args.learning_rate, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer,
-        lambda step: min(1.0, (step + 1) / args.warmup_steps)
-        * 0.5 * (1 + np.cos(np.pi * min(step, args.steps) / args.steps)),
+        lambda step: (
+            min(1.0, (step + 1) / args.warmup_steps)
+            * 0.5
+            * (1 + np.cos(np.pi * min(step, args.steps) / args.steps))
+        ),
     )
     generator = torch.Generator().manual_seed(args.seed)
     num_timesteps = pipe.scheduler.config.num_train_timesteps
@@ -156,12 +163,16 @@ def train(args: argparse.Namespace) -> dict:
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
         optimizer.step()
         schedule.step()
+        # EMA warm-up (as diffusers' EMAModel): early averages must not keep the random init.
+        decay = min(args.ema_decay, (1 + step) / (10 + step))
         with torch.no_grad():
             for ema_param, param in zip(ema_unet.parameters(), unet.parameters()):
-                ema_param.lerp_(param, 1 - args.ema_decay)
+                ema_param.lerp_(param, 1 - decay)
         running += loss.item()
         if step % args.log_every == 0:
-            log.append({"step": step, "loss": running / args.log_every, "seconds": round(time.time() - started, 1)})
+            log.append(
+                {"step": step, "loss": running / args.log_every, "seconds": round(time.time() - started, 1)}
+            )
             print(json.dumps(log[-1]), flush=True)
             running = 0.0
 

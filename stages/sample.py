@@ -1,0 +1,191 @@
+"""Sample stage: N super-resolved candidates per LQ image from one diffusion backbone.
+
+All candidates of a batch's images go through the backbone in one call per distinct sampler
+setting (and LQ size); each candidate draws its noise from its own seed, so a candidate does not
+depend on which worker or shard produced it.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import torch
+from PIL import Image
+
+from schemas.candidates import CandidatesRow
+from schemas.table import STATUS_OK, dumps_params, image_struct
+from stages.backbones import Backbone, load
+from stages.base import Batch, Stage, content_id, ok_rows, seed_for
+from stages.images import encode_png
+from stages.prompts import build_prompt, check_template
+
+
+@dataclass(frozen=True)
+class SamplerSetting:
+    steps: int
+    guidance: float
+    strength: float
+
+
+@dataclass
+class Job:
+    """One candidate to make: which image, which candidate index, and how."""
+
+    image_index: int
+    image_id: str
+    k: int
+    seed: int
+    setting: SamplerSetting
+
+
+def decode_lq(struct: dict[str, Any]) -> torch.Tensor:
+    """HF Image struct -> float [3, h, w] in [0, 1]."""
+    with Image.open(io.BytesIO(struct["bytes"])) as image:
+        array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    return torch.from_numpy(array).permute(2, 0, 1)
+
+
+def encode_sr(image: torch.Tensor) -> bytes:
+    """float [3, H, W] in [0, 1] -> PNG bytes."""
+    array = (image.clamp(0, 1).permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)
+    return encode_png(Image.fromarray(array))
+
+
+class SampleStage(Stage):
+    name = "sample"
+    input_tables = ("lq",)
+    output_table = "candidates"
+
+    def __init__(self, cfg: Any) -> None:
+        super().__init__(cfg)
+        settings = self.settings
+        self.num_candidates = int(settings.num_candidates)
+        if self.num_candidates < 1:
+            raise ValueError(f"sample.num_candidates={self.num_candidates}: need at least 1")
+        for key in ("steps", "guidance", "strength"):
+            if len(settings[key]) == 0:
+                raise ValueError(f"sample.{key} is an empty list; give at least one value")
+        for strength in settings.strength:
+            if not 0.0 < strength <= 1.0:
+                raise ValueError(f"sample.strength has {strength}; each value must be in (0, 1]")
+        check_template(settings.prompt.template)
+        self.backbone_name = str(settings.backbone.name)
+        self.backbone: Backbone | None = None
+
+    def setup(self) -> None:
+        self.backbone = load(self.settings)
+
+    def setting_for(self, k: int) -> SamplerSetting:
+        """Candidate k's sampler settings: element k mod length of each configured list."""
+        s = self.settings
+        return SamplerSetting(
+            steps=int(s.steps[k % len(s.steps)]),
+            guidance=float(s.guidance[k % len(s.guidance)]),
+            strength=float(s.strength[k % len(s.strength)]),
+        )
+
+    def prompts_for(self, table: pa.Table) -> list[str]:
+        p = self.settings.prompt
+        column = p.caption_column
+        if column is not None and column not in table.column_names:
+            raise ValueError(
+                f"sample.prompt.caption_column={column!r} is not a column of the lq table "
+                f"(columns: {table.column_names})"
+            )
+        captions = table.column(column).to_pylist() if column else [None] * table.num_rows
+        texts = table.column("degradation_text").to_pylist()
+        return [build_prompt(p.template, p.positive, c, d) for c, d in zip(captions, texts)]
+
+    def process(self, batch: Batch) -> pa.Table:
+        if self.backbone is None:
+            self.setup()
+        table = ok_rows(batch["lq"])
+        image_ids = table.column("image_id").to_pylist()
+        lqs = [decode_lq(s) for s in table.column("lq").to_pylist()]
+        prompts = self.prompts_for(table)
+        negative = str(self.settings.prompt.negative)
+        limit = int(self.settings.max_lq_pixels)
+        too_big = {i for i, lq in enumerate(lqs) if lq.shape[1] * lq.shape[2] > limit}
+
+        jobs = [
+            Job(i, image_ids[i], k, seed_for(self.seed, self.name, image_ids[i], k), self.setting_for(k))
+            for i in range(len(lqs))
+            if i not in too_big
+            for k in range(self.num_candidates)
+        ]
+        results, sizes = self.run_jobs(jobs, lqs, prompts, negative)
+
+        rows = []
+        for i, image_id in enumerate(image_ids):
+            if i in too_big:
+                continue
+            candidates = [results[(i, k)] for k in range(self.num_candidates)]
+            height, width = sizes[i]
+            rows.append(CandidatesRow(image_id, candidates, prompts[i], negative, width, height, STATUS_OK))
+        done = self.output_spec.to_table(rows)
+        if not too_big:
+            return done
+        failed = self.failed_rows(
+            [image_ids[i] for i in sorted(too_big)],
+            [
+                f"LQ image {lqs[i].shape[2]}x{lqs[i].shape[1]} has more than sample.max_lq_pixels={limit} "
+                "pixels; downscale or crop it upstream (degrade.crop_size) or raise the limit"
+                for i in sorted(too_big)
+            ],
+        )
+        return pa.concat_tables([done, failed])
+
+    def run_jobs(
+        self, jobs: list[Job], lqs: list[torch.Tensor], prompts: list[str], negative: str
+    ) -> tuple[dict[tuple[int, int], dict[str, Any]], dict[int, tuple[int, int]]]:
+        """One backbone call per (LQ size, sampler setting).
+
+        Returns candidate dicts by (image index, k) and the SR (height, width) by image index.
+        """
+        backbone = self.backbone
+        groups: dict[tuple, list[Job]] = defaultdict(list)
+        for job in jobs:
+            groups[(tuple(lqs[job.image_index].shape), job.setting)].append(job)
+        results, sizes = {}, {}
+        for (_, setting), group in groups.items():
+            started = time.perf_counter()
+            sr = backbone.sample(
+                torch.stack([lqs[j.image_index] for j in group]),
+                [prompts[j.image_index] for j in group],
+                [negative] * len(group),
+                [j.seed for j in group],
+                steps=setting.steps,
+                guidance=setting.guidance,
+                strength=setting.strength,
+            )
+            seconds = (time.perf_counter() - started) / len(group)
+            for job, image in zip(group, sr):
+                results[(job.image_index, job.k)] = self.candidate(job, image, prompts[job.image_index], seconds)
+                sizes[job.image_index] = (image.shape[1], image.shape[2])
+        return results, sizes
+
+    def candidate(self, job: Job, image: torch.Tensor, prompt: str, seconds: float) -> dict[str, Any]:
+        backbone = self.backbone
+        s = job.setting
+        params = dumps_params(
+            {"steps": s.steps, "guidance": s.guidance, "strength": s.strength,
+             "scheduler": backbone.scheduler_name, "prompt": prompt}
+        )
+        return {
+            "candidate_id": content_id(job.image_id, self.backbone_name, backbone.revision, params, job.seed),
+            "image": image_struct(encode_sr(image)),
+            "seed": job.seed,
+            "steps": s.steps,
+            "guidance": s.guidance,
+            "strength": s.strength,
+            "scheduler": backbone.scheduler_name,
+            "backbone": self.backbone_name,
+            "backbone_revision": backbone.revision,
+            "seconds": seconds,
+        }

@@ -1,0 +1,192 @@
+"""The backbone registry, plugins, devices, and the tiny SR model's maths on a small random copy."""
+
+from __future__ import annotations
+
+import logging
+from importlib.metadata import EntryPoint
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pipeline.config import load_config
+from stages.backbones import (
+    Backbone,
+    BackboneConfigError,
+    BackboneSpec,
+    MissingWeightsError,
+    available,
+    load,
+    registry,
+)
+from stages.backbones.base import weights_revision
+from stages.backbones.tiny import (
+    COND_DROPPED,
+    COND_PRESENT,
+    TinySRPipeline,
+    build_scheduler,
+    build_unet,
+    upsample,
+)
+
+
+def small_tiny_folder(folder, seed: int = 0):
+    """A randomly initialised tiny SR model (2 levels of 32 channels) in save_pretrained layout."""
+    torch.manual_seed(seed)
+    pipe = TinySRPipeline(build_unet(4, (32, 32), layers_per_block=1), build_scheduler(), residual_scale=0.2)
+    pipe.save_pretrained(folder)
+    return folder
+
+
+def sample_settings(*overrides: str):
+    return load_config(["sample.device=cpu", *overrides]).sample
+
+
+class EchoBackbone(Backbone):
+    """A plugin backbone: nearest-neighbour upsampling plus seed-dependent noise."""
+
+    def __init__(self, spec: BackboneSpec) -> None:
+        self.spec = spec
+        self.scale = 2
+        self.device = spec.device
+        self.dtype = spec.dtype
+        self.revision = "echo-1"
+        self.scheduler_name = "none"
+
+    def sample(self, lq, prompts, negative_prompts, seeds, steps, guidance, strength=1.0):
+        noise = torch.stack([torch.rand(lq.shape[1:], generator=torch.Generator().manual_seed(s)) for s in seeds])
+        return F.interpolate((lq + 0.01 * noise).clamp(0, 1), scale_factor=2, mode="nearest")
+
+
+def not_a_backbone(spec: BackboneSpec) -> object:
+    return object()
+
+
+@pytest.fixture
+def plugins(monkeypatch):
+    """Register this module's plugins under the srprefs.backbones entry point group."""
+    group = registry.ENTRY_POINT_GROUP
+    eps = [
+        EntryPoint("echo", f"{__name__}:EchoBackbone", group),
+        EntryPoint("broken", f"{__name__}:not_a_backbone", group),
+    ]
+    real = registry.entry_points
+    monkeypatch.setattr(registry, "entry_points", lambda group: eps if group == registry.ENTRY_POINT_GROUP else real(group=group))
+
+
+def test_plugin_backbone_is_selected_by_name(plugins):
+    assert {"echo", "tiny", "sd-x4-upscaler", "diffusers"} <= set(available())
+    backbone = load(sample_settings("sample.backbone.name=echo", "sample.backbone.options={flavour: plain}"))
+    assert isinstance(backbone, EchoBackbone)
+    assert backbone.spec.options["flavour"] == "plain"
+    assert backbone.spec.path is None and backbone.spec.device == torch.device("cpu")
+    sr = backbone.sample(torch.zeros(2, 3, 4, 4), ["", ""], ["", ""], [1, 2], steps=1, guidance=1.0)
+    assert sr.shape == (2, 3, 8, 8)
+
+
+def test_plugin_that_returns_no_backbone_is_rejected(plugins):
+    with pytest.raises(BackboneConfigError, match="not a stages.backbones.Backbone"):
+        load(sample_settings("sample.backbone.name=broken"))
+
+
+def test_unknown_name_lists_the_choices():
+    with pytest.raises(BackboneConfigError, match="'nope' is not a known backbone.*sd-x4-upscaler.*tiny"):
+        load(sample_settings("sample.backbone.name=nope"))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_missing_gpu_falls_back_with_a_warning_or_refuses(caplog):
+    with caplog.at_level(logging.WARNING):
+        assert registry.resolve_device("cuda", "fallback") == torch.device("cpu")
+    assert "no CUDA device" in caplog.text
+    with pytest.raises(BackboneConfigError, match="sample.on_missing_gpu=fallback"):
+        registry.resolve_device("cuda", "error")
+    assert registry.resolve_device("auto", "error") == torch.device("cpu")
+
+
+def test_dtype_resolution():
+    assert registry.resolve_dtype("auto", torch.device("cpu")) == torch.float32
+    assert registry.resolve_dtype("auto", torch.device("cuda")) == torch.float16
+    assert registry.resolve_dtype("bfloat16", torch.device("cpu")) == torch.bfloat16
+    with pytest.raises(BackboneConfigError, match="sample.backbone.dtype='half'"):
+        registry.resolve_dtype("half", torch.device("cpu"))
+
+
+def test_tiny_missing_weights_names_files_and_key(tmp_path):
+    (tmp_path / "unet").mkdir()
+    (tmp_path / "unet" / "config.json").write_text("{}")
+    with pytest.raises(MissingWeightsError) as err:
+        load(sample_settings(f"sample.backbone.path={tmp_path}"))
+    message = str(err.value)
+    assert "sample.backbone.path" in message and str(tmp_path) in message
+    assert "model_index.json" in message and "unet/diffusion_pytorch_model.safetensors" in message
+    assert "unet/config.json" not in message  # present files are not listed
+
+
+def test_residual_target_and_to_image_are_inverse():
+    pipe = TinySRPipeline(build_unet(4, (32, 32), 1), build_scheduler(), residual_scale=0.1)
+    hr = torch.rand(2, 3, 32, 32)
+    lq = F.interpolate(hr, scale_factor=0.25, mode="area")
+    target = pipe.residual_target(hr, lq)
+    assert target.shape == (2, 48, 8, 8)
+    torch.testing.assert_close(pipe.to_image(target, lq), hr, rtol=0, atol=1e-5)
+
+
+def test_saved_model_loads_back_as_a_backbone(tmp_path):
+    """What a trainer does: save_pretrained a model, then sample with it via sample.backbone.path."""
+    folder = small_tiny_folder(tmp_path / "tiny")
+    original = TinySRPipeline.from_pretrained(folder)
+    backbone = load(sample_settings(f"sample.backbone.path={folder}"))
+    assert backbone.scale == 4 and backbone.scheduler_name == "DDIMScheduler"
+    assert backbone.revision == weights_revision(folder)
+    noisy, lq = torch.randn(2, 48, 6, 6), torch.rand(2, 3, 6, 6)
+    labels = torch.tensor([COND_PRESENT, COND_DROPPED])
+    with torch.no_grad():
+        torch.testing.assert_close(
+            backbone.pipe.predict_x0(noisy, torch.tensor([10, 900]), lq, labels),
+            original.predict_x0(noisy, torch.tensor([10, 900]), lq, labels),
+        )
+    # Different weights, different revision.
+    assert load(sample_settings(f"sample.backbone.path={small_tiny_folder(tmp_path / 'other', seed=1)}")).revision != backbone.revision
+
+
+def test_one_step_sample_is_guided_x0_from_pure_noise(tmp_path):
+    """Independent computation of a 1-step DDIM sample: bicubic + shuffled CFG-mixed x0."""
+    backbone = load(sample_settings(f"sample.backbone.path={small_tiny_folder(tmp_path / 'tiny')}"))
+    pipe = backbone.pipe
+    lq = torch.rand(2, 3, 6, 6, generator=torch.Generator().manual_seed(0))
+    seeds, guidance = [11, 12], 2.5
+    sr = backbone.sample(lq, ["", ""], ["", ""], seeds, steps=1, guidance=guidance)
+
+    noise = torch.stack([torch.randn(48, 6, 6, generator=torch.Generator().manual_seed(s)) for s in seeds])
+    alpha_bar = pipe.scheduler.alphas_cumprod[999]
+    start = (1 - alpha_bar).sqrt() * noise  # a zero clean residual noised to t = T-1
+    t = torch.full((2,), 999)
+    with torch.no_grad():
+        cond = pipe.predict_x0(start, t, lq, torch.full((2,), COND_PRESENT))
+        uncond = pipe.predict_x0(start, t, torch.zeros_like(lq), torch.full((2,), COND_DROPPED))
+    residual = F.pixel_shuffle(uncond + guidance * (cond - uncond), 4) * pipe.config.residual_scale
+    torch.testing.assert_close(sr, (upsample(lq, 4) + residual).clamp(0, 1), rtol=1e-4, atol=1e-4)
+
+
+def test_strength_skips_the_start_of_the_schedule(tmp_path):
+    backbone = load(sample_settings(f"sample.backbone.path={small_tiny_folder(tmp_path / 'tiny')}"))
+    seen = []
+    hook = backbone.pipe.unet.register_forward_hook(lambda module, args, out: seen.append(int(args[1][0])))
+    lq = torch.rand(1, 3, 6, 6)
+    backbone.sample(lq, [""], [""], [0], steps=4, guidance=1.0, strength=0.5)
+    hook.remove()
+    assert seen == [499, 249]  # trailing spacing: 999, 749, 499, 249 -> the last half
+    with pytest.raises(ValueError, match="strength must be in"):
+        backbone.sample(lq, [""], [""], [0], steps=4, guidance=1.0, strength=0.0)
+
+
+def test_candidates_depend_only_on_their_seed(tmp_path):
+    backbone = load(sample_settings(f"sample.backbone.path={small_tiny_folder(tmp_path / 'tiny')}"))
+    lq = torch.rand(3, 3, 6, 6, generator=torch.Generator().manual_seed(3))
+    batch = backbone.sample(lq, [""] * 3, [""] * 3, [1, 2, 3], steps=3, guidance=1.5)
+    alone = backbone.sample(lq[2:], [""], [""], [3], steps=3, guidance=1.5)
+    torch.testing.assert_close(alone[0], batch[2], rtol=1e-5, atol=1e-5)
+    assert batch.shape == (3, 3, 24, 24)
+    same_image = backbone.sample(lq[:1].expand(2, -1, -1, -1), [""] * 2, [""] * 2, [1, 2], steps=3, guidance=1.5)
+    assert (same_image[0] - same_image[1]).abs().mean() > 1e-3
