@@ -18,10 +18,11 @@ import pyarrow as pa
 from omegaconf import DictConfig
 from PIL import Image
 
-from annotation_ui.images import outlined, png_bytes
+from annotation_ui.images import png_bytes
 from annotation_ui.store import Store, TaskRecord
 from stages.base import rng_for
 from stages.masks import MaskError, decode_mask
+from stages.overlay import render_overlay
 
 # Source images whose decoded candidates are cached while rendering (pairs of one image often follow each other).
 DECODED_IMAGES_KEPT = 8
@@ -126,8 +127,10 @@ def _zoom(image: Image.Image, display_size: int) -> Image.Image:
     return image.resize((image.width * factor, image.height * factor), Image.NEAREST)
 
 
-def _shrink(image: Image.Image, longest: int, resample: int) -> Image.Image:
-    scale = min(1.0, longest / max(image.size))
+def _fit(image: Image.Image, longest: int) -> Image.Image:
+    """Scale so the longer side is ``longest`` (Lanczos down, nearest neighbour up)."""
+    scale = longest / max(image.size)
+    resample = Image.LANCZOS if scale < 1 else Image.NEAREST
     return image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), resample)
 
 
@@ -192,7 +195,7 @@ def _render(
     crop_a = _zoom(win.crop(box), rendering.display_size)
     crop_b = _zoom(lose.crop(box), rendering.display_size)
     mask_crop = Image.fromarray(mask).crop(box).resize(crop_a.size, Image.NEAREST)
-    context = _shrink(win, rendering.context_size, Image.LANCZOS)
+    context = _fit(win, rendering.context_size)
     context_mask = np.asarray(Image.fromarray(mask).resize(context.size, Image.NEAREST))
     return TaskRecord(
         pair_id=pair["pair_id"],
@@ -206,7 +209,8 @@ def _render(
         crop_a=png_bytes(crop_a),
         crop_b=png_bytes(crop_b),
         mask=png_bytes(mask_crop.convert("L")),
-        context=png_bytes(outlined(context, context_mask, 1.0)),
+        # The project's shared look for "this instance": the rest dimmed, the instance outlined.
+        context=png_bytes(render_overlay(context, [context_mask], opacity=0.0, highlight=0)),
     )
 
 

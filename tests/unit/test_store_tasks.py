@@ -102,7 +102,7 @@ def test_build_tasks_crops_both_candidates_at_the_same_zoom():
         assert np.array_equal(crop_b[::factor, ::factor], lose[top:bottom, left:right])
         assert np.array_equal(mask_png[::factor, ::factor] > 127, mask[top:bottom, left:right])
         assert (record.candidate_a, record.candidate_b) == (pair["win_candidate_id"], pair["lose_candidate_id"])
-        assert png(record.context).shape == (64, 64, 3) and record.gold_answer is None
+        assert png(record.context).shape == (384, 384, 3) and record.gold_answer is None
 
 
 def test_build_tasks_resizes_masks_drawn_at_another_size_and_marks_gold():
