@@ -14,7 +14,7 @@ from pipeline.rundir import RunDir
 CONFIG_FILE = "config.yaml"
 # Sections and keys that change how a run executes, never what it produces.
 OPERATIONAL_SECTIONS = {"executor", "progress", "stage", "run_dir", "port", "host", "ray", "resources", "store"}
-OPERATIONAL_SUFFIXES = (".batch_size", ".device", ".on_missing_gpu", ".previews", ".push_to_hub")
+OPERATIONAL_SUFFIXES = (".batch_size", ".points_per_batch", ".device", ".on_missing_gpu", ".previews", ".push_to_hub")
 
 
 class ConfigMismatchError(ValueError):
