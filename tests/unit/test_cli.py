@@ -1,0 +1,37 @@
+import subprocess
+import sys
+
+from pipeline.cli import main
+from pipeline.registry import ORDER
+
+
+def test_help_lists_stages_and_main_keys(capsys):
+    try:
+        main(["--help"])
+    except SystemExit as exit_:
+        assert exit_.code == 0
+    out = capsys.readouterr().out
+    for name in ORDER:
+        assert name in out
+    for key in ("run_dir=", "stage=", "input=", "executor=", "sample.num_candidates", "status", "annotate"):
+        assert key in out
+
+
+def test_expected_errors_are_one_line_without_traceback(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "stage=polish", f"run_dir={tmp_path}"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "error: stage='polish': choose one of ingest, degrade" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_key_from_the_command_line(capsys, tmp_path):
+    assert main(["run", f"run_dir={tmp_path}", "ingest.shardsize=2"]) == 2
+    assert "unknown config key 'ingest.shardsize'" in capsys.readouterr().err
+
+
+def test_status_of_a_fresh_run_dir(capsys, tmp_path):
+    assert main(["status", f"run_dir={tmp_path}"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == f"run {tmp_path}"
+    assert "ingest" in out and "emit" in out
