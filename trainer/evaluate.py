@@ -38,6 +38,8 @@ from trainer.models import BackboneFolderError, load_sampling_backbone
 
 # Smallest crop side per metric, as the score stage's defaults (vif needs 48 px windows).
 MIN_SIDE = {"default": 32, "vif": 48, "cw_ssim": 64, "ms_ssim": 176}
+PADDING = 8  # context pixels around an instance's box
+CHUNK_PIXELS = 262144  # most pixels per metric call
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -47,6 +49,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--checkpoint", required=True, help="the trained model (dspo-train output folder)")
     parser.add_argument("--reference", default="tiny", help="the model it started from: 'tiny' or a folder")
     parser.add_argument("--seeds", type=int, default=4, help="sample pairs per image")
+    parser.add_argument("--first_seed", type=int, default=1000,
+                        help="seeds first_seed.. (apart from dspo-train's validation seeds 0..)")
     parser.add_argument("--max_images", type=int, default=None)
     parser.add_argument("--sample_steps", type=int, default=None, help="default: as the dataset's candidates")
     parser.add_argument("--guidance", type=float, default=None, help="default: as the dataset's candidates")
@@ -80,7 +84,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     names = [n for n in args.metrics.split(",") if n]
     metrics = [create_metric(n, device, Path(args.weights_dir)) for n in names]
     lower_better = {m.info.name: m.info.lower_better for m in metrics}
-    scorer = InstanceScorer(metrics, MIN_SIDE, padding=8, chunk_size=256, device=device)
+    scorer = InstanceScorer(metrics, MIN_SIDE, PADDING, CHUNK_PIXELS, device)
     reference = load_sampling_backbone(args.reference, device, args.noise_level)
     trained = load_sampling_backbone(args.checkpoint, device, args.noise_level)
     params = rows[0]["candidate_params"][0] if rows[0].get("candidate_params") else {}
@@ -95,7 +99,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         hr = image_tensor(row["hr"])[None]
         masks = decode_masks(row["masks"])
         text = text_condition(row)
-        seeds = list(range(args.seeds))
+        seeds = list(range(args.first_seed, args.first_seed + args.seeds))
         common = dict(steps=steps, guidance=guidance, strength=strength)
         ours = trained.sample(lq.expand(len(seeds), -1, -1, -1), [text] * len(seeds), [args.negative_prompt] * len(seeds), seeds, **common)
         theirs = reference.sample(lq.expand(len(seeds), -1, -1, -1), [text] * len(seeds), [args.negative_prompt] * len(seeds), seeds, **common)
@@ -122,6 +126,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         "split": args.split,
         "images": len(rows),
         "seeds": args.seeds,
+        "first_seed": args.first_seed,
         "sampler": {"steps": steps, "guidance": guidance, "strength": strength},
         "checkpoint": args.checkpoint,
         "reference": args.reference,

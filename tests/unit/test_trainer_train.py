@@ -14,6 +14,7 @@ from PIL import Image
 from tests.dspo_fixtures import write_dspo_dataset
 from tests.tiny_models import save_tiny_sr, save_tiny_upscaler
 from trainer.data import collate_dspo, load_dspo_split
+from trainer.evaluate import main as evaluate_main
 from trainer.infer import main as infer_main
 from trainer.logs import TrainingLog
 from trainer.loss import dspo_loss
@@ -165,3 +166,19 @@ def test_infer_writes_one_output_per_input_at_the_right_size(tmp_path, tiny_fold
         with Image.open(out / f"{name}.png") as image:
             assert image.size == (4 * width, 4 * height)
     assert infer_main(["--input_path", str(tmp_path / "nothing"), "--output_path", str(out)]) == 2
+
+
+def test_eval_of_the_reference_against_itself_is_all_ties(tmp_path, dataset, tiny_folder):
+    out = tmp_path / "eval.json"
+    args = [
+        "--dataset", str(dataset), "--checkpoint", str(tiny_folder), "--reference", str(tiny_folder),
+        "--seeds", "1", "--metrics", "psnr,ssim", "--output_json", str(out),
+    ]
+    assert evaluate_main(args) == 0
+    result = json.loads(out.read_text())
+    assert result["images"] == 2 and result["instance_comparisons"] == 8  # 2 images x 4 quadrants x 1 seed
+    assert result["instance_ties"] == 8 and result["instance_win_rate"] == 0.5
+    assert result["delta_trained_minus_reference"] == {"psnr": 0.0, "ssim": 0.0}
+    assert result["metrics_worse"] == []
+    # Bicubic against HR is computed too (the synthetic LQ is HR's bicubic downscale).
+    assert result["whole_image"]["bicubic"]["psnr"] > 20
