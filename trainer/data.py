@@ -109,6 +109,10 @@ def image_tensor(image: Image.Image) -> torch.Tensor:
     return torch.from_numpy(array).permute(2, 0, 1).contiguous()
 
 
+class CropSizeError(ValueError):
+    """--crop_size does not fit the dataset's images."""
+
+
 @dataclass
 class DspoBatch:
     """Collated rows. Instances are padded to the batch's largest count with zero weight."""
@@ -165,4 +169,36 @@ def collate_dspo(rows: Sequence[Mapping[str, Any]]) -> DspoBatch:
         texts=[text_condition(row) for row in rows],
         image_ids=[row["image_id"] for row in rows],
         hr=torch.stack([image_tensor(row["hr"]) for row in rows]) if has_hr else None,
+    )
+
+
+def random_crop(batch: DspoBatch, size: int, generator: torch.Generator) -> DspoBatch:
+    """One aligned random crop of ``size`` HR pixels per batch (LQ cropped to ``size / scale``).
+
+    Instances outside the crop get weight 0; the others are re-weighted by their area inside it
+    (the dataset's own rule: weight = area / sum of the areas kept), so the loss keeps its scale.
+    """
+    height, width = batch.candidates.shape[-2:]
+    scale = height // batch.lq.shape[-2]
+    if size % scale or size > min(height, width):
+        raise CropSizeError(f"--crop_size {size} must be a multiple of the scale {scale} and at most {min(height, width)}")
+    if size == height == width:
+        return batch
+    y = int(torch.randint(0, (height - size) // scale + 1, (1,), generator=generator)) * scale
+    x = int(torch.randint(0, (width - size) // scale + 1, (1,), generator=generator)) * scale
+    rows, cols = slice(y, y + size), slice(x, x + size)
+    lq_rows, lq_cols = slice(y // scale, (y + size) // scale), slice(x // scale, (x + size) // scale)
+    masks = batch.masks[..., rows, cols]
+    areas = masks.sum(dim=(-2, -1)).to(batch.weights.dtype) * (batch.weights > 0)
+    weights = areas / areas.sum(dim=1, keepdim=True).clamp_min(1)
+    return DspoBatch(
+        lq=batch.lq[..., lq_rows, lq_cols],
+        candidates=batch.candidates[..., rows, cols],
+        masks=masks,
+        win=batch.win,
+        lose=batch.lose,
+        weights=weights,
+        texts=batch.texts,
+        image_ids=batch.image_ids,
+        hr=None if batch.hr is None else batch.hr[..., rows, cols],
     )

@@ -36,7 +36,14 @@ from diffusers.optimization import get_scheduler
 from schemas.dataset import DatasetFormatError
 from stages.base import seed_for
 from trainer.checkpoints import CheckpointError, find_checkpoint, load_checkpoint, save_checkpoint
-from trainer.data import DspoBatch, collate_dspo, load_dspo_split, validate_dspo_dataset
+from trainer.data import (
+    CropSizeError,
+    DspoBatch,
+    collate_dspo,
+    load_dspo_split,
+    random_crop,
+    validate_dspo_dataset,
+)
 from trainer.logs import TrainingLog, console_line
 from trainer.loss import dspo_loss, instance_errors, mask_fractions
 from trainer.models import BackboneFolderError, LoraSettings, TrainableSR, load_trainable
@@ -77,6 +84,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     optim.add_argument("--max_grad_norm", type=float, default=1.0)
     optim.add_argument("--max_train_steps", type=int, default=300)
     optim.add_argument("--train_batch_size", type=int, default=1, help="images per step (each with N candidates)")
+    optim.add_argument("--crop_size", type=int, default=0,
+                       help="train on one random aligned crop of this many HR pixels per step (0: whole images)")
     optim.add_argument("--gradient_accumulation_steps", type=int, default=1)
     optim.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"], default="no")
     optim.add_argument("--seed", type=int, default=0)
@@ -152,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         return train(args)
-    except (DatasetFormatError, BackboneFolderError, CheckpointError) as err:
+    except (DatasetFormatError, BackboneFolderError, CheckpointError, CropSizeError) as err:
         print(f"dspo-train: error: {err}", file=sys.stderr)
         return 2
 
@@ -180,6 +189,8 @@ def train(args: argparse.Namespace) -> int:
         validation_rows = [validation_ds[i] for i in range(min(len(validation_ds), args.validation_images))]
     if len(train_ds) == 0:
         raise DatasetFormatError(f"split '{args.train_split}' of '{args.dataset}' has no rows")
+    if args.crop_size:
+        random_crop(collate_dspo([train_ds[0]]), args.crop_size, torch.Generator())  # fits? else CropSizeError
 
     lora = (
         LoraSettings(args.lora_rank, args.lora_alpha, tuple(args.lora_target_modules.split(",")))
@@ -248,6 +259,8 @@ def train(args: argparse.Namespace) -> int:
                 indices = batch_indices(args.seed, len(train_ds), args.train_batch_size, draw)
                 batch = collate_dspo([train_ds[i] for i in indices]).to(accelerator.device)
                 generator = torch.Generator().manual_seed(seed_for(args.seed, "dspo-train", "noise", draw))
+                if args.crop_size:
+                    batch = random_crop(batch, args.crop_size, generator)
                 loss, metrics = training_step(trainable, denoiser, batch, generator, args)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and args.max_grad_norm > 0:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from datasets import Features
 
 from schemas.dataset import DSPO_FEATURES
 from stages.masks import encode_mask
 from tests.dspo_fixtures import write_dspo_dataset
-from trainer.data import collate_dspo, load_dspo_split, validate_dspo_dataset
+from trainer.data import CropSizeError, collate_dspo, load_dspo_split, random_crop, validate_dspo_dataset
 from trainer.train import main
 
 
@@ -88,3 +89,22 @@ def test_collate_pads_instances_with_zero_weight(tmp_path):
     assert not batch.masks[1, 2:].any()
     assert batch.masks[0].sum(dim=(1, 2)).tolist() == [256] * 4
     assert batch.hr is not None and batch.hr.shape == (2, 3, 32, 32)
+
+
+def test_random_crop_is_aligned_and_reweights_instances(tmp_path):
+    ds = load_dspo_split(str(write_dspo_dataset(tmp_path / "ds")), "train")
+    batch = collate_dspo([ds[0], ds[1]])
+    # Mark every HR pixel with its position and every LQ pixel with the HR position it starts.
+    rows, cols = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    batch.candidates[:] = (rows * 32 + cols)
+    batch.lq[:] = (rows * 32 + cols)[::4, ::4]
+    for seed in range(5):
+        crop = random_crop(batch, 16, torch.Generator().manual_seed(seed))
+        assert crop.candidates.shape[-2:] == (16, 16) and crop.lq.shape[-2:] == (4, 4)
+        assert crop.hr.shape[-2:] == (16, 16) and crop.masks.shape[-2:] == (16, 16)
+        torch.testing.assert_close(crop.candidates[..., ::4, ::4], crop.lq[:, None].expand_as(crop.candidates[..., ::4, ::4]))
+        # Weights: area share inside the crop, zero for instances (quadrants) it misses.
+        areas = crop.masks.sum(dim=(-2, -1)).float()
+        torch.testing.assert_close(crop.weights, areas / areas.sum(dim=1, keepdim=True))
+    with pytest.raises(CropSizeError, match="multiple of the scale 4"):
+        random_crop(batch, 10, torch.Generator())
