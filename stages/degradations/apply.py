@@ -1,7 +1,7 @@
 """Applying recorded degradation parameters to a batch of HR images with torch.
 
-Blur and sinc filtering run as one grouped convolution over the whole batch (each image with
-its own kernel, zero-padded to a common size), as BasicSR's ``filter2D`` does; resizing, noise
+Blur and sinc filtering run as grouped convolutions over the batch (each image with its own
+kernel), as BasicSR's ``filter2D`` does, on tiles of the images (see ``filter_batch``); resizing, noise
 and JPEG are per image because sizes and codec settings differ per image. Values are clamped
 and rounded to 8 bits where the Real-ESRGAN pipeline does it (after noise, before JPEG, at the
 end), plus wherever a real JPEG codec needs 8-bit input.
@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torchvision.transforms.functional import rgb_to_grayscale
 
-from stages.degradations.kernels import make_kernel, pad_kernel, sinc_kernel
+from stages.degradations.kernels import make_kernel, sinc_kernel
 
 
 def _reflect_index(length: int, border: int) -> torch.Tensor:
@@ -37,32 +37,82 @@ def _reflect_index(length: int, border: int) -> torch.Tensor:
     return torch.from_numpy(np.where(index < length, index, period - index))
 
 
+def _reflect_pad(images: torch.Tensor, border: int) -> torch.Tensor:
+    """Reflect-pad [..., h, w] by ``border``; tiny images reflect repeatedly instead of failing."""
+    height, width = images.shape[-2:]
+    if border < height and border < width:
+        return F.pad(images, (border, border, border, border), mode="reflect")
+    return images.index_select(-2, _reflect_index(height, border)).index_select(
+        -1, _reflect_index(width, border)
+    )
+
+
+# Filtering works on square tiles of TILE pixels (plus the kernel's border) and convolves
+# CHUNK tile-channels per call. Every call of a kernel size has the same shape, so oneDNN picks
+# the same algorithm and each output value is computed the same way in any batch; small tiles
+# stay in cache and many channels fill the vector lanes (on 2 cores this was 2-5x faster than
+# convolving whole images with groups = 3 x batch; 64 / 48 measured best among 32-128 / 24-192).
+TILE = 64
+CHUNK = 48
+
+
+def _tile_count(height: int, width: int) -> int:
+    return 3 * -(-height // TILE) * -(-width // TILE)
+
+
+def _tiles(image: torch.Tensor, border: int) -> torch.Tensor:
+    """[3, h, w] -> [3 * rows * cols, window, window]: the overlapping tiles of the
+    reflect-padded image, zero-extended to whole tiles."""
+    _, height, width = image.shape
+    rows, cols = -(-height // TILE), -(-width // TILE)
+    padded = F.pad(_reflect_pad(image, border), (0, cols * TILE - width, 0, rows * TILE - height))
+    window = TILE + 2 * border
+    return padded.unfold(1, window, TILE).unfold(2, window, TILE).reshape(-1, window, window)
+
+
+def _untile(tiles: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """[3 * rows * cols, TILE, TILE] filtered tiles -> the [3, h, w] image."""
+    rows, cols = -(-height // TILE), -(-width // TILE)
+    grid = tiles.reshape(3, rows, cols, TILE, TILE).permute(0, 1, 3, 2, 4)
+    return grid.reshape(3, rows * TILE, cols * TILE)[:, :height, :width]
+
+
 def filter_batch(images: Sequence[torch.Tensor], kernels: Sequence[np.ndarray | None]) -> list[torch.Tensor]:
     """Correlate each [3, h, w] image with its 2-D kernel (None: unchanged), reflect-padded.
 
-    Images may differ in size: each is reflect-padded by its own data, placed on a shared
-    zero canvas, and cropped back after one convolution with groups = 3 x batch.
+    The batch is filtered as depthwise convolutions over tiles: every image, whatever its
+    size, is cut into overlapping tiles; the tiles of all images whose kernels share a size
+    are packed into chunks of CHUNK channels, one grouped convolution per chunk (groups =
+    channels, each with its image's kernel). Each output value is the same sum over the same
+    window computed by the same code wherever its tile lands, so an image filtered alone
+    gives the same bits as in any batch.
     """
-    chosen = [i for i, k in enumerate(kernels) if k is not None]
     out = list(images)
-    if not chosen:
-        return out
-    size = max(kernels[i].shape[0] for i in chosen)
-    border = size // 2
-    heights = [images[i].shape[1] for i in chosen]
-    widths = [images[i].shape[2] for i in chosen]
-    canvas = images[chosen[0]].new_zeros(3 * len(chosen), max(heights) + 2 * border, max(widths) + 2 * border)
-    for slot, i in enumerate(chosen):
-        h, w = heights[slot], widths[slot]
-        padded = (
-            images[i].index_select(1, _reflect_index(h, border)).index_select(2, _reflect_index(w, border))
+    by_size: dict[int, list[int]] = {}
+    for index, kernel in enumerate(kernels):
+        if kernel is not None:
+            by_size.setdefault(kernel.shape[0], []).append(index)
+    for size, members in by_size.items():
+        counts = [_tile_count(*images[i].shape[1:]) for i in members]
+        total = -(-sum(counts) // CHUNK) * CHUNK
+        window = TILE + size - 1
+        tiles = images[members[0]].new_zeros(total, window, window)
+        weights = torch.zeros(total, 1, size, size)
+        start = 0
+        for i, count in zip(members, counts):
+            tiles[start : start + count] = _tiles(images[i], size // 2)
+            weights[start : start + count, 0] = torch.from_numpy(kernels[i].astype(np.float32))
+            start += count
+        filtered = torch.cat(
+            [
+                F.conv2d(tiles[None, c : c + CHUNK], weights[c : c + CHUNK], groups=CHUNK)[0]
+                for c in range(0, total, CHUNK)
+            ]
         )
-        canvas[3 * slot : 3 * slot + 3, : h + 2 * border, : w + 2 * border] = padded
-    weights = np.stack([pad_kernel(kernels[i], size) for i in chosen]).astype(np.float32)
-    weight = torch.from_numpy(weights).repeat_interleave(3, dim=0).unsqueeze(1)
-    filtered = F.conv2d(canvas.unsqueeze(0), weight, groups=3 * len(chosen))[0]
-    for slot, i in enumerate(chosen):
-        out[i] = filtered[3 * slot : 3 * slot + 3, : heights[slot], : widths[slot]]
+        start = 0
+        for i, count in zip(members, counts):
+            out[i] = _untile(filtered[start : start + count], *images[i].shape[1:])
+            start += count
     return out
 
 

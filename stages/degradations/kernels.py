@@ -97,11 +97,3 @@ def make_kernel(
     if kernel_type in GENERALIZED_TYPES:
         return generalized_gaussian_kernel(size, sigma_x, sigma_y, rotation, beta)
     return plateau_kernel(size, sigma_x, sigma_y, rotation, beta)
-
-
-def pad_kernel(kernel: np.ndarray, size: int) -> np.ndarray:
-    """Zero-pad a square odd kernel to ``size`` x ``size`` (the same filter, a common shape)."""
-    border = (size - kernel.shape[0]) // 2
-    if border < 0:
-        raise ValueError(f"cannot pad a {kernel.shape[0]}x{kernel.shape[0]} kernel down to {size}")
-    return np.pad(kernel, border)

@@ -112,9 +112,18 @@ def test_small_images_survive_kernels_wider_than_themselves():
     assert apply_degradation(_batch(8, size=16), params).shape == (8, 3, 4, 4)
 
 
-def test_batched_filter_matches_scipy_reflect_filter_per_image_of_any_size():
-    images = [_photo(40, 0), _photo(64, 1)[:, :50, :], _photo(30, 2)]
-    kernels = [gaussian_kernel(7, 1.5, 0.7, 0.4), None, sinc_kernel(13, 1.2)]
+@pytest.mark.parametrize("same_size", [True, False])
+def test_batched_filter_matches_scipy_reflect_filter_per_image(same_size):
+    # Mixed sizes: a shared canvas for similar areas, separate ones for the tiny image; mixed
+    # kernel sizes: zero-padded to the largest. Tiny images reflect more than once.
+    sizes = [40, 40, 40, 40] if same_size else [40, 50, 30, 6]
+    images = [_photo(n, i) for i, n in enumerate(sizes)]
+    kernels = [
+        gaussian_kernel(7, 1.5, 0.7, 0.4),
+        None,
+        sinc_kernel(13, 1.2),
+        gaussian_kernel(5, 1.0, 1.0, 0.0),
+    ]
     out = filter_batch(images, kernels)
     assert out[1] is images[1]
     for image, kernel, result in zip(images, kernels, out):
@@ -123,6 +132,21 @@ def test_batched_filter_matches_scipy_reflect_filter_per_image_of_any_size():
         # scipy's "mirror" is torch's "reflect" (edge pixel not repeated).
         expected = np.stack([ndimage.correlate(c.double().numpy(), kernel, mode="mirror") for c in image])
         np.testing.assert_allclose(result.numpy(), expected, atol=2e-6)
+        assert torch.equal(filter_batch([image], [kernel])[0], result)  # alone: the same bits
+
+
+def test_filtering_does_not_depend_on_the_thread_count():
+    images = [_photo(100, i) for i in range(3)]
+    kernels = [gaussian_kernel(21, 3.0, 1.0, 0.2), sinc_kernel(9, 1.0), gaussian_kernel(21, 1.0, 1.0, 0.0)]
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        single = filter_batch(images, kernels)
+        torch.set_num_threads(max(2, threads))
+        multi = filter_batch(images, kernels)
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(a, b) for a, b in zip(single, multi))
 
 
 def test_flat_input_gaussian_noise_has_the_recorded_sigma():

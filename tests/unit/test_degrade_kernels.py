@@ -10,7 +10,6 @@ from stages.degradations.kernels import (
     gaussian_kernel,
     generalized_gaussian_kernel,
     make_kernel,
-    pad_kernel,
     plateau_kernel,
     sinc_kernel,
 )
@@ -102,16 +101,6 @@ def test_sinc_kernel_is_low_pass_at_its_cutoff(omega_c):
     if beyond.any():
         assert response[beyond].max() < 0.2
     assert response[0, 0] == pytest.approx(1.0)
-
-
-def test_pad_kernel_keeps_the_filter():
-    kernel = sinc_kernel(7, 2.0)
-    padded = pad_kernel(kernel, 21)
-    assert padded.shape == (21, 21)
-    np.testing.assert_array_equal(padded[7:14, 7:14], kernel)
-    assert padded.sum() == pytest.approx(1.0)
-    with pytest.raises(ValueError, match="cannot pad"):
-        pad_kernel(padded, 7)
 
 
 def test_bad_kernel_requests_fail_clearly():
