@@ -90,6 +90,33 @@ def evaluate(args: argparse.Namespace) -> dict:
     return results
 
 
+def _cells(values: dict) -> str:
+    return " | ".join(f"{values[m]:.4f}" if m != "psnr" else f"{values[m]:.2f}" for m in METRICS)
+
+
+def to_markdown(results: dict, chosen: tuple[int, float, float]) -> str:
+    """The model card's two tables: the setting grid (mean over presets) and quality vs bicubic."""
+    header = " | ".join(m.upper() for m in METRICS)
+    lines = [
+        f"| steps | CFG | strength | {header} | diversity (/255) | s/candidate |",
+        "|" + "---|" * (len(METRICS) + 5),
+    ]
+    settings = sorted({(r["steps"], r["guidance"], r["strength"]) for r in results["grid"]})
+    for setting in settings:
+        rows = [r for r in results["grid"] if (r["steps"], r["guidance"], r["strength"]) == setting]
+        mean = {k: float(np.mean([r[k] for r in rows])) for k in (*METRICS, "diversity", "seconds_per_candidate")}
+        lines.append(
+            f"| {setting[0]} | {setting[1]:g} | {setting[2]:g} | {_cells(mean)} | "
+            f"{mean['diversity']:.2f} | {mean['seconds_per_candidate']:.3f} |"
+        )
+    lines += ["", f"| degradation | method | {header} |", "|" + "---|" * (len(METRICS) + 2)]
+    for preset, bicubic in results["bicubic"].items():
+        model = next(r for r in results["grid"] if r["preset"] == preset and (r["steps"], r["guidance"], r["strength"]) == chosen)
+        lines.append(f"| {preset} | bicubic | {_cells(bicubic)} |")
+        lines.append(f"| {preset} | tiny ({chosen[0]} steps, CFG {chosen[1]:g}, strength {chosen[2]:g}) | {_cells(model)} |")
+    return "\n".join(lines)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None, help="model folder (default: the embedded weights)")
@@ -103,6 +130,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--strength", type=float, nargs="+", default=[1.0, 0.5])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--chosen", type=float, nargs=3, default=None, metavar=("STEPS", "CFG", "STRENGTH"),
+                        help="print the markdown tables with this setting in the quality table")
     return parser.parse_args(argv)
 
 
@@ -111,6 +140,9 @@ def main(argv: list[str] | None = None) -> None:
     results = evaluate(args)
     if args.output:
         Path(args.output).write_text(json.dumps(results, indent=1) + "\n")
+    if args.chosen:
+        steps, guidance, strength = args.chosen
+        print(to_markdown(results, (int(steps), guidance, strength)))
 
 
 if __name__ == "__main__":

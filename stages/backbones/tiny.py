@@ -151,9 +151,9 @@ class TinyBackbone(Backbone):
     def __init__(self, spec: BackboneSpec) -> None:
         folder = Path(spec.path) if spec.path else EMBEDDED_WEIGHTS
         self.check_files(folder, REQUIRED_FILES, spec.path_key)
-        self.pipe = TinySRPipeline.from_pretrained(folder, local_files_only=True)
+        self.pipe = TinySRPipeline.from_pretrained(folder, dtype=spec.dtype, local_files_only=True)
         self.pipe.set_progress_bar_config(disable=True)
-        self.pipe.to(spec.device, spec.dtype)
+        self.pipe.to(spec.device)
         self.device = spec.device
         self.dtype = spec.dtype
         self.scale = self.pipe.scale
