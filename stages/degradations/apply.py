@@ -1,8 +1,8 @@
 """Applying recorded degradation parameters to a batch of HR images with torch.
 
 Blur and sinc filtering run as grouped convolutions over the batch (each image with its own
-kernel), as BasicSR's ``filter2D`` does, on tiles of the images (see ``filter_batch``); resizing, noise
-and JPEG are per image because sizes and codec settings differ per image. Values are clamped
+kernel, as BasicSR's ``filter2D`` does, but on tiles of the images: see ``filter_batch``);
+resizing, noise and JPEG are per image because sizes and codec settings differ per image. Values are clamped
 and rounded to 8 bits where the Real-ESRGAN pipeline does it (after noise, before JPEG, at the
 end), plus wherever a real JPEG codec needs 8-bit input.
 
@@ -50,8 +50,9 @@ def _reflect_pad(images: torch.Tensor, border: int) -> torch.Tensor:
 # Filtering works on square tiles of TILE pixels (plus the kernel's border) and convolves
 # CHUNK tile-channels per call. Every call of a kernel size has the same shape, so oneDNN picks
 # the same algorithm and each output value is computed the same way in any batch; small tiles
-# stay in cache and many channels fill the vector lanes (on 2 cores this was 2-5x faster than
-# convolving whole images with groups = 3 x batch; 64 / 48 measured best among 32-128 / 24-192).
+# stay in cache and many channels fill the vector lanes. Measured on one CPU thread, 8 images of
+# 512x512: 0.08 s of convolution against 1.07 s for whole images with groups = 3 x batch and
+# kernels padded to 21x21; 64 / 48 were best among tiles of 32-128 and chunks of 24-192.
 TILE = 64
 CHUNK = 48
 
