@@ -245,11 +245,12 @@ def apply_degradation(hr: torch.Tensor, params: Sequence[dict[str, Any]]) -> tor
     """Degrade HR targets [B, 3, H, W] (float, 0..1) by their records -> LQ [B, 3, H/s, W/s].
 
     ``hr`` is the image the record's crop selects (see ``crop_box``), already cropped. The
-    result is float32 holding 8-bit levels (k / 255), exactly what the stored PNG decodes to.
+    result is float32 holding 8-bit levels (k / 255), exactly what the stored PNG decodes to,
+    on the CPU (the codec and the noise generators run there; inputs on other devices are copied).
     """
     scale = _check_batch(hr, params)
     lq_size = (hr.shape[2] // scale, hr.shape[3] // scale)
-    images = [image.float() for image in hr]
+    images = [image.float().cpu() for image in hr]
     images = _apply_round(images, [p["round1"] for p in params], _resize_first)
     images = _apply_round(images, [p["round2"] for p in params], partial(_resize_second, lq_size=lq_size))
     # Final step: JPEG then resize + sinc, or resize + sinc then JPEG.
