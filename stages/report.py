@@ -79,7 +79,8 @@ def heatmap(key: str, title: str, matrix: Mapping[str, Mapping[str, float]]) -> 
     for i in range(len(names)):
         for j in range(len(names)):
             if not np.isnan(values[i, j]):
-                axes.text(j, i, f"{values[i, j]:.2f}", ha="center", va="center", color="white", fontsize=8)
+                shade = "black" if values[i, j] > 0.6 else "white"  # readable on viridis' light end
+                axes.text(j, i, f"{values[i, j]:.2f}", ha="center", va="center", color=shade, fontsize=8)
     figure.colorbar(image, ax=axes)
     axes.set_title(title)
     return Plot(key, title, _png(figure))

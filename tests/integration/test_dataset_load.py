@@ -201,3 +201,34 @@ def test_card_declares_configs_and_reports_failures(emitted):
     assert "synthetic" in card  # backbone and segmenter
     assert "niqe, psnr" in card
     assert "bicubic x4" in card
+
+
+@pytest.mark.slow
+def test_demo_pipeline_end_to_end_loads_and_validates(tmp_path):
+    """Every stage on the bundled demo images (small crops, few candidates and metrics), then the
+    dataset as the trainer reads it. Slow: it samples and scores for real."""
+    root = str(tmp_path / "run")
+    command = [
+        os.path.join(os.path.dirname(sys.executable), "pipeline"), "run", "stage=all", f"run_dir={root}",
+        "progress=false", "degrade.crop_size=64", "sample.num_candidates=2", "sample.steps=[2]",
+        "segment.max_instances=4", "segment.min_area=16", "score.fr_metrics=[psnr,ssim]",
+    ]
+    env = {**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1800)
+    assert result.returncode == 0, result.stderr[-3000:]
+    check = (
+        "import sys, datasets\n"
+        "from trainer.data import validate_dspo_dataset\n"
+        "from schemas.dataset import validate_pairs_rows\n"
+        "d = datasets.load_dataset(sys.argv[1])\n"
+        "for s in d: validate_dspo_dataset(d[s], s)\n"
+        "p = datasets.load_dataset(sys.argv[1], 'pairs')\n"
+        "print(sum(d[s].num_rows for s in d), sum(validate_pairs_rows(p[s]) for s in p))\n"
+    )
+    loaded = subprocess.run([sys.executable, "-c", check, os.path.join(root, "dataset")],
+                            capture_output=True, text=True, env=env, timeout=600)
+    assert loaded.returncode == 0, loaded.stderr[-3000:]
+    images, pairs = map(int, loaded.stdout.split()[-2:])
+    assert 1 <= images <= 8 and pairs >= images  # an image whose margins are all too small has no row
+    page = open(os.path.join(root, "dataset", "report.html"), encoding="utf-8").read()
+    assert 'id="metric-agreement"' in page and 'class="sample"' in page
