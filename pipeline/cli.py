@@ -107,6 +107,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(stray)}")
     args.overrides = [*args.overrides, *extra]
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # bitsandbytes (pulled in by diffusers/peft) warns at import about optional CPU kernels that
+    # nothing here uses.
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     try:
         if args.command == "run":
             return _run(args.overrides)
