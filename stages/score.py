@@ -9,6 +9,7 @@ pyiqa; weights are never downloaded (stages/scoring/metrics.py).
 from __future__ import annotations
 
 import io
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -16,11 +17,11 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 from PIL import Image
-from pycocotools import mask as mask_utils
 
 from schemas import scores as scores_schema
 from schemas.instances import instance_id
 from stages.base import Batch, Stage
+from stages.masks import MaskError, decode_masks
 from stages.scoring.metrics import FR, NR, Metric, create_metric, metric_info, resolve_device
 from stages.scoring.reward import hybrid_reward
 from stages.scoring.scorer import ImageToScore, InstanceScorer
@@ -49,7 +50,7 @@ class ScoreStage(Stage):
         metrics: list[Metric] = [create_metric(n, device, weights_dir) for n in self.fr_names + self.nr_names]
         self.lower_better = {m.info.name: m.info.lower_better for m in metrics}
         self.scorer = InstanceScorer(
-            metrics, dict(settings.min_side), int(settings.padding), int(settings.chunk_size), device
+            metrics, dict(settings.min_side), int(settings.padding), int(settings.chunk_pixels), device
         )
 
     def process(self, batch: Batch) -> pa.Table:
@@ -82,9 +83,9 @@ def _check_metric_lists(fr: list[str], nr: list[str], alpha: float, min_side: Ma
     """Config mistakes are reported before any model is built."""
     if not fr and not nr:
         raise ValueError("score: no metric configured (score.fr_metrics and score.nr_metrics are both empty)")
-    both = sorted(set(fr) & set(nr))
-    if both or len(set(fr)) != len(fr) or len(set(nr)) != len(nr):
-        raise ValueError(f"score: each metric may be listed once; repeated: {both or sorted(fr + nr)}")
+    repeated = sorted(name for name, count in Counter(fr + nr).items() if count > 1)
+    if repeated:
+        raise ValueError(f"score: each metric may be listed once; repeated: {repeated}")
     for names, mode, key in ((fr, FR, "fr_metrics"), (nr, NR, "nr_metrics")):
         for name in names:
             info = metric_info(name)
@@ -114,7 +115,10 @@ def gather_images(batch: Batch) -> list[ImageToScore]:
         candidates = row["candidates"] or []
         hr = decode_image(targets[image_id]["hr"], image_id, "hr")
         arrays = [decode_image(c["image"], image_id, f"candidate {c['candidate_id']}") for c in candidates]
-        masks = decode_masks(instances[image_id]["masks"] or [], hr.shape[:2], image_id)
+        try:
+            masks = decode_masks(instances[image_id]["masks"] or [], hr.shape[:2])
+        except MaskError as err:
+            raise ValueError(f"image {image_id}: {err}") from None
         stacked = np.stack(arrays) if arrays else np.empty((0, *hr.shape), np.uint8)
         images.append(ImageToScore(image_id, hr, stacked, masks, [c["candidate_id"] for c in candidates]))
     return images
@@ -128,17 +132,3 @@ def decode_image(struct: Mapping[str, Any] | None, image_id: str, what: str) -> 
             return np.asarray(image.convert("RGB"))
     except OSError as err:
         raise ValueError(f"image {image_id}: {what} is not a readable image ({err})") from None
-
-
-def decode_masks(rles: list[Mapping[str, Any]], size: tuple[int, int], image_id: str) -> np.ndarray:
-    """COCO RLE masks -> (M, H, W) bool; every mask must have the image's size."""
-    for index, rle in enumerate(rles):
-        if tuple(rle["size"]) != tuple(size):
-            raise ValueError(
-                f"image {image_id}: instance {index} mask is {rle['size'][0]}x{rle['size'][1]}, "
-                f"the image is {size[0]}x{size[1]}"
-            )
-    if not rles:
-        return np.zeros((0, *size), dtype=bool)
-    encoded = [{"size": list(r["size"]), "counts": r["counts"].encode()} for r in rles]
-    return np.moveaxis(mask_utils.decode(encoded), -1, 0).astype(bool)

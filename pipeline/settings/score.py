@@ -13,4 +13,4 @@ class Settings:
     device: str = MISSING
     padding: int = MISSING
     min_side: dict[str, int] = MISSING
-    chunk_size: int = MISSING
+    chunk_pixels: int = MISSING

@@ -65,9 +65,7 @@ def metric_info(name: str) -> MetricInfo:
     """Kind and direction of a pyiqa metric, from pyiqa's own model configs (no model built)."""
     configs = _pyiqa_configs()
     if name not in configs:
-        raise ValueError(
-            f"unknown IQA metric '{name}'; pyiqa knows: {', '.join(sorted(configs))}"
-        )
+        raise ValueError(f"unknown IQA metric '{name}'; pyiqa knows: {', '.join(sorted(configs))}")
     config = configs[name]
     return MetricInfo(name, config["metric_mode"], bool(config.get("lower_better", False)))
 

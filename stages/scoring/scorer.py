@@ -1,8 +1,9 @@
 """Per-instance IQA scores for many images at once.
 
 All crops of all candidates of all images handed in go through each metric in a few large
-calls: crops are grouped by shape (crops.py makes the shapes few) and sent in chunks of at most
-``chunk_size`` crops. ``chunk_size=1`` is the naive per-crop loop (the benchmark's baseline).
+calls: crops are grouped by shape (crops.py makes the shapes few) and sent in chunks of about
+``chunk_pixels`` pixels (at least one crop), which bounds memory whatever the crop size.
+``chunk_pixels=1`` is the naive loop of one call per crop (the benchmark's baseline).
 """
 
 from __future__ import annotations
@@ -62,14 +63,14 @@ class InstanceScorer:
         metrics: Sequence[Metric],
         min_side: Mapping[str, int],
         padding: int,
-        chunk_size: int,
+        chunk_pixels: int,
         device: torch.device,
     ) -> None:
         self.fr = [m for m in metrics if m.info.mode == FR]
         self.nr = [m for m in metrics if m.info.mode != FR]
         self.min_side = dict(min_side)
         self.padding = padding
-        self.chunk_size = chunk_size
+        self.chunk_pixels = chunk_pixels
         self.device = device
 
     def side_for(self, metric: Metric) -> int:
@@ -102,7 +103,7 @@ class InstanceScorer:
         for shape in sorted(groups):
             crops = groups[shape]
             dist, ref, mask = _fr_arrays(images, crops)
-            values = {m.info.name: self._run(m, dist, ref, mask) for m in self.fr}
+            values = {m.info.name: self._run(m, shape, dist, ref, mask) for m in self.fr}
             _scatter(values, crops, images, scores)
 
     def _score_nr(self, images: Sequence[ImageToScore], metric: Metric, scores: Scores) -> None:
@@ -118,19 +119,21 @@ class InstanceScorer:
         for shape in sorted(groups):
             members = groups[shape]
             dist = torch.cat([crops for _, crops in members])
-            values = {metric.info.name: self._run(metric, dist, None, None)}
+            values = {metric.info.name: self._run(metric, shape, dist, None, None)}
             _scatter(values, [crop for crop, _ in members], images, scores)
 
     def _run(
         self,
         metric: Metric,
+        shape: tuple[int, int],
         dist: np.ndarray | torch.Tensor,
         ref: np.ndarray | None,
         mask: np.ndarray | None,
     ) -> np.ndarray:
         out = []
-        for start in range(0, len(dist), self.chunk_size):
-            part = slice(start, start + self.chunk_size)
+        step = max(1, self.chunk_pixels // (shape[0] * shape[1]))
+        for start in range(0, len(dist), step):
+            part = slice(start, start + step)
             out.append(
                 metric(
                     _on(dist[part], self.device),

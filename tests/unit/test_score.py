@@ -9,12 +9,12 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from PIL import Image
-from pycocotools import mask as mask_utils
 from skimage import data, transform
 
 from pipeline.config import load_config
 from schemas import TABLES
 from schemas.scores import metrics_dict
+from stages.masks import encode_masks
 from stages.pair import PairStage
 from stages.score import ScoreStage
 from stages.scoring.metrics import MissingWeightsError, create_metric
@@ -30,11 +30,6 @@ def _png(array: np.ndarray) -> dict:
     buffer = io.BytesIO()
     Image.fromarray(array).save(buffer, format="PNG")
     return {"bytes": buffer.getvalue(), "path": None}
-
-
-def _rle(mask: np.ndarray) -> dict:
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    return {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode()}
 
 
 def hr_image(image_id: str = "img0") -> np.ndarray:
@@ -92,7 +87,7 @@ def tables(images: dict[str, tuple[np.ndarray, list[np.ndarray], np.ndarray]]) -
                 image_id=image_id,
                 width=SIZE,
                 height=SIZE,
-                masks=[_rle(m) for m in masks],
+                masks=encode_masks(masks),
                 areas=[int(m.sum()) for m in masks],
                 bboxes=[[0, 0, 1, 1]] * len(masks),
                 labels=["x"] * len(masks),
@@ -205,7 +200,7 @@ def test_identical_candidates_but_one_spoiled_instance_gives_one_pair() -> None:
 
 
 def test_batched_equals_one_crop_per_call(graded_images: dict, graded_scores: pa.Table) -> None:
-    naive = run_score(tables(graded_images), "score.chunk_size=1")
+    naive = run_score(tables(graded_images), "score.chunk_pixels=1")
     for a, b in zip(naive.to_pylist(), graded_scores.to_pylist()):
         assert a["instance_id"] == b["instance_id"] and a["candidate_id"] == b["candidate_id"]
         np.testing.assert_allclose(a["metrics"]["value"], b["metrics"]["value"], rtol=1e-5)
@@ -267,7 +262,7 @@ def test_config_mistakes_are_named(overrides: list[str], message: str) -> None:
 def test_mask_of_wrong_size_is_a_clear_error(graded_images: dict) -> None:
     hr, candidates, _ = graded_images["img0"]
     inputs = tables({"img0": (hr, candidates, np.ones((1, SIZE // 2, SIZE // 2), bool))})
-    with pytest.raises(ValueError, match=r"image img0: instance 0 mask is 32x32, the image is 64x64"):
+    with pytest.raises(ValueError, match=r"image img0: mask 0 is 32x32, expected 64x64"):
         run_score(inputs)
 
 
