@@ -93,3 +93,27 @@ def test_gpu_workers_go_to_the_gpu_node(cluster, tmp_path):
     assert proc.returncode == 0, out
     nodes = {m["node_ip"] for m in RunDir(str(run_dir)).markers("ingest").values()}
     assert nodes == {WORKER_IP}
+
+
+def test_sample_workers_use_the_gpu_node_and_fall_back_or_refuse_without_cuda(cluster, tmp_path):
+    cluster.add_worker(cpus=1, gpus=1)
+    run_dir = tmp_path / "run"
+    small = ("input=demo", "ingest.demo_count=2", f"run_dir={run_dir}", "sample.num_candidates=2",
+             "sample.device=cuda")
+    for stage in ("ingest", "degrade"):
+        subprocess.run([sys.executable, "-m", "pipeline.cli", "run", f"stage={stage}", "executor=local",
+                        "progress=false", *small], check=True, capture_output=True, env=cluster.env)
+    refuse = pipeline_run(cluster, "stage=sample", *small, "resources.sample.gpus=1",
+                          "sample.on_missing_gpu=error", "ray.max_retries=0")
+    out, _ = refuse.communicate(timeout=600)
+    assert refuse.returncode == 2
+    assert "sample.device=cuda but no CUDA device is available" in out
+    assert "Traceback" not in out.split("error:")[-1]
+
+    fallback = pipeline_run(cluster, "stage=sample", *small, "resources.sample.gpus=1",
+                            "sample.on_missing_gpu=fallback")
+    out, _ = fallback.communicate(timeout=600)
+    assert fallback.returncode == 0, out
+    assert "no CUDA device is available: sampling on the CPU" in out
+    nodes = {m["node_ip"] for m in RunDir(str(run_dir)).markers("sample").values()}
+    assert nodes == {WORKER_IP}
