@@ -77,6 +77,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work_dir", default="runs/closed_loop")
     parser.add_argument("--pipeline_overrides", nargs="*", default=["input=demo"])
+    parser.add_argument("--backbone", default="tiny", help="'tiny' (embedded) or a tiny-model folder, used end to end")
+    parser.add_argument("--crop_size", type=int, default=128, help="dspo-train --crop_size")
     parser.add_argument("--sweep", action="store_true", help="measure the grid below first and train the best")
     parser.add_argument("--betas", default="50,500,5000")
     parser.add_argument("--sft_weights", default="0,1")
@@ -90,8 +92,10 @@ def main() -> None:
     args = parser.parse_args()
 
     work = Path(args.work_dir)
-    dataset = build_dataset(work / "run", args.pipeline_overrides)
+    backbone_override = [] if args.backbone == "tiny" else [f"sample.backbone.path={args.backbone}"]
+    dataset = build_dataset(work / "run", [*args.pipeline_overrides, *backbone_override])
     common = [
+        f"--backbone={args.backbone}", f"--crop_size={args.crop_size}",
         f"--max_train_steps={args.max_train_steps}", f"--validation_steps={args.validation_steps}",
         f"--checkpointing_steps={args.max_train_steps}", "--report_to=none", f"--log_every={args.validation_steps}",
     ]
@@ -120,7 +124,7 @@ def main() -> None:
     report["chosen_settings"] = settings
     eval_json = output_dir / "eval_validation.json"
     run([sys.executable, "-m", "trainer.evaluate", f"--dataset={dataset}", f"--checkpoint={output_dir}",
-         "--reference=tiny", f"--seeds={args.eval_seeds}", f"--output_json={eval_json}"])
+         f"--reference={args.backbone}", f"--seeds={args.eval_seeds}", f"--output_json={eval_json}"])
     result = json.loads(eval_json.read_text())
     report["eval"] = result
     gain = result["delta_trained_minus_reference"]["psnr"]

@@ -207,7 +207,9 @@ class TinyTrainable(TrainableSR):
     """The embedded model; text is ignored (it has no text encoder)."""
 
     def __init__(self, folder: Path, lora: LoraSettings | None) -> None:
-        self.pipe = TinySRPipeline.from_pretrained(folder, local_files_only=True)
+        # Master weights in float32 whatever the folder stores (the embedded weights are fp16);
+        # --mixed_precision decides the compute dtype.
+        self.pipe = TinySRPipeline.from_pretrained(folder, local_files_only=True, dtype=torch.float32)
         super().__init__(self.pipe.unet, self.pipe.scheduler.config, lora)
 
     def encode(self, lq, candidates, texts, generator):
@@ -250,7 +252,9 @@ class UpscalerTrainable(TrainableSR):
     """A StableDiffusionUpscalePipeline folder; only the UNet is trained (VAE, text encoder frozen)."""
 
     def __init__(self, folder: Path, lora: LoraSettings | None, noise_level: int) -> None:
-        self.pipe = StableDiffusionUpscalePipeline.from_pretrained(folder, local_files_only=True)
+        self.pipe = StableDiffusionUpscalePipeline.from_pretrained(
+            folder, local_files_only=True, dtype=torch.float32
+        )
         self.pipe.set_progress_bar_config(disable=True)
         self.pipe.vae.requires_grad_(False)
         self.pipe.text_encoder.requires_grad_(False)

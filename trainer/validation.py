@@ -57,17 +57,16 @@ class Validator:
         self._reference: list[torch.Tensor] | None = None
 
     def _samples(self, denoiser: torch.nn.Module) -> list[torch.Tensor]:
-        """[S, B, 3, H, W] per batch: one sample per seed and image."""
+        """[S, B, 3, H, W] per batch: one sample per seed and image, all seeds in one call."""
         out = []
         for batch in self.batches:
-            per_seed = [
-                self.trainable.sample(
-                    denoiser, batch.lq, batch.texts, [seed] * batch.lq.shape[0], self.sampler.steps,
-                    self.sampler.guidance, self.sampler.strength,
-                )
-                for seed in self.seeds
-            ]
-            out.append(torch.stack(per_seed))
+            rows = batch.lq.shape[0]
+            images = self.trainable.sample(
+                denoiser, batch.lq.repeat(len(self.seeds), 1, 1, 1), batch.texts * len(self.seeds),
+                [seed for seed in self.seeds for _ in range(rows)], self.sampler.steps,
+                self.sampler.guidance, self.sampler.strength,
+            )
+            out.append(images.reshape(len(self.seeds), rows, *images.shape[1:]))
         return out
 
     @torch.no_grad()
