@@ -194,7 +194,7 @@ def pair_statistics(
             "max": max(counts, default=0),
             "counts": {str(k): v for k, v in sorted(Counter(counts).items())},
         },
-        "margin_histogram": {"edges": edges.tolist(), "counts": histogram.tolist()},
+        "margin_histogram": {"edges": [round(e, 6) for e in edges.tolist()], "counts": histogram.tolist()},
         "metric_agreement": metric_agreement(scores),
     }
 
