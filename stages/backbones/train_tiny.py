@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from stages.backbones.tiny import EMBEDDED_WEIGHTS, TinySRPipeline, build_scheduler, build_unet
+from stages.backbones.registry import DTYPES
+from stages.backbones.tiny import EMBEDDED_WEIGHTS, TinySRPipeline, build_scheduler, build_unet, upsample
 from stages.degradations import apply_degradation, draw_params, preset_settings
 
 # Bundled images used for training (package, file). Grayscale ones become 3-channel RGB.
@@ -110,6 +111,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--log_every", type=int, default=100)
+    parser.add_argument("--save_dtype", choices=sorted(DTYPES), default="float16")
     return parser.parse_args(argv)
 
 
@@ -123,14 +125,7 @@ def train(args: argparse.Namespace) -> dict:
     hr_pool = random_crops(images, args.pool_size, args.hr_crop, rng)
     lq_pool = degrade_pool(hr_pool, degradations, args.scale, rng)
     # Residuals are small; scaling them to unit std keeps the noise schedule meaningful.
-    residual_scale = float(
-        (
-            hr_pool
-            - torch.nn.functional.interpolate(
-                lq_pool, scale_factor=args.scale, mode="bicubic", align_corners=False
-            )
-        ).std()
-    )
+    residual_scale = float((hr_pool - upsample(lq_pool, args.scale)).std())
     pool_seconds = time.time() - started
 
     unet = build_unet(args.scale, [int(c) for c in args.block_out_channels.split(",")], args.layers_per_block)
@@ -176,7 +171,8 @@ def train(args: argparse.Namespace) -> dict:
             print(json.dumps(log[-1]), flush=True)
             running = 0.0
 
-    pipe.register_modules(unet=ema_unet)
+    # float16 storage halves the committed file; loading casts back to the requested dtype.
+    pipe.register_modules(unet=ema_unet.to(DTYPES[args.save_dtype]))
     pipe.save_pretrained(args.output_dir, safe_serialization=True)
     summary = {
         "train_images": [f"{p}/{n}" for p, n in TRAIN_IMAGES],

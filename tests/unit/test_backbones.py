@@ -190,3 +190,14 @@ def test_candidates_depend_only_on_their_seed(tmp_path):
     assert batch.shape == (3, 3, 24, 24)
     same_image = backbone.sample(lq[:1].expand(2, -1, -1, -1), [""] * 2, [""] * 2, [1, 2], steps=3, guidance=1.5)
     assert (same_image[0] - same_image[1]).abs().mean() > 1e-3
+
+
+@pytest.mark.slow
+def test_training_script_output_loads_as_a_backbone(tmp_path):
+    from stages.backbones.train_tiny import main as train_main
+
+    folder = tmp_path / "trained"
+    train_main(["--output_dir", str(folder), "--steps", "2", "--pool_size", "8", "--batch_size", "4",
+                "--block_out_channels", "32,32", "--log_every", "1"])
+    backbone = load(sample_settings(f"sample.backbone.path={folder}"))
+    assert backbone.sample(torch.rand(1, 3, 8, 8), [""], [""], [0], steps=2, guidance=1.0).shape == (1, 3, 32, 32)
