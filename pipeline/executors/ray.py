@@ -49,7 +49,10 @@ def connect(cfg: DictConfig) -> None:
     if address:
         ray.init(address=address, log_to_driver=True, logging_level=logging.WARNING)
     else:
+        # address="local": always a fresh Ray of our own, never whatever cluster `ray start`
+        # left running on this machine (set ray.address or $RAY_ADDRESS to join one).
         ray.init(
+            address="local",
             _node_ip_address=cfg.ray.node_ip_address,
             include_dashboard=False,
             logging_level=logging.WARNING,

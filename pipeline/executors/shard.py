@@ -42,14 +42,15 @@ def _error_text(err: BaseException) -> str:
 
 
 def _process_batch(stage: Stage, batch: Batch, failures: list[tuple[str, str]]) -> list[pa.Table]:
+    primary = batch[primary_table(stage)]
     try:
         return [stage.process(batch)]
-    except Exception:
-        if batch[primary_table(stage)].num_rows == 1:
-            raise
+    except Exception as err:
+        if primary.num_rows == 1:
+            failures.append((primary.column("image_id")[0].as_py(), _error_text(err)))
+            return []
     # One item at a time, so only the bad ones fail.
     outputs = []
-    primary = batch[primary_table(stage)]
     for index in range(primary.num_rows):
         row = primary.slice(index, 1)
         single = {name: _restrict(t, row.column("image_id")) for name, t in batch.items()}

@@ -10,7 +10,7 @@ from pipeline.runner import run_stages
 @pytest.fixture(scope="module")
 def local_ray():
     ray = pytest.importorskip("ray")
-    ray.init(_node_ip_address="127.0.0.2", num_cpus=2, include_dashboard=False)
+    ray.init(address="local", _node_ip_address="127.0.0.2", num_cpus=2, include_dashboard=False)
     yield ray
     ray.shutdown()
 

@@ -155,7 +155,7 @@ def test_failed_rows_pass_through_and_bad_images_fail_alone(tmp_path):
 @pytest.mark.slow
 def test_local_and_ray_executors_write_identical_lq(tmp_path):
     ray = pytest.importorskip("ray")
-    ray.init(address="local", num_cpus=2, include_dashboard=False)  # our own, not a neighbour's
+    ray.init(address="local", _node_ip_address="127.0.0.2", num_cpus=2, include_dashboard=False)  # our own, on loopback
     try:
         on_ray = _run_pipeline(tmp_path / "ray", "ray")
     finally:
