@@ -4,7 +4,7 @@ DSPO on its train split, and evaluate trained against reference on the validatio
     .venv/bin/python -m benchmarks.closed_loop --work_dir runs/closed_loop [--sweep]
 
 1. ``pipeline run stage=all input=demo`` (skipped when ``<work_dir>/run/dataset`` exists);
-2. with ``--sweep``: a small grid of dspo-train settings (beta x sft_weight x learning rate), each
+2. with ``--sweep``: a small grid of dspo-train settings (beta x SFT ratio x learning rate), each
    validated during training; the table shows, per setting, the best validation checkpoint's
    PSNR gain and instance win rate over the reference (chosen on seeds 0..1);
 3. dspo-train with the chosen (or given) settings, then dspo-eval on the validation split with
@@ -81,7 +81,8 @@ def main() -> None:
     parser.add_argument("--crop_size", type=int, default=128, help="dspo-train --crop_size")
     parser.add_argument("--sweep", action="store_true", help="measure the grid below first and train the best")
     parser.add_argument("--betas", default="50,500,5000")
-    parser.add_argument("--sft_weights", default="0,1")
+    parser.add_argument("--sft_ratios", default="0,1",
+                        help="sft_weight = ratio * beta / 4: the SFT gradient relative to the DPO gradient at step 0")
     parser.add_argument("--learning_rates", default="1e-5,1e-4")
     parser.add_argument("--max_train_steps", type=int, default=300)
     parser.add_argument("--validation_steps", type=int, default=50)
@@ -102,12 +103,14 @@ def main() -> None:
     report: dict[str, Any] = {"dataset": str(dataset), "max_train_steps": args.max_train_steps}
     if args.sweep:
         grid = itertools.product(
-            args.betas.split(","), args.sft_weights.split(","), args.learning_rates.split(",")
+            args.betas.split(","), args.sft_ratios.split(","), args.learning_rates.split(",")
         )
         results = []
-        for beta, sft, lr in grid:
-            settings = {"beta": float(beta), "sft_weight": float(sft), "learning_rate": float(lr)}
-            name = f"beta{beta}_sft{sft}_lr{lr}"
+        for beta, ratio, lr in grid:
+            # At step 0 (policy = reference) the DPO gradient is beta / 4 times the gradient of
+            # the error difference, so the ratio puts both terms on one scale.
+            settings = {"beta": float(beta), "sft_weight": float(ratio) * float(beta) / 4, "learning_rate": float(lr)}
+            name = f"beta{beta}_sftratio{ratio}_lr{lr}"
             results.append(train(dataset, work / "sweep" / name, settings, common))
             print(sweep_table(results), flush=True)
         report["sweep"] = results

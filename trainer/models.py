@@ -131,6 +131,11 @@ class TrainableSR(abc.ABC):
     def uses_lora(self) -> bool:
         return self.reference is None
 
+    def to(self, device: torch.device) -> None:
+        """Move everything that is not prepared by accelerate (frozen parts) to ``device``."""
+        if self.reference is not None:
+            self.reference.to(device)
+
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
         return [p for p in self.denoiser.parameters() if p.requires_grad]
 
@@ -262,6 +267,7 @@ class UpscalerTrainable(TrainableSR):
         super().__init__(self.pipe.unet, self.pipe.scheduler.config, lora)
 
     def to(self, device: torch.device) -> None:
+        super().to(device)
         self.pipe.vae.to(device)
         self.pipe.text_encoder.to(device)
 

@@ -205,11 +205,8 @@ def train(args: argparse.Namespace) -> int:
         num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
         num_training_steps=args.max_train_steps * accelerator.num_processes,
     )
+    trainable.to(accelerator.device)
     denoiser, optimizer, lr_scheduler = accelerator.prepare(trainable.denoiser, optimizer, lr_scheduler)
-    if trainable.reference is not None:
-        trainable.reference.to(accelerator.device)
-    if hasattr(trainable, "to"):
-        trainable.to(accelerator.device)
 
     state: dict[str, Any] = {"best_step": None, "best_score": None}
     start_step = 0
