@@ -12,7 +12,10 @@ gain from batching from the gain from torch's kernels.
 from __future__ import annotations
 
 import argparse
+import os
+import statistics
 import time
+from collections.abc import Callable
 from typing import Any
 
 import cv2
@@ -95,13 +98,20 @@ def loop_degrade(hr: np.ndarray, params: dict[str, Any]) -> np.ndarray:
     return np.clip(np.round(image * 255), 0, 255).astype(np.uint8)
 
 
-def _best_of(repeats: int, fn) -> float:
-    times = []
+def _interleaved_medians(repeats: int, runs: dict[str, Callable[[], object]]) -> dict[str, float]:
+    """Median seconds of each run over ``repeats`` rounds that take turns, so that load from
+    other processes on a shared machine falls on all of them alike."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def _load() -> str:
+    return "load average " + " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 def main() -> None:
@@ -109,7 +119,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=16)
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--preset", default="realesrgan")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     settings = preset_settings(args.preset, scale=4)
     params = [
@@ -119,23 +129,32 @@ def main() -> None:
     rng = np.random.default_rng(0)
     hr = torch.from_numpy(rng.random((args.images, 3, args.size, args.size), dtype=np.float32))
     hr_hwc = [np.ascontiguousarray(image.permute(1, 2, 0).numpy()) for image in hr]
-
-    apply_degradation(hr[:2], params[:2])  # warm-up (thread pools, allocator)
-    batched = _best_of(args.repeats, lambda: apply_degradation(hr, params))
-    one_by_one = _best_of(
-        args.repeats,
-        lambda: [apply_degradation(hr[i : i + 1], params[i : i + 1]) for i in range(args.images)],
-    )
-    loop = _best_of(args.repeats, lambda: [loop_degrade(image, p) for image, p in zip(hr_hwc, params)])
-
+    runs = {
+        "batched": lambda: apply_degradation(hr, params),
+        "one_by_one": lambda: [
+            apply_degradation(hr[i : i + 1], params[i : i + 1]) for i in range(args.images)
+        ],
+        "loop": lambda: [loop_degrade(image, p) for image, p in zip(hr_hwc, params)],
+    }
+    for run in runs.values():  # warm-up: thread pools, allocator, cached noise tables
+        run()
+    load_before = _load()
+    seconds = _interleaved_medians(args.repeats, runs)
     print(
-        f"preset {args.preset}, {args.images} images {args.size}x{args.size} HR -> {args.size // 4}x{args.size // 4} LQ, torch threads {torch.get_num_threads()}, cv2 threads {cv2.getNumThreads()}"
+        f"preset {args.preset}, {args.images} images {args.size}x{args.size} HR -> "
+        f"{args.size // 4}x{args.size // 4} LQ, median of {args.repeats} interleaved repeats"
     )
-    print(f"batched torch             {args.images / batched:7.2f} images/s")
-    print(f"torch, one image per call {args.images / one_by_one:7.2f} images/s")
-    print(f"per-image numpy/cv2 loop  {args.images / loop:7.2f} images/s")
     print(
-        f"ratio batched / loop: {loop / batched:.2f}x   (batched / one image per call: {one_by_one / batched:.2f}x)"
+        f"default threads: torch {torch.get_num_threads()} (batched: a pool of that many Python threads, "
+        f"torch ops single-threaded inside), cv2 {cv2.getNumThreads()} (loop: one Python thread)"
+    )
+    print(f"{load_before} before, {_load()} after ({os.cpu_count()} CPUs)")
+    print(f"batched torch             {args.images / seconds['batched']:7.2f} images/s")
+    print(f"torch, one image per call {args.images / seconds['one_by_one']:7.2f} images/s")
+    print(f"per-image numpy/cv2 loop  {args.images / seconds['loop']:7.2f} images/s")
+    print(
+        f"ratio batched / loop: {seconds['loop'] / seconds['batched']:.2f}x   "
+        f"(batched / one image per call: {seconds['one_by_one'] / seconds['batched']:.2f}x)"
     )
 
 

@@ -15,7 +15,10 @@ gives the same bytes as the batch did.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
+from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
@@ -25,7 +28,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torchvision.transforms.functional import rgb_to_grayscale
 
-from stages.degradations.kernels import make_kernel, sinc_kernel
+from stages.degradations.kernels import make_kernel, separable_factors, sinc_kernel
+from stages.degradations.noise import gaussian_field, poisson_counts
 
 
 def _reflect_index(length: int, border: int) -> torch.Tensor:
@@ -55,6 +59,9 @@ def _reflect_pad(images: torch.Tensor, border: int) -> torch.Tensor:
 # kernels padded to 21x21; 64 / 48 were best among tiles of 32-128 and chunks of 24-192.
 TILE = 64
 CHUNK = 48
+# Images are filtered in packs of at most PACK_TILES tiles (about 14 MB for 21x21 kernels):
+# packing all of a batch at once cost more in fresh memory than the convolutions themselves.
+PACK_TILES = 480
 
 
 def _tile_count(height: int, width: int) -> int:
@@ -78,7 +85,9 @@ def _untile(tiles: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return grid.reshape(3, rows * TILE, cols * TILE)[:, :height, :width]
 
 
-def filter_batch(images: Sequence[torch.Tensor], kernels: Sequence[np.ndarray | None]) -> list[torch.Tensor]:
+def filter_batch(
+    images: Sequence[torch.Tensor], kernels: Sequence[np.ndarray | None], pool: Executor | None = None
+) -> list[torch.Tensor]:
     """Correlate each [3, h, w] image with its 2-D kernel (None: unchanged), reflect-padded.
 
     The batch is filtered as depthwise convolutions over tiles: every image, whatever its
@@ -86,34 +95,83 @@ def filter_batch(images: Sequence[torch.Tensor], kernels: Sequence[np.ndarray | 
     are packed into chunks of CHUNK channels, one grouped convolution per chunk (groups =
     channels, each with its image's kernel). Each output value is the same sum over the same
     window computed by the same code wherever its tile lands, so an image filtered alone
-    gives the same bits as in any batch.
+    gives the same bits as in any batch. With a ``pool``, tiling and the chunks' convolutions
+    run on its threads, each writing its own slice.
     """
+    run = map if pool is None else pool.map
     out = list(images)
-    by_size: dict[int, list[int]] = {}
+    groups: dict[tuple[int, bool], list[int]] = {}
+    factors = [None if kernel is None else separable_factors(kernel) for kernel in kernels]
     for index, kernel in enumerate(kernels):
         if kernel is not None:
-            by_size.setdefault(kernel.shape[0], []).append(index)
-    for size, members in by_size.items():
-        counts = [_tile_count(*images[i].shape[1:]) for i in members]
-        total = -(-sum(counts) // CHUNK) * CHUNK
-        window = TILE + size - 1
-        tiles = images[members[0]].new_zeros(total, window, window)
-        weights = torch.zeros(total, 1, size, size)
-        start = 0
-        for i, count in zip(members, counts):
-            tiles[start : start + count] = _tiles(images[i], size // 2)
-            weights[start : start + count, 0] = torch.from_numpy(kernels[i].astype(np.float32))
-            start += count
-        filtered = torch.cat(
-            [
-                F.conv2d(tiles[None, c : c + CHUNK], weights[c : c + CHUNK], groups=CHUNK)[0]
-                for c in range(0, total, CHUNK)
-            ]
-        )
-        start = 0
-        for i, count in zip(members, counts):
-            out[i] = _untile(filtered[start : start + count], *images[i].shape[1:])
-            start += count
+            groups.setdefault((kernel.shape[0], factors[index] is not None), []).append(index)
+    packs: list[list[int]] = []
+    jobs: list[tuple[list[torch.Tensor], list[list[torch.Tensor]], int]] = []
+    for (size, separable), members in groups.items():
+        for pack in _packs(members, [_tile_count(*images[i].shape[1:]) for i in members]):
+            weights = [_weights(factors[i] if separable else (kernels[i],)) for i in pack]
+            packs.append(pack)
+            jobs.append(([images[i] for i in pack], weights, size))
+    if not jobs:
+        return out
+    for pack, filtered in zip(packs, run(_filter_tiles, *zip(*jobs, strict=True))):
+        for i, image in zip(pack, filtered):
+            out[i] = image
+    return out
+
+
+def _packs(members: list[int], counts: list[int]) -> list[list[int]]:
+    """Consecutive runs of images with at most PACK_TILES tiles between them (a larger image
+    is a pack of its own), so that a pack's tiles stay a few megabytes."""
+    packs: list[list[int]] = [[]]
+    tiles = 0
+    for index, count in zip(members, counts):
+        if packs[-1] and tiles + count > PACK_TILES:
+            packs.append([])
+            tiles = 0
+        packs[-1].append(index)
+        tiles += count
+    return packs
+
+
+def _weights(parts: Sequence[np.ndarray]) -> list[torch.Tensor]:
+    """Convolution weights [1, rows, cols] of a 2-D kernel (one part) or of a rank-one kernel's
+    column and row factors (two parts: a [size, 1] then a [1, size] pass, about size / 2 times
+    fewer operations)."""
+    if len(parts) == 1:
+        return [torch.from_numpy(parts[0].astype(np.float32))[None]]
+    column, row = parts
+    return [
+        torch.from_numpy(row.astype(np.float32))[None, None],
+        torch.from_numpy(column.astype(np.float32))[None, :, None],
+    ]
+
+
+def _filter_tiles(
+    images: list[torch.Tensor], weights: list[list[torch.Tensor]], size: int
+) -> list[torch.Tensor]:
+    """``filter_batch`` for one pack of images whose kernels share a size and form."""
+    counts = [_tile_count(*image.shape[1:]) for image in images]
+    total = -(-sum(counts) // CHUNK) * CHUNK
+    window = TILE + size - 1
+    tiles = images[0].new_zeros(total, window, window)
+    passes = [torch.zeros(total, *part.shape) for part in weights[0]]
+    start = 0
+    for image, parts, count in zip(images, weights, counts):
+        tiles[start : start + count] = _tiles(image, size // 2)
+        for stack, part in zip(passes, parts):
+            stack[start : start + count] = part
+        start += count
+    filtered = torch.empty(total, TILE, TILE)
+    for c in range(0, total, CHUNK):
+        result = tiles[None, c : c + CHUNK]
+        for stack in passes:
+            result = F.conv2d(result, stack[c : c + CHUNK], groups=CHUNK)
+        filtered[c : c + CHUNK] = result[0]
+    out, start = [], 0
+    for image, count in zip(images, counts):
+        out.append(_untile(filtered[start : start + count], *image.shape[1:]))
+        start += count
     return out
 
 
@@ -134,10 +192,8 @@ def resize(
 
 def add_gaussian_noise(image: torch.Tensor, sigma: float, gray: bool, seed: int) -> torch.Tensor:
     """Add N(0, sigma/255) noise (one field for all channels when gray), clamp to [0, 1]."""
-    channels = 1 if gray else 3
-    field = np.random.default_rng(seed).standard_normal((channels, *image.shape[1:]), dtype=np.float32)
-    noise = torch.from_numpy(field) * (sigma / 255.0)
-    return (image + noise.expand_as(image)).clamp(0, 1)
+    field = gaussian_field((1 if gray else 3, *image.shape[1:]), seed)
+    return (image + field.mul_(sigma / 255.0).expand_as(image)).clamp_(0, 1)
 
 
 def add_poisson_noise(image: torch.Tensor, scale: float, gray: bool, seed: int) -> torch.Tensor:
@@ -148,11 +204,10 @@ def add_poisson_noise(image: torch.Tensor, scale: float, gray: bool, seed: int) 
     """
     base = to_uint8(rgb_to_grayscale(image) if gray else image)
     distinct = int(torch.bincount(base.flatten(), minlength=256).count_nonzero())
-    levels = float(2 ** np.ceil(np.log2(distinct)))
-    base = base.float() / 255.0
-    counts = np.random.default_rng(seed).poisson((base * levels).numpy())
-    noise = (torch.from_numpy(counts).float() / levels - base) * scale
-    return (image + noise.expand_as(image)).clamp(0, 1)
+    levels = 2 ** math.ceil(math.log2(distinct))
+    counts = torch.from_numpy(poisson_counts(base.numpy(), levels, seed))
+    noise = (counts.float() / levels - base.float() / 255.0).mul_(scale)
+    return (image + noise.expand_as(image)).clamp_(0, 1)
 
 
 def to_uint8(image: torch.Tensor) -> torch.Tensor:
@@ -196,19 +251,23 @@ def round_kernel(record: dict[str, Any]) -> np.ndarray | None:
 ResizeStep = Callable[[torch.Tensor, dict[str, Any]], torch.Tensor]
 
 
+def _finish_round(image: torch.Tensor, record: dict[str, Any], resize_step: ResizeStep) -> torch.Tensor:
+    """A round's per-image steps after the blur: resize, noise, JPEG."""
+    if not record["applied"]:
+        return image
+    image = resize_step(image, record)
+    if record["noise_kind"] is not None:
+        image = _add_noise(image, record)
+    if record["jpeg_quality"] is not None:
+        image = jpeg(image, record["jpeg_quality"])
+    return image
+
+
 def _apply_round(
-    images: list[torch.Tensor], records: list[dict[str, Any]], resize_step: ResizeStep
+    images: list[torch.Tensor], records: list[dict[str, Any]], resize_step: ResizeStep, pool: Executor
 ) -> list[torch.Tensor]:
-    images = filter_batch(images, [round_kernel(r) for r in records])
-    for i, record in enumerate(records):
-        if not record["applied"]:
-            continue
-        images[i] = resize_step(images[i], record)
-        if record["noise_kind"] is not None:
-            images[i] = _add_noise(images[i], record)
-        if record["jpeg_quality"] is not None:
-            images[i] = jpeg(images[i], record["jpeg_quality"])
-    return images
+    images = filter_batch(images, [round_kernel(r) for r in records], pool)
+    return list(pool.map(partial(_finish_round, resize_step=resize_step), images, records))
 
 
 def _resize_first(image: torch.Tensor, record: dict[str, Any]) -> torch.Tensor:
@@ -240,6 +299,16 @@ def _check_batch(hr: torch.Tensor, params: Sequence[dict[str, Any]]) -> int:
     return scale
 
 
+@contextmanager
+def _one_torch_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 @torch.no_grad()
 def apply_degradation(hr: torch.Tensor, params: Sequence[dict[str, Any]]) -> torch.Tensor:
     """Degrade HR targets [B, 3, H, W] (float, 0..1) by their records -> LQ [B, 3, H/s, W/s].
@@ -251,22 +320,40 @@ def apply_degradation(hr: torch.Tensor, params: Sequence[dict[str, Any]]) -> tor
     scale = _check_batch(hr, params)
     lq_size = (hr.shape[2] // scale, hr.shape[3] // scale)
     images = [image.float().cpu() for image in hr]
-    images = _apply_round(images, [p["round1"] for p in params], _resize_first)
-    images = _apply_round(images, [p["round2"] for p in params], partial(_resize_second, lq_size=lq_size))
+    # Work runs on a pool of as many Python threads as torch would use (its ops, numpy and the
+    # codec release the GIL): resizes, noise and JPEG per image, filtering per chunk of tiles.
+    # Torch itself is held to one thread meanwhile: OpenMP's teams spin at their barriers, and
+    # on a busy 2-core machine two-thread convolutions were 25x slower (5.0 s against 0.19 s
+    # for 16 images). Every task computes its image or chunk alone, so results do not depend
+    # on the thread count.
+    threads = torch.get_num_threads()
+    with _one_torch_thread(), ThreadPoolExecutor(max_workers=threads) as pool:
+        images = _apply_round(images, [p["round1"] for p in params], _resize_first, pool)
+        second = partial(_resize_second, lq_size=lq_size)
+        images = _apply_round(images, [p["round2"] for p in params], second, pool)
+        images = list(pool.map(partial(_before_sinc, lq_size=lq_size), images, params))
+        sincs = [
+            sinc_kernel(p["final_kernel_size"], p["final_omega_c"]) if p["final_sinc"] else None
+            for p in params
+        ]
+        images = filter_batch(images, sincs, pool)
+        images = list(pool.map(_after_sinc, images, params))
+    return torch.stack(images)
+
+
+def _before_sinc(image: torch.Tensor, params: dict[str, Any], lq_size: tuple[int, int]) -> torch.Tensor:
     # Final step: JPEG then resize + sinc, or resize + sinc then JPEG.
-    for i, p in enumerate(params):
-        if p["jpeg_before_sinc"]:
-            images[i] = jpeg(images[i], p["final_jpeg_quality"])
-        if tuple(images[i].shape[1:]) != lq_size:
-            images[i] = resize(images[i], size=lq_size, mode=p["final_resize_mode"])
-    sincs = [
-        sinc_kernel(p["final_kernel_size"], p["final_omega_c"]) if p["final_sinc"] else None for p in params
-    ]
-    images = filter_batch(images, sincs)
-    for i, p in enumerate(params):
-        if p["final_jpeg_quality"] is not None and not p["jpeg_before_sinc"]:
-            images[i] = jpeg(images[i], p["final_jpeg_quality"])
-    return torch.stack([quantise(image) for image in images])
+    if params["jpeg_before_sinc"]:
+        image = jpeg(image, params["final_jpeg_quality"])
+    if tuple(image.shape[1:]) != lq_size:
+        image = resize(image, size=lq_size, mode=params["final_resize_mode"])
+    return image
+
+
+def _after_sinc(image: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
+    if params["final_jpeg_quality"] is not None and not params["jpeg_before_sinc"]:
+        image = jpeg(image, params["final_jpeg_quality"])
+    return quantise(image)
 
 
 def crop_box(params: dict[str, Any], width: int, height: int) -> tuple[int, int, int, int]:

@@ -97,3 +97,16 @@ def make_kernel(
     if kernel_type in GENERALIZED_TYPES:
         return generalized_gaussian_kernel(size, sigma_x, sigma_y, rotation, beta)
     return plateau_kernel(size, sigma_x, sigma_y, rotation, beta)
+
+
+def separable_factors(kernel: np.ndarray, tolerance: float = 1e-9) -> tuple[np.ndarray, np.ndarray] | None:
+    """(column, row) with kernel == outer(column, row), or None when the kernel is not rank one.
+
+    For kernel = outer(a, b), the row sums are a * sum(b) and the column sums sum(a) * b, so
+    outer(row sums, column sums) / total rebuilds it; isotropic Gaussians (and axis-aligned
+    anisotropic ones) pass, rotated or non-Gaussian shapes do not.
+    """
+    column, row = kernel.sum(axis=1), kernel.sum(axis=0) / kernel.sum()
+    if np.abs(np.outer(column, row) - kernel).max() > tolerance * np.abs(kernel).max():
+        return None
+    return column, row
