@@ -68,14 +68,16 @@ def _tile_count(height: int, width: int) -> int:
     return 3 * -(-height // TILE) * -(-width // TILE)
 
 
-def _tiles(image: torch.Tensor, border: int) -> torch.Tensor:
-    """[3, h, w] -> [3 * rows * cols, window, window]: the overlapping tiles of the
-    reflect-padded image, zero-extended to whole tiles."""
+def _cut_tiles(image: torch.Tensor, border: int, out: torch.Tensor) -> None:
+    """Write the overlapping tiles of the reflect-padded [3, h, w] image, zero-extended to whole
+    tiles, into ``out`` [3 * rows * cols, window, window]."""
     _, height, width = image.shape
     rows, cols = -(-height // TILE), -(-width // TILE)
-    padded = F.pad(_reflect_pad(image, border), (0, cols * TILE - width, 0, rows * TILE - height))
+    padded = _reflect_pad(image, border)
+    if rows * TILE > height or cols * TILE > width:
+        padded = F.pad(padded, (0, cols * TILE - width, 0, rows * TILE - height))
     window = TILE + 2 * border
-    return padded.unfold(1, window, TILE).unfold(2, window, TILE).reshape(-1, window, window)
+    out.view(3, rows, cols, window, window).copy_(padded.unfold(1, window, TILE).unfold(2, window, TILE))
 
 
 def _untile(tiles: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -154,14 +156,17 @@ def _filter_tiles(
     counts = [_tile_count(*image.shape[1:]) for image in images]
     total = -(-sum(counts) // CHUNK) * CHUNK
     window = TILE + size - 1
-    tiles = images[0].new_zeros(total, window, window)
-    passes = [torch.zeros(total, *part.shape) for part in weights[0]]
+    # Every tile slot is overwritten but the zero padding of the last chunk.
+    tiles = images[0].new_empty(total, window, window)
+    passes = [torch.empty(total, *part.shape) for part in weights[0]]
     start = 0
     for image, parts, count in zip(images, weights, counts):
-        tiles[start : start + count] = _tiles(image, size // 2)
+        _cut_tiles(image, size // 2, tiles[start : start + count])
         for stack, part in zip(passes, parts):
             stack[start : start + count] = part
         start += count
+    for padding in (tiles, *passes):
+        padding[start:].zero_()
     filtered = torch.empty(total, TILE, TILE)
     for c in range(0, total, CHUNK):
         result = tiles[None, c : c + CHUNK]
@@ -187,7 +192,10 @@ def resize(
     extra = {} if torch_mode == "area" else {"align_corners": False, "antialias": antialias}
     if size is not None:
         size = (max(1, size[0]), max(1, size[1]))
-    return F.interpolate(image.unsqueeze(0), size=size, scale_factor=factor, mode=torch_mode, **extra)[0]
+    batch = image.unsqueeze(0)
+    if torch_mode == "bilinear":  # torch's channels-last bilinear kernel: the same bits, 2-5x faster
+        batch = batch.contiguous(memory_format=torch.channels_last)
+    return F.interpolate(batch, size=size, scale_factor=factor, mode=torch_mode, **extra)[0].contiguous()
 
 
 def add_gaussian_noise(image: torch.Tensor, sigma: float, gray: bool, seed: int) -> torch.Tensor:
@@ -212,7 +220,7 @@ def add_poisson_noise(image: torch.Tensor, scale: float, gray: bool, seed: int) 
 
 def to_uint8(image: torch.Tensor) -> torch.Tensor:
     """Clamp to [0, 1] and round to 8-bit levels (as uint8)."""
-    return (image.clamp(0, 1) * 255.0).round().to(torch.uint8)
+    return image.mul(255.0).round_().clamp_(0, 255).to(torch.uint8)
 
 
 def quantise(image: torch.Tensor) -> torch.Tensor:
@@ -224,8 +232,8 @@ def jpeg(image: torch.Tensor, quality: int) -> torch.Tensor:
     """Round trip through libjpeg (Pillow) at ``quality``: 8-bit input, 4:2:0 chroma, back to float."""
     buffer = io.BytesIO()
     Image.fromarray(to_uint8(image).permute(1, 2, 0).numpy()).save(buffer, format="JPEG", quality=quality)
-    decoded = np.array(Image.open(buffer).convert("RGB"))
-    return torch.from_numpy(decoded).permute(2, 0, 1).float() / 255.0
+    decoded = np.array(Image.open(buffer))  # an RGB encoding decodes as RGB
+    return torch.from_numpy(decoded).permute(2, 0, 1).float().div_(255.0)
 
 
 def _add_noise(image: torch.Tensor, record: dict[str, Any]) -> torch.Tensor:
