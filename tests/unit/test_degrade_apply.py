@@ -1,6 +1,7 @@
 """Applying recorded degradations: exact re-application, determinism, and each step's effect."""
 
 import io
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -231,3 +232,34 @@ def test_bad_batches_fail_clearly():
         apply_degradation(torch.zeros(2, 3, 8, 8), [_params()])
     with pytest.raises(ValueError, match="not divisible by scale 4"):
         apply_degradation(torch.zeros(1, 3, 10, 8), [_params()])
+
+
+def test_filtering_on_a_thread_pool_gives_the_same_bits_as_in_one_thread():
+    images = [_photo(n, i) for i, n in enumerate([200, 40, 40, 90, 12])]
+    kernels = [
+        gaussian_kernel(21, 3.0, 3.0, 0.0),  # rank one: two 1-D passes
+        gaussian_kernel(21, 3.0, 1.0, 0.2),
+        None,
+        sinc_kernel(9, 1.0),
+        gaussian_kernel(9, 1.0, 1.0, 0.0),
+    ]
+    alone = filter_batch(images, kernels)
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        pooled = filter_batch(images, kernels, pool)
+    assert all(torch.equal(a, b) for a, b in zip(alone, pooled))
+
+
+def test_degradation_does_not_depend_on_the_thread_count():
+    settings = preset_settings("realesrgan", crop_size=96)
+    params = [draw_params(settings, rng_for(5, "degrade", str(i)), (96, 96)) for i in range(5)]
+    hr = _batch(5, size=96)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        single = apply_degradation(hr, params)
+        torch.set_num_threads(max(2, threads))
+        multi = apply_degradation(hr, params)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(single, multi)
+    assert torch.get_num_threads() == threads  # the stage's own thread setting is undone

@@ -11,6 +11,7 @@ from stages.degradations.kernels import (
     generalized_gaussian_kernel,
     make_kernel,
     plateau_kernel,
+    separable_factors,
     sinc_kernel,
 )
 
@@ -108,3 +109,11 @@ def test_bad_kernel_requests_fail_clearly():
         make_kernel("iso", 8, sigma_x=1.0)
     with pytest.raises(ValueError, match="unknown kernel type 'box'"):
         make_kernel("box", 7, sigma_x=1.0)
+
+
+def test_rank_one_kernels_factor_exactly_and_others_do_not():
+    for kernel in (gaussian_kernel(15, 2.5, 2.5, 0.0), gaussian_kernel(9, 2.0, 0.7, 0.0)):
+        column, row = separable_factors(kernel)
+        np.testing.assert_allclose(np.outer(column, row), kernel, atol=1e-15)
+    for kernel_type in ("aniso", "generalized_iso", "plateau_iso", "sinc"):
+        assert separable_factors(make_kernel(kernel_type, 13, **ARGS)) is None, kernel_type
