@@ -98,16 +98,21 @@ def loop_degrade(hr: np.ndarray, params: dict[str, Any]) -> np.ndarray:
     return np.clip(np.round(image * 255), 0, 255).astype(np.uint8)
 
 
-def _interleaved_medians(repeats: int, runs: dict[str, Callable[[], object]]) -> dict[str, float]:
-    """Median seconds of each run over ``repeats`` rounds that take turns, so that load from
-    other processes on a shared machine falls on all of them alike."""
-    times: dict[str, list[float]] = {name: [] for name in runs}
+def _interleaved_medians(
+    repeats: int, runs: dict[str, Callable[[], object]]
+) -> dict[str, tuple[float, float]]:
+    """Median (wall, process CPU) seconds of each run over ``repeats`` rounds that take turns,
+    so that load from other processes on a shared machine falls on all of them alike."""
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}
     for _ in range(repeats):
         for name, run in runs.items():
-            start = time.perf_counter()
+            wall, cpu = time.perf_counter(), time.process_time()
             run()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
+            times[name].append((time.perf_counter() - wall, time.process_time() - cpu))
+    return {
+        name: (statistics.median(w for w, _ in values), statistics.median(c for _, c in values))
+        for name, values in times.items()
+    }
 
 
 def _load() -> str:
@@ -149,12 +154,18 @@ def main() -> None:
         f"torch ops single-threaded inside), cv2 {cv2.getNumThreads()} (loop: one Python thread)"
     )
     print(f"{load_before} before, {_load()} after ({os.cpu_count()} CPUs)")
-    print(f"batched torch             {args.images / seconds['batched']:7.2f} images/s")
-    print(f"torch, one image per call {args.images / seconds['one_by_one']:7.2f} images/s")
-    print(f"per-image numpy/cv2 loop  {args.images / seconds['loop']:7.2f} images/s")
+    for name, label in (
+        ("batched", "batched torch            "),
+        ("one_by_one", "torch, one image per call"),
+        ("loop", "per-image numpy/cv2 loop "),
+    ):
+        wall, cpu = seconds[name]
+        print(f"{label} {args.images / wall:7.2f} images/s   CPU {1000 * cpu / args.images:6.1f} ms/image")
+    ratio = seconds["loop"][0] / seconds["batched"][0]
+    cpu_ratio = seconds["loop"][1] / seconds["batched"][1]
     print(
-        f"ratio batched / loop: {seconds['loop'] / seconds['batched']:.2f}x   "
-        f"(batched / one image per call: {seconds['one_by_one'] / seconds['batched']:.2f}x)"
+        f"ratio batched / loop: {ratio:.2f}x in images/s, {cpu_ratio:.2f}x in CPU time per image   "
+        f"(batched / one image per call: {seconds['one_by_one'][0] / seconds['batched'][0]:.2f}x)"
     )
 
 

@@ -327,15 +327,15 @@ def apply_degradation(hr: torch.Tensor, params: Sequence[dict[str, Any]]) -> tor
     """
     scale = _check_batch(hr, params)
     lq_size = (hr.shape[2] // scale, hr.shape[3] // scale)
-    images = [image.float().cpu() for image in hr]
     # Work runs on a pool of as many Python threads as torch would use (its ops, numpy and the
-    # codec release the GIL): resizes, noise and JPEG per image, filtering per chunk of tiles.
-    # Torch itself is held to one thread meanwhile: OpenMP's teams spin at their barriers, and
-    # on a busy 2-core machine two-thread convolutions were 25x slower (5.0 s against 0.19 s
-    # for 16 images). Every task computes its image or chunk alone, so results do not depend
-    # on the thread count.
+    # codec release the GIL): resizes, noise and JPEG per image, filtering per pack of images.
+    # Torch itself is held to one thread throughout, even for the copies: an OpenMP team spins
+    # at its barriers and after each parallel region, and on a busy 2-core machine two-thread
+    # convolutions were 25x slower (5.0 s against 0.19 s for 16 images). Every task computes
+    # its image or pack alone, so results do not depend on the thread count.
     threads = torch.get_num_threads()
     with _one_torch_thread(), ThreadPoolExecutor(max_workers=threads) as pool:
+        images = [image.float().cpu() for image in hr]
         images = _apply_round(images, [p["round1"] for p in params], _resize_first, pool)
         second = partial(_resize_second, lq_size=lq_size)
         images = _apply_round(images, [p["round2"] for p in params], second, pool)
@@ -346,7 +346,7 @@ def apply_degradation(hr: torch.Tensor, params: Sequence[dict[str, Any]]) -> tor
         ]
         images = filter_batch(images, sincs, pool)
         images = list(pool.map(_after_sinc, images, params))
-    return torch.stack(images)
+        return torch.stack(images)
 
 
 def _before_sinc(image: torch.Tensor, params: dict[str, Any], lq_size: tuple[int, int]) -> torch.Tensor:
