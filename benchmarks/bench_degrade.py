@@ -1,13 +1,15 @@
-"""The batched degradation (one grouped convolution per filtering step over the batch) against
-a plain per-image loop of the same operations in the numpy/OpenCV/Pillow style of BasicSR's
-dataset-side degradation code (cv2.filter2D, cv2.resize, numpy noise, JPEG via cv2).
+"""The batched degradation (stages/degradations/apply.py) against a plain per-image loop of
+the same operations in the numpy/OpenCV/Pillow style of BasicSR's dataset-side degradation
+code (cv2.filter2D, cv2.resize, numpy noise, JPEG via cv2), each at the thread settings a user
+gets by default (printed).
 
-Same process, same drawn parameters, same 512x512 HR images. Prints LQ images per second of
-each and their ratio; also the batched code called one image at a time, which separates the
-gain from batching from the gain from torch's kernels.
+Same process, same drawn parameters, same 512x512 HR images; the variants take turns over the
+repeats and the medians are reported, with the load average, since the machine may be shared.
+Prints LQ images per second and process CPU time per image of each, and their ratios; also the
+batched code called one image at a time, which separates the gain from batching from the gain
+from the implementation.
 
-    .venv/bin/python -m benchmarks.bench_degrade [--images 16 --size 512 --preset realesrgan]
-"""
+    .venv/bin/python -m benchmarks.bench_degrade [--images 16 --size 512 --preset realesrgan]"""
 
 from __future__ import annotations
 

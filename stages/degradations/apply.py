@@ -1,16 +1,17 @@
 """Applying recorded degradation parameters to a batch of HR images with torch.
 
-Blur and sinc filtering run as grouped convolutions over the batch (each image with its own
-kernel, as BasicSR's ``filter2D`` does, but on tiles of the images: see ``filter_batch``);
-resizing, noise and JPEG are per image because sizes and codec settings differ per image. Values are clamped
-and rounded to 8 bits where the Real-ESRGAN pipeline does it (after noise, before JPEG, at the
-end), plus wherever a real JPEG codec needs 8-bit input.
+Blur and sinc filtering run as grouped convolutions over packs of the batch (each image with
+its own kernel, as BasicSR's ``filter2D`` does, but on tiles of the images, and as two 1-D
+passes for rank-one kernels: see ``filter_batch``); resizing, noise and JPEG are per image
+because sizes and codec settings differ per image. Packs and images are spread over a pool of
+threads (as many as torch's intra-op setting) with torch ops single-threaded inside. Values are
+clamped and rounded to 8 bits where the Real-ESRGAN pipeline does it (after noise, before JPEG,
+at the end), plus wherever a real JPEG codec needs 8-bit input.
 
-Every operation is a deterministic function of the image and its record: noise comes from a
-numpy generator seeded with the recorded ``noise_seed``, and a convolution's value at a pixel
-does not depend on the other images in the batch, so re-applying one image's record alone
-gives the same bytes as the batch did.
-"""
+Every operation is a deterministic function of the image and its record: noise comes from
+generators seeded with the recorded ``noise_seed`` (see ``noise.py``), and a convolution's value
+at a pixel does not depend on the other images in the batch, so re-applying one image's record
+alone gives the same bytes as the batch did, with any number of threads."""
 
 from __future__ import annotations
 
