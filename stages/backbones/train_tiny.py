@@ -112,7 +112,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--log_every", type=int, default=100)
     parser.add_argument("--save_dtype", choices=sorted(DTYPES), default="float16")
+    parser.add_argument(
+        "--checkpoint_steps",
+        type=int,
+        nargs="*",
+        default=[],
+        help="also save the EMA model at these steps, to <output_dir>/checkpoint-<step>",
+    )
     return parser.parse_args(argv)
+
+
+def save_ema(pipe: TinySRPipeline, ema_unet: torch.nn.Module, dtype: str, folder: Path) -> None:
+    """Save the EMA weights in save_pretrained layout (training continues on the live copy)."""
+    # float16 storage halves the committed file; loading casts back to the requested dtype.
+    stored = copy.deepcopy(ema_unet).to(DTYPES[dtype])
+    TinySRPipeline(stored, pipe.scheduler, residual_scale=pipe.config.residual_scale).save_pretrained(folder)
 
 
 def train(args: argparse.Namespace) -> dict:
@@ -170,10 +184,10 @@ def train(args: argparse.Namespace) -> dict:
             )
             print(json.dumps(log[-1]), flush=True)
             running = 0.0
+        if step in args.checkpoint_steps:
+            save_ema(pipe, ema_unet, args.save_dtype, Path(args.output_dir) / f"checkpoint-{step}")
 
-    # float16 storage halves the committed file; loading casts back to the requested dtype.
-    pipe.register_modules(unet=ema_unet.to(DTYPES[args.save_dtype]))
-    pipe.save_pretrained(args.output_dir, safe_serialization=True)
+    save_ema(pipe, ema_unet, args.save_dtype, Path(args.output_dir))
     summary = {
         "train_images": [f"{p}/{n}" for p, n in TRAIN_IMAGES],
         "held_out": [f"{p}/{n}" for p, n in HELD_OUT],
