@@ -80,12 +80,12 @@ def main() -> None:
     parser.add_argument("--backbone", default="tiny", help="'tiny' (embedded) or a tiny-model folder, used end to end")
     parser.add_argument("--crop_size", type=int, default=128, help="dspo-train --crop_size")
     parser.add_argument("--sweep", action="store_true", help="measure the grid below first and train the best")
-    parser.add_argument("--betas", default="50,500,5000")
-    parser.add_argument("--sft_ratios", default="0,1",
+    parser.add_argument("--betas", default="100,1000")
+    parser.add_argument("--sft_ratios", default="0,0.5,1",
                         help="sft_weight = ratio * beta / 4: the SFT gradient relative to the DPO gradient at step 0")
-    parser.add_argument("--learning_rates", default="1e-5,1e-4")
-    parser.add_argument("--max_train_steps", type=int, default=300)
-    parser.add_argument("--validation_steps", type=int, default=50)
+    parser.add_argument("--learning_rates", default="3e-4")
+    parser.add_argument("--max_train_steps", type=int, default=150)
+    parser.add_argument("--validation_steps", type=int, default=25)
     parser.add_argument("--beta", type=float, default=None, help="without --sweep: dspo-train's default")
     parser.add_argument("--sft_weight", type=float, default=None)
     parser.add_argument("--learning_rate", type=float, default=None)
