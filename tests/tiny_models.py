@@ -68,6 +68,7 @@ def save_tiny_upscaler(folder: Path, seed: int = 0) -> Path:
         down_block_types=["DownEncoderBlock2D"] * 3,
         up_block_types=["UpDecoderBlock2D"] * 3,
         latent_channels=4,
+        scaling_factor=0.08333,  # the real upscaler's value
     )
     text_encoder = CLIPTextModel(
         CLIPTextConfig(

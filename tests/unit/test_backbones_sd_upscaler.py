@@ -7,83 +7,18 @@ the loading code real weights go through, with no download.
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
-from diffusers import (
-    AutoencoderKL,
-    DDIMScheduler,
-    DDPMScheduler,
-    StableDiffusionUpscalePipeline,
-    UNet2DConditionModel,
-)
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from pipeline.config import load_config
 from stages.backbones import MissingWeightsError, load
 from stages.backbones.base import weights_revision
-
-WORDS = ["a", "photo", "of", "cat", "blurry", "noisy", "sharp", "high", "quality", "low"]
-
-
-def write_tokenizer(folder) -> CLIPTokenizer:
-    """A CLIP BPE tokenizer whose vocabulary is single letters and a few whole words."""
-    folder.mkdir()
-    tokens = ["<|startoftext|>", "<|endoftext|>", "!"]
-    tokens += [c for c in "abcdefghijklmnopqrstuvwxyz,"] + [c + "</w>" for c in "abcdefghijklmnopqrstuvwxyz,"]
-    tokens += [w + "</w>" for w in WORDS if len(w) > 1]
-    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
-    return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77)
+from tests.tiny_models import save_tiny_upscaler
 
 
 @pytest.fixture(scope="module")
 def upscaler_folder(tmp_path_factory):
-    root = tmp_path_factory.mktemp("sd_x4")
-    tokenizer = write_tokenizer(root / "vocab")
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel(
-        block_out_channels=(32, 32, 64),
-        layers_per_block=1,
-        sample_size=16,
-        in_channels=7,  # 4 latent channels + the 3 LQ channels
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=32,
-        attention_head_dim=8,
-        use_linear_projection=True,
-        only_cross_attention=(True, True, False),
-        num_class_embeds=100,  # the noise level embedding
-    )
-    vae = AutoencoderKL(
-        block_out_channels=[32, 32, 64],  # three levels: a 4x decoder, like the real upscaler
-        in_channels=3,
-        out_channels=3,
-        down_block_types=["DownEncoderBlock2D"] * 3,
-        up_block_types=["UpDecoderBlock2D"] * 3,
-        latent_channels=4,
-        scaling_factor=0.08333,  # the real upscaler's value
-    )
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            bos_token_id=0, eos_token_id=1, pad_token_id=1, hidden_size=32, intermediate_size=37,
-            num_attention_heads=4, num_hidden_layers=2, vocab_size=len(tokenizer),
-        )
-    )
-    pipe = StableDiffusionUpscalePipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        unet=unet,
-        low_res_scheduler=DDPMScheduler(),
-        scheduler=DDIMScheduler(prediction_type="v_prediction"),
-        max_noise_level=350,
-    )
-    folder = root / "pipeline"
-    pipe.save_pretrained(folder)
-    return folder
+    return save_tiny_upscaler(tmp_path_factory.mktemp("sd_x4") / "pipeline")
 
 
 def sample_settings(*overrides: str):
