@@ -66,6 +66,13 @@ class Backbone(abc.ABC):
         the noised upsampled LQ instead of pure noise (backbones without that notion ignore it).
         """
 
+    def record_identity(self, spec: BackboneSpec, folder: Path, scale: int, scheduler: object) -> None:
+        """Set what every candidate records about the model that made it (one place for all
+        adapters): device, dtype, scale, the weights' revision hash and the scheduler's name."""
+        self.device, self.dtype, self.scale = spec.device, spec.dtype, int(scale)
+        self.revision = weights_revision(folder)
+        self.scheduler_name = type(scheduler).__name__
+
     @staticmethod
     def check_files(folder: Path, required: Iterable[str], path_key: str) -> None:
         """Raise one MissingWeightsError listing every expected file that is not there."""

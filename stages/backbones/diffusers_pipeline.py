@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import DiffusionPipeline
 
-from stages.backbones.base import Backbone, BackboneSpec, MissingWeightsError, weights_revision
+from stages.backbones.base import Backbone, BackboneSpec, MissingWeightsError
 
 # Options of the spec that configure this adapter rather than the pipeline call.
 ADAPTER_OPTIONS = ("scale", "upsample_input", "noise_level")
@@ -44,11 +44,7 @@ class DiffusersPipelineBackbone(Backbone):
         if "noise_level" in parameters:
             self.call_options.setdefault("noise_level", spec.options.get("noise_level"))
         self.upsample_input = bool(spec.options.get("upsample_input", False))
-        self.device = spec.device
-        self.dtype = spec.dtype
-        self.scale = int(spec.options.get("scale", 4))
-        self.revision = weights_revision(folder)
-        self.scheduler_name = type(getattr(self.pipe, "scheduler", None)).__name__
+        self.record_identity(spec, folder, int(spec.options.get("scale", 4)), getattr(self.pipe, "scheduler", None))
 
     def sample(
         self,

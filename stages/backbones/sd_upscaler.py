@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from diffusers import StableDiffusionUpscalePipeline
 
-from stages.backbones.base import Backbone, BackboneSpec, MissingWeightsError, weights_revision
+from stages.backbones.base import Backbone, BackboneSpec, MissingWeightsError
 
 REQUIRED_FILES = (
     "model_index.json",
@@ -42,11 +42,7 @@ class SDUpscalerBackbone(Backbone):
         self.pipe.set_progress_bar_config(disable=True)
         self.pipe.to(spec.device)
         self.noise_level = int(spec.options.get("noise_level", 20))
-        self.device = spec.device
-        self.dtype = spec.dtype
-        self.scale = self.pipe.vae_scale_factor
-        self.revision = weights_revision(folder)
-        self.scheduler_name = type(self.pipe.scheduler).__name__
+        self.record_identity(spec, folder, self.pipe.vae_scale_factor, self.pipe.scheduler)
 
     def sample(
         self,

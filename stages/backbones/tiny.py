@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDIMScheduler, DiffusionPipeline, UNet2DModel
 
-from stages.backbones.base import Backbone, BackboneSpec, weights_revision
+from stages.backbones.base import Backbone, BackboneSpec
 
 # The committed weights, in save_pretrained layout (model_index.json, unet/, scheduler/).
 EMBEDDED_WEIGHTS = Path(__file__).parent / "tiny_weights"
@@ -154,11 +154,7 @@ class TinyBackbone(Backbone):
         self.pipe = TinySRPipeline.from_pretrained(folder, dtype=spec.dtype, local_files_only=True)
         self.pipe.set_progress_bar_config(disable=True)
         self.pipe.to(spec.device)
-        self.device = spec.device
-        self.dtype = spec.dtype
-        self.scale = self.pipe.scale
-        self.revision = weights_revision(folder)
-        self.scheduler_name = type(self.pipe.scheduler).__name__
+        self.record_identity(spec, folder, self.pipe.scale, self.pipe.scheduler)
 
     def sample(
         self,
