@@ -8,9 +8,14 @@ DSPO on its train split, and evaluate trained against reference on the validatio
    validated during training; the table shows, per setting, the best validation checkpoint's
    PSNR gain and instance win rate over the reference (chosen on seeds 0..1);
 3. dspo-train with the chosen (or given) settings, then dspo-eval on the validation split with
-   other seeds (1000..), which prints the per-instance win rate and whole-image metrics.
+   other seeds (1000..), which prints the per-instance win rate and whole-image metrics;
+4. the SFT-only control (the same settings with ``--dpo_weight 0``: training on the winners
+   alone), evaluated the same way, so the report separates what the preference term adds.
 
 The baseline is measured in the same run: the reference model's samples from the same seeds.
+dspo-eval also reports the headroom (``headroom_over_reference``): the mean of the reference's
+samples and the composite of its best sample per instance, i.e. how much any trainer that only
+re-weights the reference's samples could gain.
 Goal (issue 10): win rate >= 80% on held-out instances AND >= +0.5 dB whole-image PSNR, no metric
 worse. Everything is reported as measured, in ``<work_dir>/closed_loop.json``.
 """
@@ -90,6 +95,7 @@ def main() -> None:
     parser.add_argument("--sft_weight", type=float, default=None)
     parser.add_argument("--learning_rate", type=float, default=None)
     parser.add_argument("--eval_seeds", type=int, default=4)
+    parser.add_argument("--no_control", action="store_true", help="skip the SFT-only control run")
     args = parser.parse_args()
 
     work = Path(args.work_dir)
@@ -125,16 +131,42 @@ def main() -> None:
         output_dir = work / "final"
         report["training"] = train(dataset, output_dir, settings, common)
     report["chosen_settings"] = settings
-    eval_json = output_dir / "eval_validation.json"
-    run([sys.executable, "-m", "trainer.evaluate", f"--dataset={dataset}", f"--checkpoint={output_dir}",
-         f"--reference={args.backbone}", f"--seeds={args.eval_seeds}", f"--output_json={eval_json}"])
-    result = json.loads(eval_json.read_text())
-    report["eval"] = result
+    report["eval"] = evaluate(dataset, output_dir, args)
+    if not args.no_control:
+        control_dir = work / "control_sft_only"
+        report["control"] = train(dataset, control_dir, {**settings, "dpo_weight": 0.0}, common)
+        report["control"]["eval"] = evaluate(dataset, control_dir, args)
+    result = report["eval"]
     gain = result["delta_trained_minus_reference"]["psnr"]
     report["goal_met"] = bool(result["instance_win_rate"] >= 0.8 and gain >= 0.5 and not result["metrics_worse"])
     (work / "closed_loop.json").write_text(json.dumps(report, indent=2))
-    print(f"\nwin rate {result['instance_win_rate']:.1%}, PSNR {gain:+.3f} dB, worse: "
-          f"{result['metrics_worse'] or 'none'}; goal met: {report['goal_met']}")
+    print(summary_lines(report))
+
+
+def evaluate(dataset: Path, checkpoint: Path, args: argparse.Namespace) -> dict[str, Any]:
+    eval_json = checkpoint / "eval_validation.json"
+    run([sys.executable, "-m", "trainer.evaluate", f"--dataset={dataset}", f"--checkpoint={checkpoint}",
+         f"--reference={args.backbone}", f"--seeds={args.eval_seeds}", f"--output_json={eval_json}"])
+    return json.loads(eval_json.read_text())
+
+
+def summary_lines(report: dict[str, Any]) -> str:
+    result = report["eval"]
+    headroom = result["headroom_over_reference"]
+    lines = [
+        "",
+        f"DSPO: win rate {result['instance_win_rate']:.1%}, PSNR {result['delta_trained_minus_reference']['psnr']:+.3f} dB,"
+        f" worse: {', '.join(result['metrics_worse']) or 'none'}; goal met: {report['goal_met']}",
+        f"headroom over the reference: mean of its samples {headroom['reference_mean']['psnr']:+.3f} dB,"
+        f" its best sample per instance {headroom['reference_best_instances']['psnr']:+.3f} dB",
+    ]
+    if "control" in report:
+        control = report["control"]["eval"]
+        lines.append(
+            f"SFT-only control: win rate {control['instance_win_rate']:.1%}, PSNR "
+            f"{control['delta_trained_minus_reference']['psnr']:+.3f} dB, worse: {', '.join(control['metrics_worse']) or 'none'}"
+        )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

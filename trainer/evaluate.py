@@ -9,7 +9,13 @@ same seeds and reports:
   scored by the score stage's scorer (the same metrics and hybrid reward that labelled the
   dataset, here across the two samples), a tie counting half;
 * whole-image metrics against HR for bicubic, reference and trained, and their deltas — win rate
-  alone misleads (a model can win comparisons while getting worse overall).
+  alone misleads (a model can win comparisons while getting worse overall);
+* the headroom a preference trainer has over its reference, from the reference's own samples:
+  ``reference_mean`` (the per-pixel mean of its samples of an image: what removing sample noise
+  alone gives) and ``reference_best_instances`` (every instance taken from the seed closest to HR
+  inside it: what perfect per-instance choices among its samples give). Preference training tilts
+  the reference's distribution toward what the reward prefers, so when these sit within a few
+  hundredths of a dB of the reference, no setting of the trainer can gain much more.
 
 Prints a table and writes a JSON file (``--output_json``, default ``<checkpoint>/eval_<split>.json``).
 """
@@ -40,6 +46,8 @@ from trainer.models import BackboneFolderError, load_sampling_backbone
 MIN_SIDE = {"default": 32, "vif": 48, "cw_ssim": 64, "ms_ssim": 176}
 PADDING = 8  # context pixels around an instance's box
 CHUNK_PIXELS = 262144  # most pixels per metric call
+HEADROOM = ("reference_mean", "reference_best_instances")
+MODELS = ("bicubic", "reference", "trained", *HEADROOM)  # the rows of the whole-image table
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -70,6 +78,17 @@ def whole_image_scores(metrics: Sequence[Any], images: torch.Tensor, hr: torch.T
     return {m.info.name: m(images, hr.expand_as(images), full).numpy() for m in metrics}
 
 
+def best_instance_composite(samples: torch.Tensor, hr: torch.Tensor, masks: np.ndarray) -> torch.Tensor:
+    """[1, 3, H, W]: each instance's pixels from the sample [S, 3, H, W] with the lowest squared
+    error against HR [1, 3, H, W] inside it (the masks partition the image)."""
+    squared = (samples.double() - hr.double()).square().mean(dim=1)  # [S, H, W]
+    composite = samples[0].clone()
+    for mask in torch.from_numpy(np.asarray(masks, dtype=bool)):
+        best = int(squared[:, mask].mean(dim=1).argmin())
+        composite[:, mask] = samples[best][:, mask]
+    return composite[None]
+
+
 def to_uint8(image: torch.Tensor) -> np.ndarray:
     return (image.permute(1, 2, 0).numpy() * 255).round().clip(0, 255).astype(np.uint8)
 
@@ -92,7 +111,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     guidance = args.guidance if args.guidance is not None else float(params.get("guidance") or 1.0)
     strength = args.strength if args.strength is not None else float(params.get("strength") or 1.0)
 
-    whole: dict[str, dict[str, list[float]]] = {"bicubic": {}, "reference": {}, "trained": {}}
+    whole: dict[str, dict[str, list[float]]] = {label: {} for label in MODELS}
     wins = ties = comparisons = 0
     for row in rows:
         lq = image_tensor(row["lq"])[None]
@@ -104,7 +123,11 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         ours = trained.sample(lq.expand(len(seeds), -1, -1, -1), [text] * len(seeds), [args.negative_prompt] * len(seeds), seeds, **common)
         theirs = reference.sample(lq.expand(len(seeds), -1, -1, -1), [text] * len(seeds), [args.negative_prompt] * len(seeds), seeds, **common)
         bicubic = F.interpolate(lq, size=hr.shape[-2:], mode="bicubic", align_corners=False).clamp(0, 1)
-        for label, images in (("bicubic", bicubic), ("reference", theirs), ("trained", ours)):
+        headroom = {
+            "reference_mean": theirs.mean(dim=0, keepdim=True),
+            "reference_best_instances": best_instance_composite(theirs, hr, masks),
+        }
+        for label, images in (("bicubic", bicubic), ("reference", theirs), ("trained", ours), *headroom.items()):
             for name, values in whole_image_scores(metrics, images, hr).items():
                 whole[label].setdefault(name, []).extend(values.tolist())
         pairs = [
@@ -122,6 +145,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     means = {label: {n: float(np.mean(v)) for n, v in per.items()} for label, per in whole.items()}
     deltas = {n: means["trained"][n] - means["reference"][n] for n in names}
     worse = [n for n in names if (deltas[n] > 0 if lower_better[n] else deltas[n] < 0)]
+    headroom = {label: {n: means[label][n] - means["reference"][n] for n in names} for label in HEADROOM}
     return {
         "split": args.split,
         "images": len(rows),
@@ -136,6 +160,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         "instance_ties": ties,
         "whole_image": means,
         "delta_trained_minus_reference": deltas,
+        "headroom_over_reference": headroom,
         "lower_is_better": lower_better,
         "metrics_worse": worse,
     }
@@ -151,11 +176,17 @@ def format_table(result: dict[str, Any]) -> str:
         "| model | " + " | ".join(f"{n}{' (lower better)' if result['lower_is_better'][n] else ''}" for n in names) + " |",
         "|---|" + "---|" * len(names),
     ]
-    for label in ("bicubic", "reference", "trained"):
+    for label in MODELS:
         lines.append(f"| {label} | " + " | ".join(f"{result['whole_image'][label][n]:.4f}" for n in names) + " |")
     deltas = result["delta_trained_minus_reference"]
     lines.append("| trained - reference | " + " | ".join(f"{deltas[n]:+.4f}" for n in names) + " |")
+    for label, values in result["headroom_over_reference"].items():
+        lines.append(f"| {label} - reference | " + " | ".join(f"{values[n]:+.4f}" for n in names) + " |")
     lines.append(f"metrics worse than the reference: {', '.join(result['metrics_worse']) or 'none'}")
+    lines.append(
+        "headroom rows: reference_mean = mean of the reference's samples of an image; reference_best_instances ="
+        " every instance from its best reference sample"
+    )
     return "\n".join(lines)
 
 

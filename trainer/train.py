@@ -6,8 +6,9 @@
 Reads the ``dspo`` config of any dataset in the srprefs format through ``datasets.load_dataset``.
 Every step takes ``--train_batch_size`` images with all N candidates each; the N candidates of an
 image share one noise draw and one timestep, so their errors compare pixel by pixel. The loss is
-``dspo_loss`` (trainer/loss.py) plus ``--sft_weight`` times the policy's error on each instance's
-winner, a guard against the collapse where the policy "wins" by making losers worse.
+``--dpo_weight`` times ``dspo_loss`` (trainer/loss.py) plus ``--sft_weight`` times the policy's error
+on each instance's winner, a guard against the collapse where the policy "wins" by making losers
+worse; ``--dpo_weight 0`` is the SFT-only control that tells what the preference term adds.
 
 Output (``--output_dir``): the model in ``save_pretrained`` layout (the best validation checkpoint
 when validation runs, else the last step), ``last/`` (the last step), ``checkpoint-<step>/``
@@ -76,6 +77,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     # preference accuracy rises); sft_weight = beta / 4 puts both terms on one scale at step 0.
     loss.add_argument("--beta", type=float, default=100.0, help="DPO temperature")
     loss.add_argument("--sft_weight", type=float, default=25.0, help="weight of the winners' denoising error")
+    loss.add_argument("--dpo_weight", type=float, default=1.0,
+                      help="weight of the DSPO term; 0 trains on the winners alone (the SFT-only control)")
     loss.add_argument("--condition_dropout", type=float, default=0.1,
                       help="share of images trained without condition (keeps classifier-free guidance consistent)")
 
@@ -110,6 +113,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             parser.error(f"--{name} must be at least 1")
     if args.beta <= 0:
         parser.error("--beta must be positive")
+    if args.dpo_weight < 0 or args.sft_weight < 0 or args.dpo_weight + args.sft_weight == 0:
+        parser.error("--dpo_weight and --sft_weight must be non-negative and not both 0")
     if not 0.0 <= args.condition_dropout < 1.0:
         parser.error("--condition_dropout must be in [0, 1)")
     return args
@@ -147,7 +152,7 @@ def training_step(
     trainable: TrainableSR, denoiser: torch.nn.Module, batch: DspoBatch, generator: torch.Generator,
     args: argparse.Namespace,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Loss of one micro-batch: DSPO + sft_weight * (winner error), with diagnostics."""
+    """Loss of one micro-batch: dpo_weight * DSPO + sft_weight * (winner error), with diagnostics."""
     encoded = trainable.encode(batch.lq, batch.candidates, batch.texts, generator)
     noise, timesteps, keep = trainable.draw_noise(encoded, generator, args.condition_dropout)
     policy = trainable.errors(denoiser, encoded, noise, timesteps, keep)
@@ -156,7 +161,7 @@ def training_step(
     dpo, metrics = dspo_loss(policy, ref, batch.masks, batch.win, batch.lose, batch.weights, args.beta)
     fractions = mask_fractions(batch.masks, tuple(policy.shape[-2:]))
     sft = (batch.weights * instance_errors(policy, fractions, batch.win)).sum(dim=1).mean()
-    total = dpo + args.sft_weight * sft
+    total = args.dpo_weight * dpo + args.sft_weight * sft
     return total, {**metrics, "loss": total.detach(), "dpo_loss": dpo.detach(), "sft_loss": sft.detach()}
 
 

@@ -3,6 +3,7 @@ reference, outputs load back as backbones, and dspo-infer writes what it should.
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 
@@ -14,12 +15,14 @@ from PIL import Image
 from tests.dspo_fixtures import write_dspo_dataset
 from tests.tiny_models import save_tiny_sr, save_tiny_upscaler
 from trainer.data import collate_dspo, load_dspo_split
+from trainer.evaluate import best_instance_composite
 from trainer.evaluate import main as evaluate_main
 from trainer.infer import main as infer_main
 from trainer.logs import TrainingLog
 from trainer.loss import dspo_loss
 from trainer.models import LoraSettings, TinyTrainable, load_sampling_backbone, load_trainable
 from trainer.train import main as train_main
+from trainer.train import training_step
 
 
 @pytest.fixture(scope="module")
@@ -180,5 +183,42 @@ def test_eval_of_the_reference_against_itself_is_all_ties(tmp_path, dataset, tin
     assert result["instance_ties"] == 8 and result["instance_win_rate"] == 0.5
     assert result["delta_trained_minus_reference"] == {"psnr": 0.0, "ssim": 0.0}
     assert result["metrics_worse"] == []
+    # One seed: the mean of the reference's samples and its best sample per instance are that sample.
+    assert result["headroom_over_reference"] == {
+        "reference_mean": {"psnr": 0.0, "ssim": 0.0},
+        "reference_best_instances": {"psnr": 0.0, "ssim": 0.0},
+    }
     # Bicubic against HR is computed too (the synthetic LQ is HR's bicubic downscale).
     assert result["whole_image"]["bicubic"]["psnr"] > 20
+
+
+def test_best_instance_composite_takes_each_instance_from_its_closest_sample():
+    generator = torch.Generator().manual_seed(0)
+    hr = torch.rand(1, 3, 8, 8, generator=generator)
+    samples = hr.repeat(3, 1, 1, 1) + 0.1 * torch.randn(3, 3, 8, 8, generator=generator)
+    masks = torch.zeros(3, 8, 8, dtype=torch.bool)
+    masks[0, :4], masks[1, 4:, :4], masks[2, 4:, 4:] = True, True, True
+    composite = best_instance_composite(samples, hr, masks.numpy())
+    for mask in masks:
+        errors = [float(((s - hr[0]) ** 2).mean(dim=0)[mask].mean()) for s in samples]
+        best = min(range(3), key=errors.__getitem__)
+        torch.testing.assert_close(composite[0][:, mask], samples[best][:, mask])
+    # Never worse than any single sample.
+    assert all(((composite - hr) ** 2).mean() <= ((s - hr[0]) ** 2).mean() for s in samples)
+
+
+@pytest.mark.parametrize("dpo_weight", [0.0, 1.0])
+def test_dpo_weight_scales_the_preference_term(dataset, tiny_folder, dpo_weight):
+    trainable = TinyTrainable(tiny_folder, lora=None)
+    batch = collate_dspo([load_dspo_split(str(dataset), "train")[0]])
+    args = argparse.Namespace(condition_dropout=0.0, beta=100.0, sft_weight=3.0, dpo_weight=dpo_weight)
+    loss, metrics = training_step(trainable, trainable.denoiser, batch, torch.Generator().manual_seed(0), args)
+    expected = dpo_weight * metrics["dpo_loss"] + 3.0 * metrics["sft_loss"]
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert metrics["dpo_loss"].item() > 0 and metrics["sft_loss"].item() > 0
+
+
+def test_sft_only_needs_a_positive_sft_weight(dataset, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        train_main(["--dataset", str(dataset), "--output_dir", str(tmp_path), "--dpo_weight", "0", "--sft_weight", "0"])
+    assert "--dpo_weight and --sft_weight" in capsys.readouterr().err
