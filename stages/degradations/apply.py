@@ -2,16 +2,17 @@
 
 Blur and sinc filtering run as grouped convolutions over packs of the batch (each image with
 its own kernel, as BasicSR's ``filter2D`` does, but on tiles of the images, and as two 1-D
-passes for rank-one kernels: see ``filter_batch``); resizing, noise and JPEG are per image
-because sizes and codec settings differ per image. Packs and images are spread over a pool of
-threads (as many as torch's intra-op setting) with torch ops single-threaded inside. Values are
-clamped and rounded to 8 bits where the Real-ESRGAN pipeline does it (after noise, before JPEG,
-at the end), plus wherever a real JPEG codec needs 8-bit input.
+passes for rank-one kernels), except large kernels that are not rank one, which go through a
+per-image FFT where that is cheaper (see ``filter_batch``); resizing, noise and JPEG are per
+image because sizes and codec settings differ per image. Packs and images are spread over a
+pool of threads (as many as torch's intra-op setting) with torch ops and FFTs single-threaded
+inside. Values are clamped and rounded to 8 bits where the Real-ESRGAN pipeline does it (after
+noise, before JPEG, at the end), plus wherever a real JPEG codec needs 8-bit input.
 
 Every operation is a deterministic function of the image and its record: noise comes from
-generators seeded with the recorded ``noise_seed`` (see ``noise.py``), and a convolution's value
-at a pixel does not depend on the other images in the batch, so re-applying one image's record
-alone gives the same bytes as the batch did, with any number of threads."""
+generators seeded with the recorded ``noise_seed`` (see ``noise.py``), and a filtered value at
+a pixel (convolution or FFT) does not depend on the other images in the batch, so re-applying
+one image's record alone gives the same bytes as the batch did, with any number of threads."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from functools import partial
 from typing import Any
 
 import numpy as np
+import scipy.fft
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -93,34 +95,86 @@ def filter_batch(
 ) -> list[torch.Tensor]:
     """Correlate each [3, h, w] image with its 2-D kernel (None: unchanged), reflect-padded.
 
-    The batch is filtered as depthwise convolutions over tiles: every image, whatever its
-    size, is cut into overlapping tiles; the tiles of all images whose kernels share a size
-    are packed into chunks of CHUNK channels, one grouped convolution per chunk (groups =
-    channels, each with its image's kernel). Each output value is the same sum over the same
-    window computed by the same code wherever its tile lands, so an image filtered alone
-    gives the same bits as in any batch. With a ``pool``, tiling and the chunks' convolutions
-    run on its threads, each writing its own slice.
+    Large kernels that are not rank one are applied through the FFT, one image at a time (see
+    ``fourier_filter``). The rest of the batch is filtered as depthwise convolutions over tiles:
+    every image, whatever its size, is cut into overlapping tiles; the tiles of all images
+    whose kernels share a size and form are packed into chunks of CHUNK channels, one grouped
+    convolution per chunk (groups = channels, each with its image's kernel). Either way each
+    output value is computed by the same code from the same inputs wherever its image lands,
+    so an image filtered alone gives the same bits as in any batch. With a ``pool``, the FFTs,
+    tiling and the chunks' convolutions run on its threads, each writing its own results.
     """
     run = map if pool is None else pool.map
     out = list(images)
-    groups: dict[tuple[int, bool], list[int]] = {}
     factors = [None if kernel is None else separable_factors(kernel) for kernel in kernels]
+    tasks: list[tuple[list[int], Callable[[], list[torch.Tensor]]]] = []
+    groups: dict[tuple[int, bool], list[int]] = {}
     for index, kernel in enumerate(kernels):
-        if kernel is not None:
+        if kernel is None:
+            continue
+        if factors[index] is None and _fourier_is_cheaper(images[index].shape[1:], kernel.shape[0]):
+            tasks.append(([index], partial(_fourier_task, images[index], kernel)))
+        else:
             groups.setdefault((kernel.shape[0], factors[index] is not None), []).append(index)
-    packs: list[list[int]] = []
-    jobs: list[tuple[list[torch.Tensor], list[list[torch.Tensor]], int]] = []
     for (size, separable), members in groups.items():
         for pack in _packs(members, [_tile_count(*images[i].shape[1:]) for i in members]):
             weights = [_weights(factors[i] if separable else (kernels[i],)) for i in pack]
-            packs.append(pack)
-            jobs.append(([images[i] for i in pack], weights, size))
-    if not jobs:
-        return out
-    for pack, filtered in zip(packs, run(_filter_tiles, *zip(*jobs, strict=True))):
+            tasks.append((pack, partial(_filter_tiles, [images[i] for i in pack], weights, size)))
+    for (pack, _), filtered in zip(tasks, run(_call, [task for _, task in tasks])):
         for i, image in zip(pack, filtered):
             out[i] = image
     return out
+
+
+def _call(task: Callable[[], list[torch.Tensor]]) -> list[torch.Tensor]:
+    return task()
+
+
+def _fourier_task(image: torch.Tensor, kernel: np.ndarray) -> list[torch.Tensor]:
+    return [fourier_filter(image, kernel)]
+
+
+# Direct correlation costs about size^2 multiply-adds per pixel, the FFT route about
+# FFT_TAPS_PER_POINT times log2 of its transform's points per point. Measured on one thread
+# (oneDNN depthwise convolution over tiles, scipy's pocketfft): the FFT wins on 512x512 images
+# from 19x19 kernels, on 128x128 ones from 13x13 (alone; packed tiles of many small images
+# convolve faster), and the ratio of 12 puts both crossovers about there.
+FFT_TAPS_PER_POINT = 12
+
+
+def _fft_shape(height: int, width: int, size: int) -> tuple[int, int]:
+    """The real-FFT size of a reflect-padded image: the next 2-3-5-smooth lengths, for speed."""
+    return (
+        scipy.fft.next_fast_len(height + size - 1, real=True),
+        scipy.fft.next_fast_len(width + size - 1, real=True),
+    )
+
+
+def _fourier_is_cheaper(shape: Sequence[int], size: int) -> bool:
+    height, width = shape
+    points = math.prod(_fft_shape(height, width, size))
+    return height * width * size * size > FFT_TAPS_PER_POINT * points * math.log2(points)
+
+
+def fourier_filter(image: torch.Tensor, kernel: np.ndarray) -> torch.Tensor:
+    """Correlate a [3, h, w] image with a square odd kernel, reflect-padded, through the FFT.
+
+    The padded image and the flipped kernel are transformed at a size fixed by the image's
+    and the kernel's sizes alone (``_fft_shape``), large enough that the circular convolution
+    equals the linear one over the output window; scipy's pocketfft runs on the calling thread,
+    so the result does not depend on the batch or the thread count. It agrees with direct
+    correlation to about 1e-6 (float32 transforms; the kernel's is computed in float64).
+    """
+    size = kernel.shape[0]
+    _, height, width = image.shape
+    shape = _fft_shape(height, width, size)
+    padded = _reflect_pad(image, size // 2).numpy()
+    response = scipy.fft.rfft2(kernel[::-1, ::-1], shape).astype(np.complex64)
+    spectrum = scipy.fft.rfft2(padded, shape)
+    spectrum *= response
+    filtered = scipy.fft.irfft2(spectrum, shape)
+    window = filtered[:, size - 1 : size - 1 + height, size - 1 : size - 1 + width]
+    return torch.from_numpy(np.ascontiguousarray(window))
 
 
 def _packs(members: list[int], counts: list[int]) -> list[list[int]]:

@@ -13,8 +13,14 @@ from scipy import ndimage
 from schemas.lq import SPEC
 from stages.base import rng_for
 from stages.degradations import apply_degradation, describe, draw_params, preset_settings
-from stages.degradations.apply import add_gaussian_noise, add_poisson_noise, filter_batch, jpeg
-from stages.degradations.kernels import gaussian_kernel, sinc_kernel
+from stages.degradations.apply import (
+    add_gaussian_noise,
+    add_poisson_noise,
+    filter_batch,
+    fourier_filter,
+    jpeg,
+)
+from stages.degradations.kernels import gaussian_kernel, make_kernel, sinc_kernel
 
 
 def _round(**values):
@@ -134,6 +140,41 @@ def test_batched_filter_matches_scipy_reflect_filter_per_image(same_size):
         expected = np.stack([ndimage.correlate(c.double().numpy(), kernel, mode="mirror") for c in image])
         np.testing.assert_allclose(result.numpy(), expected, atol=2e-6)
         assert torch.equal(filter_batch([image], [kernel])[0], result)  # alone: the same bits
+
+
+@pytest.mark.parametrize(
+    ("height", "width", "kernel"),
+    [
+        (64, 64, sinc_kernel(21, 0.9)),
+        (37, 50, make_kernel("plateau_aniso", 19, 2.0, 0.6, 0.7, 1.5)),
+        (120, 96, make_kernel("generalized_aniso", 13, 2.5, 1.0, -0.4, 0.6)),
+        (6, 9, gaussian_kernel(21, 3.0, 1.0, 0.2)),  # reflects several times
+    ],
+)
+def test_fourier_filter_matches_scipy_reflect_correlation(height, width, kernel):
+    image = torch.rand(3, height, width, generator=torch.Generator().manual_seed(height))
+    result = fourier_filter(image, kernel)
+    expected = np.stack([ndimage.correlate(c.double().numpy(), kernel, mode="mirror") for c in image])
+    assert result.shape == image.shape and result.dtype == torch.float32
+    np.testing.assert_allclose(result.numpy(), expected, atol=2e-6)
+
+
+def test_large_unseparable_kernels_take_the_fft_route_with_the_same_bits_in_any_batch():
+    images = [_photo(n, i) for i, n in enumerate([160, 160, 48, 40])]
+    kernels = [
+        make_kernel("plateau_iso", 21, 2.0, 2.0, 0.0, 1.2),  # large, not rank one: FFT
+        gaussian_kernel(21, 2.0, 2.0, 0.0),  # rank one: two 1-D passes over tiles
+        sinc_kernel(7, 2.0),  # small: direct over tiles
+        make_kernel("generalized_aniso", 21, 2.0, 1.0, 0.3, 0.7),  # half the image: FFT
+    ]
+    batch = filter_batch(images, kernels)
+    assert torch.equal(batch[0], fourier_filter(images[0], kernels[0]))
+    assert torch.equal(batch[3], fourier_filter(images[3], kernels[3]))
+    assert not torch.equal(batch[1], fourier_filter(images[1], kernels[1]))  # the direct route
+    for image, kernel, result in zip(images, kernels, batch):
+        expected = np.stack([ndimage.correlate(c.double().numpy(), kernel, mode="mirror") for c in image])
+        np.testing.assert_allclose(result.numpy(), expected, atol=2e-6)
+        assert torch.equal(filter_batch([image], [kernel])[0], result)
 
 
 def test_filtering_does_not_depend_on_the_thread_count():
