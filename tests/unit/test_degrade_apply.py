@@ -178,8 +178,14 @@ def test_large_unseparable_kernels_take_the_fft_route_with_the_same_bits_in_any_
 
 
 def test_filtering_does_not_depend_on_the_thread_count():
-    images = [_photo(100, i) for i in range(3)]
-    kernels = [gaussian_kernel(21, 3.0, 1.0, 0.2), sinc_kernel(9, 1.0), gaussian_kernel(21, 1.0, 1.0, 0.0)]
+    # The 300x300 image's 1-D passes are large enough for torch to split them across threads.
+    images = [_photo(100, i) for i in range(3)] + [_photo(300, 3)]
+    kernels = [
+        gaussian_kernel(21, 3.0, 1.0, 0.2),
+        sinc_kernel(9, 1.0),
+        gaussian_kernel(21, 1.0, 1.0, 0.0),
+        gaussian_kernel(9, 2.0, 2.0, 0.0),
+    ]
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
