@@ -159,8 +159,9 @@ def separable_filter(image: torch.Tensor, column: np.ndarray, row: np.ndarray) -
 # Direct correlation costs about size^2 multiply-adds per pixel, the FFT route about
 # FFT_TAPS_PER_POINT times log2 of its transform's points per point. Measured on one thread
 # (oneDNN depthwise convolution over tiles, scipy's pocketfft): the FFT wins on 512x512 images
-# from 19x19 kernels, on 128x128 ones from 13x13 (alone; packed tiles of many small images
-# convolve faster), and the ratio of 12 puts both crossovers about there.
+# from 17x17 kernels; on 128x128 ones alone from 7x7, but packed with other small images the
+# tiles convolve several times faster. The ratio of 12 sends 512x512 images to the FFT from
+# 17x17 and 128x128 ones from 15x15.
 FFT_TAPS_PER_POINT = 12
 
 
