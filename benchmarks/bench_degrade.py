@@ -153,7 +153,7 @@ def main() -> None:
     )
     print(
         f"default threads: torch {torch.get_num_threads()} (batched: a pool of that many Python threads, "
-        f"torch ops single-threaded inside), cv2 {cv2.getNumThreads()} (loop: one Python thread)"
+        f"torch and cv2 single-threaded inside), cv2 {cv2.getNumThreads()} (loop: one Python thread)"
     )
     print(f"{load_before} before, {_load()} after ({os.cpu_count()} CPUs)")
     for name, label in (

@@ -3,6 +3,7 @@
 import io
 from concurrent.futures import ThreadPoolExecutor
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -19,8 +20,10 @@ from stages.degradations.apply import (
     filter_batch,
     fourier_filter,
     jpeg,
+    resize,
 )
 from stages.degradations.kernels import gaussian_kernel, make_kernel, sinc_kernel
+from stages.degradations.recipes import RESIZE_MODES
 
 
 def _round(**values):
@@ -300,7 +303,7 @@ def test_degradation_does_not_depend_on_the_thread_count():
     settings = preset_settings("realesrgan", crop_size=96)
     params = [draw_params(settings, rng_for(5, "degrade", str(i)), (96, 96)) for i in range(5)]
     hr = _batch(5, size=96)
-    threads = torch.get_num_threads()
+    threads, cv2_threads = torch.get_num_threads(), cv2.getNumThreads()
     try:
         torch.set_num_threads(1)
         single = apply_degradation(hr, params)
@@ -309,4 +312,38 @@ def test_degradation_does_not_depend_on_the_thread_count():
     finally:
         torch.set_num_threads(threads)
     assert torch.equal(single, multi)
-    assert torch.get_num_threads() == threads  # the stage's own thread setting is undone
+    assert torch.get_num_threads() == threads  # the stage's own thread settings are undone
+    assert cv2.getNumThreads() == cv2_threads
+
+
+@pytest.mark.parametrize("mode", RESIZE_MODES)
+@pytest.mark.parametrize(
+    "how",
+    [{"size": (157, 203)}, {"size": (37, 29)}, {"factor": 1.4593}, {"factor": 0.3712}, {"factor": 0.25}],
+)
+def test_resize_agrees_with_torch_interpolate(mode, how):
+    # Uniform noise is the hardest input: neighbouring pixels differ by up to 1, so any
+    # difference in source coordinates or weights shows at full size.
+    image = torch.rand(3, 101, 131, generator=torch.Generator().manual_seed(3))
+    antialias = mode == "bicubic_antialias"
+    torch_mode = "bicubic" if antialias else mode
+    extra = {} if torch_mode == "area" else {"align_corners": False, "antialias": antialias}
+    size, factor = how.get("size"), how.get("factor")
+    expected = F.interpolate(image[None], size=size, scale_factor=factor, mode=torch_mode, **extra)[0]
+    out = resize(image, size=size, factor=factor, mode=mode)
+    assert out.shape == expected.shape and out.is_contiguous()
+    assert (out - expected).abs().max().item() < 1e-4
+
+
+@pytest.mark.parametrize("mode", ["bilinear", "bicubic"])
+def test_opencv_resizes_do_not_depend_on_its_thread_count(mode):
+    image = torch.rand(3, 300, 300, generator=torch.Generator().manual_seed(4))
+    threads = cv2.getNumThreads()
+    try:
+        cv2.setNumThreads(1)
+        single = [resize(image, size=(451, 449), mode=mode), resize(image, factor=1.37, mode=mode)]
+        cv2.setNumThreads(max(2, threads))
+        multi = [resize(image, size=(451, 449), mode=mode), resize(image, factor=1.37, mode=mode)]
+    finally:
+        cv2.setNumThreads(threads)
+    assert all(torch.equal(a, b) for a, b in zip(single, multi))
