@@ -123,11 +123,14 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         ours = trained.sample(lq.expand(len(seeds), -1, -1, -1), [text] * len(seeds), [args.negative_prompt] * len(seeds), seeds, **common)
         theirs = reference.sample(lq.expand(len(seeds), -1, -1, -1), [text] * len(seeds), [args.negative_prompt] * len(seeds), seeds, **common)
         bicubic = F.interpolate(lq, size=hr.shape[-2:], mode="bicubic", align_corners=False).clamp(0, 1)
-        headroom = {
+        images_by_model = {  # keyed as MODELS
+            "bicubic": bicubic,
+            "reference": theirs,
+            "trained": ours,
             "reference_mean": theirs.mean(dim=0, keepdim=True),
             "reference_best_instances": best_instance_composite(theirs, hr, masks),
         }
-        for label, images in (("bicubic", bicubic), ("reference", theirs), ("trained", ours), *headroom.items()):
+        for label, images in images_by_model.items():
             for name, values in whole_image_scores(metrics, images, hr).items():
                 whole[label].setdefault(name, []).extend(values.tolist())
         pairs = [

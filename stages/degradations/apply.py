@@ -1,14 +1,15 @@
 """Applying recorded degradation parameters to a batch of HR images with torch.
 
-Blur and sinc filtering run as grouped convolutions over packs of the batch (each image with
-its own kernel, as BasicSR's ``filter2D`` does, but on tiles of the images, and as two 1-D
-passes for rank-one kernels), except large kernels that are not rank one, which go through a
-per-image FFT where that is cheaper (see ``filter_batch``); resizing (OpenCV for bilinear and
-bicubic, torch for area and antialiased bicubic, see ``resize``), noise and JPEG are per image
-because sizes and codec settings differ per image. Packs and images are spread over a pool of
-threads (as many as torch's intra-op setting) with torch ops, OpenCV and FFTs single-threaded
-inside. Values are clamped and rounded to 8 bits where the Real-ESRGAN pipeline does it (after
-noise, before JPEG, at the end), plus wherever a real JPEG codec needs 8-bit input.
+Blur and sinc filtering take one of three routes per image (see ``filter_batch``): two
+whole-image 1-D passes for rank-one kernels; a per-image FFT for large kernels that are not
+rank one, where that is cheaper; otherwise grouped convolutions over packs of the batch (each
+image with its own kernel, as BasicSR's ``filter2D`` does, but on tiles of the images).
+Resizing (OpenCV for bilinear and bicubic, torch for area and antialiased bicubic, see
+``resize``), noise and JPEG are per image because sizes and codec settings differ per image.
+Packs and images are spread over a pool of threads (as many as torch's intra-op setting) with
+torch ops, OpenCV and FFTs single-threaded inside. Values are clamped and rounded to 8 bits
+where the Real-ESRGAN pipeline does it (after noise, before JPEG, at the end), plus wherever a
+real JPEG codec needs 8-bit input.
 
 Every operation is a deterministic function of the image and its record: noise comes from
 generators seeded with the recorded ``noise_seed`` (see ``noise.py``), and a filtered value at

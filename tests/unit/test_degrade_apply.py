@@ -166,7 +166,7 @@ def test_large_unseparable_kernels_take_the_fft_route_with_the_same_bits_in_any_
     images = [_photo(n, i) for i, n in enumerate([160, 160, 48, 40])]
     kernels = [
         make_kernel("plateau_iso", 21, 2.0, 2.0, 0.0, 1.2),  # large, not rank one: FFT
-        gaussian_kernel(21, 2.0, 2.0, 0.0),  # rank one: two 1-D passes over tiles
+        gaussian_kernel(21, 2.0, 2.0, 0.0),  # rank one: two whole-image 1-D passes
         sinc_kernel(7, 2.0),  # small: direct over tiles
         make_kernel("generalized_aniso", 21, 2.0, 1.0, 0.3, 0.7),  # half the image: FFT
     ]
