@@ -8,6 +8,8 @@ import numpy as np
 from PIL import Image
 from skimage.segmentation import find_boundaries
 
+from common.images import decode_stored
+
 OUTLINE_COLOR = (255, 0, 255)  # magenta: rare in natural images, visible on light and dark
 
 
@@ -20,9 +22,7 @@ def png_bytes(image: Image.Image | np.ndarray) -> bytes:
 
 
 def open_png(data: bytes, mode: str) -> Image.Image:
-    image = Image.open(io.BytesIO(data))
-    image.load()
-    return image.convert(mode)
+    return decode_stored(data, "stored crop", mode)
 
 
 def outlined(image: Image.Image, mask: np.ndarray, opacity: float) -> Image.Image:

@@ -11,11 +11,11 @@ from PIL import Image
 from skimage import data
 
 from annotation_ui.images import png_bytes
+from common.masks import encode_mask
 from schemas import candidates as candidates_schema
 from schemas import instances as instances_schema
 from schemas import pairs as pairs_schema
 from schemas.table import image_struct
-from stages.masks import encode_mask
 
 PHOTO = data.chelsea()  # bundled with scikit-image, no download
 

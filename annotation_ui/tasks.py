@@ -8,7 +8,6 @@ image with the instance outlined. Everything is stored as PNG bytes in the task 
 
 from __future__ import annotations
 
-import io
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,9 +19,10 @@ from PIL import Image
 
 from annotation_ui.images import png_bytes
 from annotation_ui.store import Store, TaskRecord
-from stages.base import rng_for
-from stages.masks import MaskError, decode_mask
-from stages.overlay import render_overlay
+from common.images import decode_stored
+from common.masks import MaskError, decode_mask
+from common.overlay import render_overlay
+from common.seeds import rng_for
 
 # Source images whose decoded candidates are cached while rendering (pairs of one image often follow each other).
 DECODED_IMAGES_KEPT = 8
@@ -84,11 +84,7 @@ def select_pairs(
 
 
 def _decode_image(value: dict | None, what: str) -> Image.Image:
-    if not value or not value.get("bytes"):
-        raise ValueError(f"{what}: no image bytes")
-    image = Image.open(io.BytesIO(value["bytes"]))
-    image.load()
-    return image.convert("RGB")
+    return decode_stored(value, what)
 
 
 def _decode_mask(rle: dict, size: tuple[int, int], what: str) -> np.ndarray:

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 import torch
 
-from stages.base import rng_for
+from common.seeds import rng_for
 from stages.degradations import apply_degradation, draw_params, preset_settings
 from stages.degradations.apply import round_kernel
 from stages.degradations.kernels import sinc_kernel

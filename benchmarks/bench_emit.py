@@ -17,7 +17,7 @@ import time
 import pyarrow.parquet as pq
 
 from stages.base import ok_rows
-from stages.emit import EmitStage
+from stages.emit.stage import EmitStage
 from tests.emit_tables import build_run, emit_config
 
 

@@ -17,11 +17,11 @@ import time
 
 import torch
 
+from common.seeds import seed_for
 from pipeline.config import load_config
 from pipeline.rundir import RunDir
 from pipeline.runner import run_stage
 from stages.backbones import load
-from stages.base import seed_for
 from stages.sample import SampleStage, decode_lq
 from tests.unit.test_sample import lq_table
 

@@ -14,7 +14,7 @@ STAGES: dict[str, str] = {
     "segment": "stages.segment:SegmentStage",
     "score": "stages.score:ScoreStage",
     "pair": "stages.pair:PairStage",
-    "emit": "stages.emit:EmitStage",
+    "emit": "stages.emit.stage:EmitStage",
 }
 ORDER = list(STAGES)
 # Which stage writes each table (for "run stage X first" messages without importing stages).

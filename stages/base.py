@@ -8,12 +8,10 @@ rows of the same images) and write what it returns.
 from __future__ import annotations
 
 import abc
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -104,18 +102,3 @@ def ok_rows(table: pa.Table) -> pa.Table:
     if "status" not in table.column_names:
         return table
     return table.filter(pc.equal(table.column("status"), STATUS_OK))
-
-
-def seed_for(seed: int, stage: str, row_id: str, *extra: Any) -> int:
-    """A 63-bit seed from (config seed, stage, row id, ...): the same inputs, the same draw."""
-    text = "|".join(str(p) for p in (seed, stage, row_id, *extra))
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") >> 1
-
-
-def rng_for(seed: int, stage: str, row_id: str, *extra: Any) -> np.random.Generator:
-    return np.random.default_rng(seed_for(seed, stage, row_id, *extra))
-
-
-def content_id(*parts: Any, length: int = 16) -> str:
-    """Content-derived id: first ``length`` hex chars of sha256 over the parts."""
-    return hashlib.sha256("|".join(str(p) for p in parts).encode()).hexdigest()[:length]

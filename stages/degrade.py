@@ -8,7 +8,6 @@ when cropping) beside the LQ, so later stages need not read the hr table.
 
 from __future__ import annotations
 
-import io
 from collections import defaultdict
 from typing import Any
 
@@ -17,11 +16,12 @@ import pyarrow as pa
 import torch
 from PIL import Image
 
+from common.images import decode_stored, encode_png
+from common.seeds import rng_for
 from schemas import lq as lq_schema
 from schemas.table import STATUS_OK, image_struct
-from stages.base import Batch, Stage, rng_for
+from stages.base import Batch, Stage
 from stages.degradations import apply_degradation, check_settings, crop_box, describe, draw_params, to_uint8
-from stages.images import encode_png
 
 
 def _to_tensor(image: Image.Image) -> torch.Tensor:
@@ -44,7 +44,7 @@ class DegradeStage(Stage):
     def _prepare(self, image_id: str, png: bytes) -> tuple[dict[str, Any], Image.Image]:
         """Draw the parameters and cut the HR target of one image."""
         try:
-            image = Image.open(io.BytesIO(png)).convert("RGB")
+            image = decode_stored(png, "hr image")
             params = draw_params(self.settings, rng_for(self.seed, self.name, image_id), image.size)
         except (ValueError, OSError) as err:
             raise ValueError(f"image {image_id}: {err}") from None

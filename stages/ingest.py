@@ -16,10 +16,10 @@ from typing import Any
 import pyarrow as pa
 from PIL import Image
 
+from common.images import BadImageError, decode_rgb, encode_png
 from schemas import hr, sources
 from schemas.table import STATUS_FAILED, STATUS_OK, image_struct
 from stages.base import Batch, Stage
-from stages.images import BadImageError, decode_rgb, encode_png
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,6 @@ depend on which worker or shard produced it.
 
 from __future__ import annotations
 
-import io
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -18,11 +17,12 @@ import pyarrow as pa
 import torch
 from PIL import Image
 
+from common.images import decode_stored_array, encode_png
+from common.seeds import content_id, seed_for
 from schemas.candidates import CandidatesRow
 from schemas.table import STATUS_OK, dumps_params, image_struct
 from stages.backbones import Backbone, load
-from stages.base import Batch, Stage, content_id, ok_rows, seed_for
-from stages.images import encode_png
+from stages.base import Batch, Stage, ok_rows
 from stages.prompts import build_prompt, check_template
 
 
@@ -46,8 +46,7 @@ class Job:
 
 def decode_lq(struct: dict[str, Any]) -> torch.Tensor:
     """HF Image struct -> float [3, h, w] in [0, 1]."""
-    with Image.open(io.BytesIO(struct["bytes"])) as image:
-        array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    array = decode_stored_array(struct, "lq image").astype(np.float32) / 255.0
     return torch.from_numpy(array).permute(2, 0, 1)
 
 

@@ -8,7 +8,6 @@ pyiqa; weights are never downloaded (stages/scoring/metrics.py).
 
 from __future__ import annotations
 
-import io
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,12 +15,12 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from PIL import Image
 
+from common.images import decode_stored_array
+from common.masks import MaskError, decode_masks
 from schemas import scores as scores_schema
 from schemas.instances import instance_id
 from stages.base import Batch, Stage
-from stages.masks import MaskError, decode_masks
 from stages.scoring.metrics import FR, NR, Metric, create_metric, metric_info, resolve_device
 from stages.scoring.reward import hybrid_reward
 from stages.scoring.scorer import ImageToScore, InstanceScorer
@@ -125,10 +124,4 @@ def gather_images(batch: Batch) -> list[ImageToScore]:
 
 
 def decode_image(struct: Mapping[str, Any] | None, image_id: str, what: str) -> np.ndarray:
-    if not struct or not struct.get("bytes"):
-        raise ValueError(f"image {image_id}: {what} has no image bytes")
-    try:
-        with Image.open(io.BytesIO(struct["bytes"])) as image:
-            return np.asarray(image.convert("RGB"))
-    except OSError as err:
-        raise ValueError(f"image {image_id}: {what} is not a readable image ({err})") from None
+    return decode_stored_array(struct, f"image {image_id}: {what}")

@@ -8,7 +8,6 @@ there is no HR or ``segment.source=candidate``, on a reference candidate), and t
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -16,10 +15,10 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image
 
+from common.images import decode_stored, encode_png
+from common.overlay import render_overlay
 from schemas.table import STATUS_OK, dumps_params
 from stages.base import Batch, RunContext, Stage, ok_rows
-from stages.images import encode_png
-from stages.overlay import render_overlay
 from stages.segmenters import build_segmenter
 from stages.segmenters.base import Segmenter
 from stages.segmenters.postprocess import instance_columns, partition_masks
@@ -136,11 +135,5 @@ def _hr_by_image(lq: pa.Table | None, wanted: set[str] | None = None) -> dict[st
 
 
 def _decode(data: bytes | None, what: str) -> Image.Image:
-    if not data:
-        raise ValueError(f"{what} has no image bytes")
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            return image.convert("RGB")
-    except OSError as err:
-        raise ValueError(f"{what} is not a readable image ({err})") from None
+    return decode_stored(data, what)
 

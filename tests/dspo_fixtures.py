@@ -18,8 +18,8 @@ import datasets
 import numpy as np
 from PIL import Image
 
+from common.masks import encode_mask
 from schemas.dataset import DATASET_SCHEMA_VERSION, dspo_features
-from stages.masks import encode_mask
 
 Row = dict[str, Any]
 

@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image
 
+from common.masks import encode_mask
 from pipeline.config import load_config
 from pipeline.rundir import RunDir
 from schemas import candidates, hr, instances, judgements, lq, pairs, scores
@@ -19,8 +20,7 @@ from schemas.pairs import pair_id
 from schemas.scores import metrics_struct
 from schemas.table import failed_row, image_struct
 from stages.base import ok_rows
-from stages.emit import EmitStage
-from stages.masks import encode_mask
+from stages.emit.stage import EmitStage
 
 SR = 32  # candidate / HR size
 SCALE = 4

@@ -8,9 +8,9 @@ from functools import partial
 import numpy as np
 from PIL import Image
 
+from common.images import encode_png
 from schemas import candidates as candidates_schema
 from schemas import lq as lq_schema
-from stages.images import encode_png
 from stages.ingest import demo_sources
 
 

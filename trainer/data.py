@@ -7,7 +7,6 @@ directory, so any dataset in the format (local folder or Hub repo) works.
 from __future__ import annotations
 
 import hashlib
-import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from common.images import stored_size
+from common.masks import MaskError, decode_masks
 from schemas.dataset import (
     CONFIG_DSPO,
     DATASET_SCHEMA_VERSION,
@@ -25,7 +26,6 @@ from schemas.dataset import (
     validate_dspo_features,
     validate_dspo_rows,
 )
-from stages.masks import MaskError, decode_masks
 
 
 def load_dspo_split(dataset: str, split: str) -> datasets.Dataset:
@@ -91,8 +91,7 @@ def _check_sizes_and_version(row: Mapping[str, Any], where: str) -> None:
 
 def _image_size(value: Mapping[str, Any]) -> tuple[int, int]:
     """(h, w) of an undecoded HF Image value, from its header."""
-    with Image.open(io.BytesIO(value["bytes"]) if value.get("bytes") else value["path"]) as image:
-        return image.height, image.width
+    return stored_size(value, "image")
 
 
 def text_condition(row: Mapping[str, Any]) -> str:

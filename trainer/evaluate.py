@@ -33,9 +33,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from common.masks import decode_masks
 from schemas.dataset import DatasetFormatError
 from stages.backbones.base import MissingWeightsError
-from stages.masks import decode_masks
 from stages.scoring.metrics import MetricUnavailableError, create_metric
 from stages.scoring.reward import hybrid_reward
 from stages.scoring.scorer import ImageToScore, InstanceScorer

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from common.images import BadImageError, decode_rgb
 from stages.backbones.base import MissingWeightsError
-from stages.images import BadImageError, decode_rgb
 from trainer.data import image_tensor
 from trainer.models import BackboneFolderError, load_sampling_backbone
 

@@ -34,8 +34,8 @@ from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration, set_seed
 from diffusers.optimization import get_scheduler
 
+from common.seeds import seed_for
 from schemas.dataset import DatasetFormatError
-from stages.base import seed_for
 from trainer.checkpoints import CheckpointError, find_checkpoint, load_checkpoint, save_checkpoint
 from trainer.data import (
     CropSizeError,

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
+from common.images import decode_stored_array
 from stages.backbones.registry import DTYPES
 from stages.backbones.tiny import EMBEDDED_WEIGHTS, TinySRPipeline, build_scheduler, build_unet, upsample
 from stages.degradations import apply_degradation, draw_params, preset_settings
@@ -58,8 +58,7 @@ def bundled_image(package: str, name: str) -> np.ndarray:
         import sklearn.datasets
 
         folder = Path(sklearn.datasets.__file__).parent / "images"
-    with Image.open(folder / name) as image:
-        return np.asarray(image.convert("RGB"))
+    return decode_stored_array((folder / name).read_bytes(), f"bundled image {name}")
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torchvision.transforms.functional import rgb_to_grayscale
 
+from common.images import decode_stored_array
 from stages.degradations.kernels import make_kernel, separable_factors, sinc_kernel
 from stages.degradations.noise import gaussian_field, poisson_counts
 
@@ -331,7 +332,7 @@ def jpeg(image: torch.Tensor, quality: int) -> torch.Tensor:
     planes = [Image.fromarray(plane.numpy()) for plane in to_uint8(image)]
     buffer = io.BytesIO()
     Image.merge("RGB", planes).save(buffer, format="JPEG", quality=quality)
-    decoded = np.array(Image.open(buffer))  # an RGB encoding decodes as RGB
+    decoded = decode_stored_array(buffer.getvalue(), "JPEG round trip")
     return torch.from_numpy(decoded).permute(2, 0, 1).float().div_(255.0)
 
 

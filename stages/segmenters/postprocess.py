@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from stages.masks import encode_masks, mask_areas, mask_bboxes
+from common.masks import encode_masks, mask_areas, mask_bboxes
 
 SEGMENT_LABEL = "segment"
 REST_LABEL = "rest"

@@ -17,9 +17,9 @@ import pytest
 from datasets import Features
 from PIL import Image
 
+from common.seeds import rng_for
 from schemas.dataset import DSPO_FEATURES, PAIRS_FEATURES, validate_dspo_rows, validate_pairs_rows
-from stages.base import rng_for
-from stages.dataset_files import split_of
+from stages.emit.files import split_of
 from tests.emit_tables import build_run, run_emit
 
 FRACTIONS = {"train": 0.7, "validation": 0.3}

@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from PIL import Image
 from scipy import ndimage
 
+from common.seeds import rng_for
 from schemas.lq import SPEC
-from stages.base import rng_for
 from stages.degradations import apply_degradation, describe, draw_params, preset_settings
 from stages.degradations.apply import (
     add_gaussian_noise,

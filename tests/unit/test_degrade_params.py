@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from stages.base import rng_for
+from common.seeds import rng_for
 from stages.degradations import draw_params, preset_settings, recipe_for
 from stages.degradations.recipes import ALL_KERNEL_PROBS
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
+from common.images import encode_png
 from pipeline.config import load_config
 from pipeline.rundir import RunDir
 from pipeline.runner import run_stages
@@ -15,7 +16,6 @@ from schemas import lq as lq_schema
 from schemas.table import STATUS_FAILED, STATUS_OK, image_struct
 from stages.degradations import apply_degradation, describe
 from stages.degrade import DegradeStage
-from stages.images import encode_png
 
 
 def _png(width, height, seed):

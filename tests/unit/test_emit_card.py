@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from huggingface_hub import DatasetCard, DatasetCardData
 
-from stages.dataset_card import DEMO_PROVENANCE, MAX_SOURCES_LISTED, CardFacts, render_card
+from stages.emit.card import DEMO_PROVENANCE, MAX_SOURCES_LISTED, CardFacts, render_card
 from stages.ingest import DEMO_IMAGES
 
 

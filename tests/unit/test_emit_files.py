@@ -16,8 +16,8 @@ from schemas.dataset import (
     validate_dspo_rows,
     validate_pairs_rows,
 )
-from stages.dataset_files import ShardWriter, SplitConfigError, card_data, check_split_fractions, split_of
-from stages.dataset_rows import instance_weights
+from stages.emit.files import ShardWriter, SplitConfigError, card_data, check_split_fractions, split_of
+from stages.emit.rows import instance_weights
 
 
 class MemoryRun:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from schemas import pairs as pairs_schema
-from stages.dataset_rows import dspo_row_with, merge_instances, pairs_rows
-from stages.judgements_merge import (
+from stages.emit.judgements import (
     BOTH_BAD,
     CONFIRM,
     OVERTURN,
@@ -16,6 +15,7 @@ from stages.judgements_merge import (
     decide_pairs,
     vote_outcome,
 )
+from stages.emit.rows import dspo_row_with, merge_instances, pairs_rows
 from tests.emit_tables import judgements_table
 
 # Pair p1: IQA prefers candidate "W1" over "L1"; p2: "W2" over "L2"; p3: "W3" over "L3".

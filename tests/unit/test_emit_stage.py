@@ -12,9 +12,9 @@ from huggingface_hub import DatasetCard
 
 from pipeline.rundir import RunDir
 from schemas import dataset
-from stages.dataset_files import SplitConfigError
-from stages.dataset_rows import EmitInputError
-from stages.emit import EmitStage
+from stages.emit.files import SplitConfigError
+from stages.emit.rows import EmitInputError
+from stages.emit.stage import EmitStage
 from tests.emit_tables import build_run, emit_config, judgements_table, run_emit
 
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from stages.masks import (
+from common.masks import (
     MaskError,
     decode_mask,
     decode_masks,

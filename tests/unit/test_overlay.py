@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stages.masks import encode_masks
-from stages.overlay import DIM, HIGHLIGHT_OUTLINE, instance_color, render_overlay
+from common.masks import encode_masks
+from common.overlay import DIM, HIGHLIGHT_OUTLINE, instance_color, render_overlay
 
 
 @pytest.fixture

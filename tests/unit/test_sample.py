@@ -9,13 +9,13 @@ import pyarrow as pa
 import pytest
 from PIL import Image
 
+from common.images import encode_png
+from common.seeds import content_id, seed_for
 from pipeline.config import load_config
 from schemas import candidates as candidates_schema
 from schemas import lq as lq_schema
 from schemas.table import STATUS_FAILED, STATUS_OK, dumps_params, failed_row, image_struct
 from stages.backbones.base import weights_revision
-from stages.base import content_id, seed_for
-from stages.images import encode_png
 from stages.ingest import demo_sources, image_id_of
 from stages.prompts import build_prompt
 from stages.sample import SampleStage

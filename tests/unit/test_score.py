@@ -11,10 +11,10 @@ import pytest
 from PIL import Image
 from skimage import data, transform
 
+from common.masks import encode_masks
 from pipeline.config import load_config
 from schemas import TABLES
 from schemas.scores import metrics_dict
-from stages.masks import encode_masks
 from stages.pair import PairStage
 from stages.score import ScoreStage
 from stages.scoring.metrics import MissingWeightsError, create_metric

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from stages.masks import decode_masks, mask_areas
+from common.masks import decode_masks, mask_areas
 from stages.segmenters.postprocess import REST_LABEL, SEGMENT_LABEL, instance_columns, partition_masks
 from tests.segment_fixtures import assert_partition
 

@@ -6,9 +6,9 @@ import pyarrow as pa
 import pytest
 from PIL import Image
 
+from common.masks import decode_masks
 from pipeline.config import load_config
 from schemas import instances
-from stages.masks import decode_masks
 from stages.segment import SegmentStage
 from stages.segmenters import build_segmenter
 from stages.segmenters.postprocess import partition_masks

@@ -12,9 +12,9 @@ from PIL import Image
 from annotation_ui.store import Store
 from annotation_ui.synthetic import synthetic_tables
 from annotation_ui.tasks import Rendering, build_tasks, crop_box, import_from_tables, select_pairs
+from common.masks import decode_mask, encode_mask
 from pipeline.config import load_config
 from schemas import pairs as pairs_schema
-from stages.masks import decode_mask, encode_mask
 
 
 def png(data: bytes) -> np.ndarray:

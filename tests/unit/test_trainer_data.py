@@ -6,8 +6,8 @@ import pytest
 import torch
 from datasets import Features
 
+from common.masks import encode_mask
 from schemas.dataset import DSPO_FEATURES
-from stages.masks import encode_mask
 from tests.dspo_fixtures import write_dspo_dataset
 from trainer.data import CropSizeError, collate_dspo, load_dspo_split, random_crop, validate_dspo_dataset
 from trainer.train import main

@@ -1,8 +1,8 @@
 """Draw instance masks over an image: the segment previews, the annotation UI and the dataset
 report all show instances the same way, with the same colour per instance index.
 
-    from stages.overlay import render_overlay
-    from stages.images import encode_png
+    from common.overlay import render_overlay
+    from common.images import encode_png
     png = encode_png(render_overlay(image, row["masks"], opacity=0.4, highlight=3))
 """
 
@@ -17,7 +17,7 @@ from PIL import Image
 from scipy import ndimage
 from skimage.segmentation import find_boundaries
 
-from stages.masks import decode_mask
+from common.masks import decode_mask
 
 # Outside the highlighted instances the image is darkened to this fraction of its brightness.
 DIM = 0.45
@@ -49,7 +49,7 @@ def render_overlay(
     highlight: instance index or indices to single out: only they are filled, outlined in white
         (2 pixels) and kept at full brightness; the rest of the image is dimmed.
 
-    Returns a new RGB image of the same size; encode with ``stages.images.encode_png``.
+    Returns a new RGB image of the same size; encode with ``common.images.encode_png``.
     """
     if not 0.0 <= opacity <= 1.0:
         raise ValueError(f"opacity must be in [0, 1], got {opacity}")

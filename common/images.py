@@ -1,12 +1,16 @@
-"""Decoding arbitrary image bytes into clean 8-bit RGB, with errors people can act on.
+"""The one place image bytes become pixels, with errors people can act on.
 
-Shared by ingest (source files) and anything else that accepts user images (dspo-infer).
+``decode_rgb`` takes untrusted user files (ingest, dspo-infer): EXIF, 16-bit, CMYK, alpha,
+decompression bombs. ``decode_stored`` takes images the pipeline itself stored (HF Image structs
+or PNG/JPEG bytes in a table, a dataset or the task store). Nothing else calls ``Image.open``.
 """
 
 from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -45,6 +49,50 @@ def decode_rgb(data: bytes, max_pixels: int, background: tuple[int, int, int] = 
             raise BadImageError(f"truncated or corrupt image data ({err})") from None
     image = ImageOps.exif_transpose(image)
     return to_rgb8(image, background)
+
+
+def _stored_bytes(value: Mapping[str, Any] | bytes | None, what: str) -> io.BytesIO | str:
+    """The bytes of an HF Image value ``{bytes, path}`` (or raw bytes), or its path."""
+    if isinstance(value, bytes | bytearray):
+        data: bytes | None = bytes(value)
+        path = None
+    else:
+        data = (value or {}).get("bytes")
+        path = (value or {}).get("path")
+    if data:
+        return io.BytesIO(data)
+    if path:
+        return str(path)
+    raise BadImageError(f"{what}: no image bytes")
+
+
+def decode_stored(value: Mapping[str, Any] | bytes | None, what: str, mode: str = "RGB") -> Image.Image:
+    """An image stored by the pipeline (HF Image struct or encoded bytes), decoded to ``mode``.
+
+    ``what`` names the item in the error (e.g. "image 3f2a...: candidate 2"); undecodable or
+    truncated data raises BadImageError (a ValueError).
+    """
+    source = _stored_bytes(value, what)
+    try:
+        with Image.open(source) as image:
+            image.load()
+            return image.convert(mode)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise BadImageError(f"{what}: not a readable image ({err})") from None
+
+
+def decode_stored_array(value: Mapping[str, Any] | bytes | None, what: str) -> np.ndarray:
+    """``decode_stored`` as an 8-bit RGB array [H, W, 3]."""
+    return np.array(decode_stored(value, what))  # writable, so torch.from_numpy may share it
+
+
+def stored_size(value: Mapping[str, Any] | bytes | None, what: str) -> tuple[int, int]:
+    """(height, width) of a stored image from its header alone (no pixel decode)."""
+    try:
+        with Image.open(_stored_bytes(value, what)) as image:
+            return image.height, image.width
+    except (OSError, SyntaxError, ValueError) as err:
+        raise BadImageError(f"{what}: not a readable image ({err})") from None
 
 
 def to_rgb8(image: Image.Image, background: tuple[int, int, int]) -> Image.Image:

@@ -18,8 +18,9 @@ import numpy as np
 from matplotlib.figure import Figure
 from PIL import Image
 
-from stages.masks import decode_mask
-from stages.overlay import render_overlay
+from common.images import decode_stored
+from common.masks import decode_mask
+from common.overlay import render_overlay
 
 CROP_PAD = 12  # pixels of context around the instance's bounding box
 MIN_CROP = 48
@@ -99,10 +100,10 @@ def _png(figure: Figure) -> bytes:
 
 def crops(sample: SamplePair) -> tuple[Image.Image, Image.Image, Image.Image]:
     """LQ / winner / loser cut to the instance's box (plus context), the instance outlined."""
-    winner = Image.open(io.BytesIO(sample.winner)).convert("RGB")
-    loser = Image.open(io.BytesIO(sample.loser)).convert("RGB")
+    winner = decode_stored(sample.winner, f"pair {sample.pair_id}: winner")
+    loser = decode_stored(sample.loser, f"pair {sample.pair_id}: loser")
     # The LQ is smaller by the SR scale: enlarge it (nearest) so the same box applies.
-    lq = Image.open(io.BytesIO(sample.lq)).convert("RGB").resize(winner.size, Image.Resampling.NEAREST)
+    lq = decode_stored(sample.lq, f"pair {sample.pair_id}: lq").resize(winner.size, Image.Resampling.NEAREST)
     mask = decode_mask(sample.mask)
     box = _crop_box(mask)
     # The shared overlay look: the instance outlined in white, its surroundings dimmed.

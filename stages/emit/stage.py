@@ -19,16 +19,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from omegaconf import OmegaConf
 
+from common.seeds import seed_for
 from schemas import dataset
 from schemas.dataset import CONFIG_DSPO, CONFIG_PAIRS, PAIRS_FEATURES, dspo_features
 from schemas.scores import metrics_dict
 from schemas.table import STATUS_FAILED
-from stages.base import Batch, RunContext, Stage, seed_for
-from stages.dataset_card import CardFacts, render_card
-from stages.dataset_files import ShardWriter, card_data, check_split_fractions, split_of
-from stages.dataset_rows import assemble_dspo_rows, dspo_row_with, merge_instances, pairs_rows
-from stages.judgements_merge import MergeReport, decide_pairs
-from stages.report import SamplePair, bar_chart, heatmap, histogram, render_report
+from stages.base import Batch, RunContext, Stage
+from stages.emit.card import CardFacts, render_card
+from stages.emit.files import ShardWriter, card_data, check_split_fractions, split_of
+from stages.emit.judgements import MergeReport, decide_pairs
+from stages.emit.report import SamplePair, bar_chart, heatmap, histogram, render_report
+from stages.emit.rows import assemble_dspo_rows, dspo_row_with, merge_instances, pairs_rows
 
 log = logging.getLogger(__name__)
 

@@ -9,10 +9,10 @@ from typing import Any
 
 import pyarrow as pa
 
+from common.seeds import rng_for
 from schemas.dataset import CANDIDATE_PARAMS, DATASET_SCHEMA_VERSION, INSTANCE_COLUMNS
 from schemas.instances import instance_id
-from stages.base import rng_for
-from stages.judgements_merge import BOTH_BAD, OVERTURN, TIE, Decision
+from stages.emit.judgements import BOTH_BAD, OVERTURN, TIE, Decision
 
 
 class EmitInputError(ValueError):
