@@ -1,52 +1,47 @@
-"""What `pipeline annotate` and `pipeline users add` do (the `pipeline` CLI parses, we act)."""
+"""What `pipeline annotate` and `pipeline users add` do on the UI's side.
+
+The caller (the `pipeline` CLI) resolves the run config into plain values: an open store, the
+users file, the run's tables; nothing here reads a config file or a run directory.
+"""
 
 from __future__ import annotations
 
-import argparse
 import getpass
-import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow as pa
 from omegaconf import DictConfig
 
 from annotation_ui.app import launch
-from annotation_ui.store import open_store
+from annotation_ui.store import Store
 from annotation_ui.tasks import import_from_tables
 from annotation_ui.users import UsersFileError, require_users
 from annotation_ui.users import add_user as add_user_to_file
-from pipeline.config import load_config
-from pipeline.rundir import RunDir
-
-USERS_FILE_ENV = "SRPREFS_USERS_FILE"
 
 
-def users_file_path(cfg: DictConfig, explicit: str | None = None) -> Path:
-    """--users-file, else store.users_file, else $SRPREFS_USERS_FILE, else <run_dir>/users.json."""
-    chosen = explicit or cfg.store.users_file or os.environ.get(USERS_FILE_ENV)
-    if chosen:
-        return Path(chosen)
-    if "://" in str(cfg.run_dir):
-        raise UsersFileError(f"run_dir={cfg.run_dir} is remote: name a local users file with store.users_file=...")
-    return Path(str(cfg.run_dir)) / "users.json"
+@dataclass(frozen=True)
+class RunTables:
+    """A run's tables that annotation tasks are made from; ``where`` names them in messages."""
+
+    pairs: pa.Table
+    candidates: pa.Table
+    instances: pa.Table
+    where: str
 
 
-def annotate(overrides: list[str]) -> int:
-    """Import the run's pairs into the store (new ones only) and serve the annotation UI."""
-    cfg = load_config(overrides)
-    users_file = users_file_path(cfg)
+def annotate(store: Store, users_file: Path, tables: RunTables | None, cfg: DictConfig, run_label: str) -> int:
+    """Import ``tables``' pairs into ``store`` (new ones only; ``cfg.store`` and ``cfg.seed`` say
+    which) and serve the annotation UI on ``cfg.host``:``cfg.port``."""
     require_users(users_file)
-    store = open_store(cfg)
-    run = RunDir(str(cfg.run_dir))
-    if run.shards("pairs"):
-        added = import_from_tables(
-            store, run.read_table("pairs"), run.read_table("candidates"), run.read_table("instances"), cfg
-        )
-        print(f"imported {added} new task(s) from {run.path('tables/pairs')}")
+    if tables is not None:
+        added = import_from_tables(store, tables.pairs, tables.candidates, tables.instances, cfg)
+        print(f"imported {added} new task(s) from {tables.where}")
     counts = store.counts()
     print(f"store {store.dialect}: {counts['tasks']} tasks, {counts['judgements']} judgements")
     if counts["tasks"] == 0:
-        print(f"warning: no tasks yet: run the pipeline up to stage=pair on run_dir={cfg.run_dir}", file=sys.stderr)
+        print(f"warning: no tasks yet: run the pipeline up to stage=pair on run_dir={run_label}", file=sys.stderr)
     launch(store, users_file, host=str(cfg.host), port=int(cfg.port))
     return 0
 
@@ -60,10 +55,8 @@ def _read_password(name: str) -> str:
     return password
 
 
-def add_user(args: argparse.Namespace) -> int:
-    """`pipeline users add NAME [--admin] [--users-file PATH] [key=value ...]`; the password is
-    read from stdin when piped, else prompted twice."""
-    path = users_file_path(load_config(args.overrides), args.users_file)
-    user = add_user_to_file(path, args.name, _read_password(args.name), admin=args.admin)
-    print(f"{'admin' if user.admin else 'user'} {user.name} saved in {path}")
+def add_user(users_file: Path, name: str, admin: bool) -> int:
+    """Add ``name`` to ``users_file``; the password is read from stdin when piped, else prompted twice."""
+    user = add_user_to_file(users_file, name, _read_password(name), admin=admin)
+    print(f"{'admin' if user.admin else 'user'} {user.name} saved in {users_file}")
     return 0

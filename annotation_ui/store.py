@@ -20,12 +20,10 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import sqlalchemy as sa
-from omegaconf import DictConfig
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -564,21 +562,3 @@ class Store:
         rows = [{name: row[name] for name in columns} for row in self.judgement_rows()]
         return judgements_schema.SPEC.to_table(rows)
 
-
-def store_url(cfg: DictConfig) -> str:
-    """``store.url``, or SQLite at ``<run_dir>/annotations.db`` when it is null."""
-    if cfg.store.url:
-        return str(cfg.store.url)
-    run_dir = Path(str(cfg.run_dir))
-    if "://" in str(cfg.run_dir):
-        raise ValueError(
-            f"run_dir={cfg.run_dir} is remote; the SQLite store needs a local folder, so set store.url "
-            f"(e.g. postgresql+psycopg://user@host:5432/db)"
-        )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{run_dir.resolve() / 'annotations.db'}"
-
-
-def open_store(cfg: DictConfig) -> Store:
-    """The store a run config names (``store.url``, ``store.db_schema``, ``store.lease_ttl_s``)."""
-    return Store(store_url(cfg), db_schema=cfg.store.db_schema, lease_ttl_s=cfg.store.lease_ttl_s)

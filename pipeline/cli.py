@@ -119,11 +119,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _status(args.overrides)
         if args.command == "config":
             return _config(args.overrides)
-        from annotation_ui import cli as annotate_cli
+        from pipeline import annotation
+        from pipeline.config import load_config
 
+        cfg = load_config(args.overrides)
         if args.command == "annotate":
-            return annotate_cli.annotate(args.overrides)
-        return annotate_cli.add_user(args)
+            return annotation.annotate(cfg)
+        return annotation.add_user(cfg, args.name, args.admin, args.users_file)
     except KeyboardInterrupt:
         print("interrupted; finished shards are kept, rerun the same command to resume", file=sys.stderr)
         return 130

@@ -11,9 +11,9 @@ from typing import Any
 import pyarrow.parquet as pq
 from omegaconf import DictConfig
 
-from pipeline.executors.shard import pending_shards, primary_table
+from pipeline.executors.shard import SOURCES, pending_shards, primary_table
 from pipeline.frozen import check_and_freeze
-from pipeline.registry import ORDER, PRIMARY_INPUT, PRODUCERS, stage_class
+from pipeline.registry import EXTERNAL_TABLES, ORDER, PRIMARY_INPUT, PRODUCERS, stage_class
 from pipeline.rundir import RunDir
 from stages.base import Stage
 
@@ -40,16 +40,15 @@ def _shard_rows(run: RunDir, table: str, shard: int) -> int:
         return pq.ParquetFile(handle).metadata.num_rows
 
 
-def ensure_sources(stage: Stage, cfg: DictConfig, run: RunDir) -> None:
+def ensure_sources(stage: Stage, run: RunDir) -> None:
     """List the sources once per run; a rerun reuses the list so shards line up."""
     if run.exists(SOURCES_STATE):
         return
-    table = stage.list_sources()
-    size = max(1, int(cfg.ingest.shard_size))
-    for shard, start in enumerate(range(0, table.num_rows, size)):
-        run.write_shard("sources", shard, table.slice(start, size))
-    duplicates = [{"duplicate": d, "same_as": f} for d, f in getattr(stage, "duplicates", [])]
-    run.write_json(SOURCES_STATE, {"count": table.num_rows, "duplicates": duplicates})
+    listing = stage.list_sources()
+    for shard, table in enumerate(listing.shards):
+        run.write_shard("sources", shard, table)
+    duplicates = [{"duplicate": d, "same_as": f} for d, f in listing.duplicates]
+    run.write_json(SOURCES_STATE, {"count": listing.count, "duplicates": duplicates})
 
 
 def check_inputs(stage: Stage, run: RunDir) -> None:
@@ -79,45 +78,37 @@ def _executor(cfg: DictConfig):
     raise ValueError(f"executor={cfg.executor!r}: choose local or ray")
 
 
-def export_judgements(cfg: DictConfig, run: RunDir) -> None:
-    """Copy the annotation store's judgements into tables/judgements, where emit reads them."""
-    if not cfg.store.url and not (run.is_local and run.exists("annotations.db")):
-        return
-    from annotation_ui.store import open_store
-
-    store = open_store(cfg)
-    try:
-        table = store.export_judgements()
-    finally:
-        store.close()
-    run.write_shard("judgements", 0, table)
+def _fingerprint(run: RunDir, table: str) -> str:
+    digest = hashlib.sha256()
+    for shard in run.shards(table):
+        digest.update(run.read_bytes(run.shard_relpath(table, shard)))
+    return digest.hexdigest()[:16]
 
 
-def _judgements_fingerprint(run: RunDir) -> str:
-    if not run.shards("judgements"):
-        return ""
-    return hashlib.sha256(run.read_bytes(run.shard_relpath("judgements", 0))).hexdigest()[:16]
+def finalize(stage: Stage, cfg: DictConfig, run: RunDir, shards_changed: bool) -> None:
+    """Refresh the stage's external tables, then finalize when its shards changed or those
+    tables did since the last time (e.g. new judgements from the annotators)."""
+    for table in stage.external_tables:
+        EXTERNAL_TABLES[table](cfg, run)
+    inputs = {table: _fingerprint(run, table) for table in stage.external_tables}
+    final = f"_state/{stage.name}/final.json"
+    previous = run.read_json(final) if run.exists(final) else None
+    if shards_changed or previous is None or previous.get("external_tables") != inputs:
+        run.write_json(final, {"external_tables": inputs, "stats": stage.finalize(run)})
 
 
 def run_stage(cfg: DictConfig, name: str) -> StageSummary:
     run = RunDir(cfg.run_dir)
     check_and_freeze(run, cfg)
     stage = stage_class(name)(cfg)
-    if primary_table(stage) == "sources":
-        ensure_sources(stage, cfg, run)
+    if primary_table(stage) == SOURCES:
+        ensure_sources(stage, run)
     check_inputs(stage, run)
     pending = pending_shards(stage, run)
     if pending:
         rows = sum(_shard_rows(run, primary_table(stage), s) for s in pending)
         _executor(cfg).execute(stage, cfg, run, pending, rows)
-    if name == "emit":
-        export_judgements(cfg, run)
-    # Finalize again when shards changed or new human judgements arrived since last time.
-    final = f"_state/{name}/final.json"
-    fingerprint = _judgements_fingerprint(run)
-    previous = run.read_json(final) if run.exists(final) else None
-    if pending or previous is None or previous.get("judgements") != fingerprint:
-        run.write_json(final, {"judgements": fingerprint, "stats": stage.finalize(run)})
+    finalize(stage, cfg, run, shards_changed=bool(pending))
     return summarise(run, name)
 
 

@@ -1,8 +1,9 @@
 """The stage contract shared by every stage and both executors.
 
-A stage is a pure batch function plus the resources it wants. It never touches processes, Ray
-or the run directory: executors hand it batches (one pyarrow table per input table, holding the
-rows of the same images) and write what it returns.
+A stage is a pure batch function plus the resources it wants. It never touches processes or Ray:
+executors hand it batches (one pyarrow table per input table, holding the rows of the same
+images) and write what it returns. Only ``finalize`` sees the run, through ``RunContext`` (read
+whole tables, write files such as the dataset), once every shard is done.
 """
 
 from __future__ import annotations
@@ -30,6 +31,19 @@ class Resources:
     num_gpus: float = 0.0
 
 
+@dataclass(frozen=True)
+class SourceListing:
+    """What a source stage found to process: table ``sources`` cut into shards, and the items it
+    left out because their bytes repeat an earlier one ((duplicate, first occurrence) pairs)."""
+
+    shards: list[pa.Table]
+    duplicates: list[tuple[str, str]]
+
+    @property
+    def count(self) -> int:
+        return sum(shard.num_rows for shard in self.shards)
+
+
 class RunContext(Protocol):
     """What a stage's ``finalize`` may use of a run: read whole tables, write files."""
 
@@ -52,14 +66,16 @@ class Stage(abc.ABC):
     # filtered to the same image_ids. An empty tuple marks a source stage (see ``list_sources``).
     input_tables: ClassVar[tuple[str, ...]]
     output_table: ClassVar[str]
+    # Tables ``finalize`` reads that come from outside the pipeline (e.g. people's judgements):
+    # the runner refreshes them before every finalize, and a change in them runs finalize again.
+    external_tables: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, cfg: Any) -> None:
         self.cfg = cfg
         self.seed = int(cfg.seed)
-        section = cfg.get(self.name, None) or {}
-        self.batch_size = int(section.get("batch_size", 16))
-        res = cfg.resources.get(self.name, {}) if "resources" in cfg else {}
-        self.resources = Resources(float(res.get("cpus", 1.0)), float(res.get("gpus", 0.0)))
+        self.batch_size = int(cfg[self.name].batch_size)
+        res = cfg.resources[self.name]
+        self.resources = Resources(float(res.cpus), float(res.gpus))
 
     @property
     def settings(self) -> Any:
@@ -88,8 +104,8 @@ class Stage(abc.ABC):
             return spec.empty()
         return spec.to_table([failed_row(spec, i, e) for i, e in zip(image_ids, errors)])
 
-    def list_sources(self) -> pa.Table:
-        """Source stages only: the items to process, one row each (becomes table 'sources')."""
+    def list_sources(self) -> SourceListing:
+        """Source stages only: the items to process, one row each, in shards (table 'sources')."""
         raise TypeError(f"stage '{self.name}' reads table '{self.input_tables[0]}', it lists no sources")
 
     def finalize(self, run: RunContext) -> dict[str, Any]:

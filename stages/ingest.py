@@ -19,7 +19,7 @@ from PIL import Image
 from common.images import BadImageError, decode_rgb, encode_png
 from schemas import hr, sources
 from schemas.table import STATUS_FAILED, STATUS_OK, image_struct
-from stages.base import Batch, Stage
+from stages.base import Batch, SourceListing, Stage
 
 log = logging.getLogger(__name__)
 
@@ -184,12 +184,13 @@ class IngestStage(Stage):
     input_tables = ("sources",)
     output_table = "hr"
 
-    def list_sources(self) -> pa.Table:
+    def list_sources(self) -> SourceListing:
         table, duplicates = list_sources(str(self.cfg.input), self.settings)
         for duplicate, first in duplicates:
             log.warning("duplicate image skipped: %s has the same bytes as %s", duplicate, first)
-        self.duplicates = duplicates
-        return table
+        size = max(1, int(self.settings.shard_size))
+        shards = [table.slice(start, size) for start in range(0, table.num_rows, size)]
+        return SourceListing(shards, duplicates)
 
     def process(self, batch: Batch) -> pa.Table:
         rows = [ingest_item(row, self.settings) for row in batch["sources"].to_pylist()]

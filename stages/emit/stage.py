@@ -39,7 +39,8 @@ UPSTREAM_TABLES = ("hr", "lq", "candidates", "instances")
 class EmitStage(Stage):
     name = "emit"
     input_tables = ("lq", "candidates", "instances", "pairs")
-    output_table = dataset.SPEC.name
+    output_table = "dspo"  # schemas.dataset.SPEC: the dspo config's rows, as the IQA labelled them
+    external_tables = ("judgements",)
 
     def process(self, batch: Batch) -> pa.Table:
         rows = assemble_dspo_rows(batch, include_hr=bool(self.settings.include_hr))

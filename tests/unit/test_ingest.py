@@ -3,6 +3,7 @@ import struct
 import zlib
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from PIL import Image
 
@@ -29,9 +30,9 @@ def bomb_png(width: int, height: int) -> bytes:
 def ingest(folder, *overrides):
     cfg = load_config([f"input={folder}", "ingest.min_side=8", "ingest.multiple_of=8", *overrides])
     stage = IngestStage(cfg)
-    sources = stage.list_sources()
-    out = stage.process({"sources": sources}).to_pylist()
-    return {row["source_uri"].rsplit("/", 1)[-1]: row for row in out}, stage
+    listing = stage.list_sources()
+    out = stage.process({"sources": pa.concat_tables(listing.shards)}).to_pylist()
+    return {row["source_uri"].rsplit("/", 1)[-1]: row for row in out}, listing
 
 
 def decoded(row) -> np.ndarray:
@@ -160,9 +161,10 @@ def test_duplicates_are_reported_once(tmp_path, rgb):
     (tmp_path / "a.png").write_bytes(data)
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "b.png").write_bytes(data)
-    rows, stage = ingest(tmp_path)
+    rows, listing = ingest(tmp_path)
     assert list(rows) == ["a.png"]
-    assert [(d.rsplit("/", 1)[-1], f.rsplit("/", 1)[-1]) for d, f in stage.duplicates] == [("b.png", "a.png")]
+    assert [(d.rsplit("/", 1)[-1], f.rsplit("/", 1)[-1]) for d, f in listing.duplicates] == [("b.png", "a.png")]
+    assert listing.count == 1
 
 
 def test_glob_and_text_list_inputs(tmp_path, rgb):
@@ -199,6 +201,8 @@ def test_missing_input_is_a_clear_error(tmp_path):
 def test_demo_images_are_bundled_and_decode():
     cfg = load_config()
     stage = IngestStage(cfg)
-    rows = stage.process({"sources": stage.list_sources()}).to_pylist()
+    listing = stage.list_sources()
+    assert [shard.num_rows for shard in listing.shards] == [cfg.ingest.shard_size]  # 8 images, shards of 8
+    rows = stage.process({"sources": listing.shards[0]}).to_pylist()
     assert len(rows) == cfg.ingest.demo_count
     assert all(r["status"] == "ok" and r["width"] % 32 == 0 and r["height"] >= 256 for r in rows)

@@ -2,9 +2,18 @@ import pyarrow as pa
 import pytest
 
 from pipeline.config import load_config
-from pipeline.registry import ORDER, PRIMARY_INPUT, stage_class
+from pipeline.registry import (
+    ORDER,
+    PRIMARY_INPUT,
+    PRODUCERS,
+    STAGES,
+    RegistryError,
+    read_stage_info,
+    stage_class,
+)
 from pipeline.rundir import RunDir
 from pipeline.runner import NotReadyError, run_stages
+from schemas import TABLES
 
 
 def test_shards_round_trip_and_ignore_temporary_files(tmp_path):
@@ -42,7 +51,24 @@ def test_stage_refuses_to_run_before_its_input_exists(tmp_path):
         run_stages(cfg, "degrade")
 
 
-def test_registry_primary_inputs_match_the_stage_classes():
+def test_registry_reads_each_stage_contract_as_the_class_declares_it():
     for name in ORDER:
-        assert stage_class(name).input_tables[0] == PRIMARY_INPUT[name], name
-        assert stage_class(name).name == name
+        cls = stage_class(name)
+        assert (cls.name, cls.input_tables, cls.output_table) == (
+            name, STAGES[name].input_tables, STAGES[name].output_table
+        )
+        assert cls.input_tables[0] == PRIMARY_INPUT[name]
+        assert cls.output_table in TABLES
+    assert PRODUCERS == {"hr": "ingest", "lq": "degrade", "candidates": "sample", "instances": "segment",
+                         "scores": "score", "pairs": "pair", "dspo": "emit"}
+
+
+def test_registry_refuses_a_contract_it_cannot_read(tmp_path, monkeypatch):
+    (tmp_path / "computed_stage.py").write_text(
+        "class Computed:\n    name = 'x'\n    input_tables = ('a',)\n    output_table = 'b'.upper()\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(RegistryError, match="computed_stage:Computed: 'output_table' must be a literal"):
+        read_stage_info("computed_stage:Computed")
+    with pytest.raises(RegistryError, match="no class Missing"):
+        read_stage_info("computed_stage:Missing")

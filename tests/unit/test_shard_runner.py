@@ -25,7 +25,7 @@ def test_a_raising_item_is_marked_failed_and_its_neighbours_survive(tmp_path, ba
                        "ingest.shard_size=4"])
     run = RunDir(cfg.run_dir)
     stage = RefusesSecondImage(cfg)
-    ensure_sources(stage, cfg, run)
+    ensure_sources(stage, run)
     stage.bad = run.read_shard("sources", 0).column("image_id")[1].as_py()
     stats = run_shard(stage, run, 0)
     rows = run.read_shard("hr", 0).to_pylist()

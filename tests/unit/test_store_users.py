@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import stat
 
 import pytest
 
-from annotation_ui import cli
 from annotation_ui.users import UsersFileError, add_user, is_admin, load_users, verify
+from pipeline import annotation
 from pipeline.config import load_config
 
 
@@ -60,20 +59,19 @@ def test_malformed_users_file(tmp_path):
 
 
 def test_users_file_location(tmp_path, monkeypatch):
-    monkeypatch.delenv(cli.USERS_FILE_ENV, raising=False)
+    monkeypatch.delenv(annotation.USERS_FILE_ENV, raising=False)
     cfg = load_config([f"run_dir={tmp_path}"])
-    assert cli.users_file_path(cfg) == tmp_path / "users.json"
-    monkeypatch.setenv(cli.USERS_FILE_ENV, str(tmp_path / "env.json"))
-    assert cli.users_file_path(cfg) == tmp_path / "env.json"
+    assert annotation.users_file_path(cfg) == tmp_path / "users.json"
+    monkeypatch.setenv(annotation.USERS_FILE_ENV, str(tmp_path / "env.json"))
+    assert annotation.users_file_path(cfg) == tmp_path / "env.json"
     configured = load_config([f"run_dir={tmp_path}", f"store.users_file={tmp_path / 'cfg.json'}"])
-    assert cli.users_file_path(configured) == tmp_path / "cfg.json"
-    assert cli.users_file_path(configured, str(tmp_path / "flag.json")) == tmp_path / "flag.json"
+    assert annotation.users_file_path(configured) == tmp_path / "cfg.json"
+    assert annotation.users_file_path(configured, str(tmp_path / "flag.json")) == tmp_path / "flag.json"
 
 
 def test_users_add_command_reads_the_password_from_stdin(tmp_path, monkeypatch, capsys):
-    monkeypatch.delenv(cli.USERS_FILE_ENV, raising=False)
+    monkeypatch.delenv(annotation.USERS_FILE_ENV, raising=False)
     monkeypatch.setattr("sys.stdin", io.StringIO("piped-password\n"))
-    args = argparse.Namespace(name="carol", admin=True, users_file=None, overrides=[f"run_dir={tmp_path}"])
-    assert cli.add_user(args) == 0
+    assert annotation.add_user(load_config([f"run_dir={tmp_path}"]), "carol", admin=True, users_file=None) == 0
     assert verify(tmp_path / "users.json", "carol", "piped-password").admin
     assert "admin carol saved" in capsys.readouterr().out
