@@ -16,12 +16,13 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from common.device import resolve_device
 from common.images import decode_stored_array
 from common.masks import MaskError, decode_masks
 from schemas import scores as scores_schema
 from schemas.instances import instance_id
 from stages.base import Batch, Stage
-from stages.scoring.metrics import FR, NR, Metric, create_metric, metric_info, resolve_device
+from stages.scoring.metrics import FR, NR, Metric, create_metric, metric_info
 from stages.scoring.reward import hybrid_reward
 from stages.scoring.scorer import ImageToScore, InstanceScorer
 
@@ -44,7 +45,7 @@ class ScoreStage(Stage):
     def setup(self) -> None:
         """Build every metric now, so a missing weight file stops the run before any work."""
         settings = self.settings
-        device = resolve_device(settings.device)
+        device = resolve_device(settings.device, settings.on_missing_gpu, "score.device")
         weights_dir = Path(settings.weights_dir)
         metrics: list[Metric] = [create_metric(n, device, weights_dir) for n in self.fr_names + self.nr_names]
         self.lower_better = {m.info.name: m.info.lower_better for m in metrics}

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from common.device import DeviceError, resolve_device
 from common.masks import decode_masks
 from schemas.dataset import DatasetFormatError
 from stages.backbones.base import MissingWeightsError
@@ -94,7 +95,7 @@ def to_uint8(image: torch.Tensor) -> np.ndarray:
 
 
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    device = resolve_device(args.device, "error", "--device")
     ds = load_dspo_split(args.dataset, args.split)
     validate_dspo_dataset(ds, args.split)
     rows = [ds[i] for i in range(len(ds) if args.max_images is None else min(len(ds), args.max_images))]
@@ -197,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         result = evaluate(args)
-    except (DatasetFormatError, BackboneFolderError, MissingWeightsError, MetricUnavailableError) as err:
+    except (DatasetFormatError, BackboneFolderError, MissingWeightsError, MetricUnavailableError, DeviceError) as err:
         print(f"dspo-eval: error: {err}", file=sys.stderr)
         return 2
     print(format_table(result))

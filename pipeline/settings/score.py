@@ -11,6 +11,7 @@ class Settings:
     alpha: float = MISSING
     weights_dir: str = MISSING
     device: str = MISSING
+    on_missing_gpu: str = MISSING
     padding: int = MISSING
     min_side: dict[str, int] = MISSING
     chunk_pixels: int = MISSING

@@ -23,6 +23,7 @@ class SamSettings:
     stability_score_thresh: float = MISSING
     crop_n_layers: int = MISSING
     device: str = MISSING
+    on_missing_gpu: str = MISSING
 
 
 @dataclass

@@ -12,16 +12,14 @@ where the target is a ``Backbone`` subclass (or any callable) taking a ``Backbon
 from __future__ import annotations
 
 import importlib
-import logging
 from collections.abc import Callable, Mapping
 from importlib.metadata import entry_points
 from typing import Any
 
 import torch
 
+from common.device import resolve_device
 from stages.backbones.base import Backbone, BackboneSpec
-
-log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "srprefs.backbones"
 # Imported only when selected, so the tiny default never imports transformers.
@@ -56,24 +54,6 @@ def factory_for(name: str) -> Callable[[BackboneSpec], Backbone]:
     )
 
 
-def resolve_device(requested: str, on_missing_gpu: str) -> torch.device:
-    """``auto``/``cpu``/``cuda[:i]`` -> a device; a missing GPU falls back or refuses per config."""
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(requested)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        if on_missing_gpu == "error":
-            raise BackboneConfigError(
-                f"sample.device={requested} but no CUDA device is available here "
-                "(set sample.on_missing_gpu=fallback to run on the CPU instead)"
-            )
-        if on_missing_gpu != "fallback":
-            raise BackboneConfigError(f"sample.on_missing_gpu={on_missing_gpu!r}: expected fallback or error")
-        log.warning("sample.device=%s but no CUDA device is available: sampling on the CPU (slow)", requested)
-        return torch.device("cpu")
-    return device
-
-
 def resolve_dtype(requested: str, device: torch.device) -> torch.dtype:
     """``auto`` = float16 on a GPU (half the memory, same samples to the eye), float32 on a CPU."""
     if requested == "auto":
@@ -86,7 +66,7 @@ def resolve_dtype(requested: str, device: torch.device) -> torch.dtype:
 def spec_from_settings(settings: Mapping[str, Any]) -> BackboneSpec:
     """The ``sample`` config section -> a BackboneSpec (device and dtype resolved)."""
     backbone = settings["backbone"]
-    device = resolve_device(str(settings["device"]), str(settings["on_missing_gpu"]))
+    device = resolve_device(str(settings["device"]), str(settings["on_missing_gpu"]), "sample.device")
     options = {
         "noise_level": int(backbone["noise_level"]),
         "scale": int(backbone["scale"]),

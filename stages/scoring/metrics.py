@@ -123,13 +123,6 @@ def create_metric(name: str, device: torch.device, weights_dir: Path) -> Metric:
     return PyiqaMetric(name, device, weights_dir)
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when there is one; anything else is passed to torch."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 @contextlib.contextmanager
 def _offline_weights(metric: str, weights_dir: Path) -> Iterator[None]:
     """While a metric is built: look for weights in ``weights_dir`` only, refuse every download."""

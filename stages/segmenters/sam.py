@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from common.device import resolve_device
 from stages.segmenters.base import Segmenter, check_image
 
 CHECKPOINT_KEY = "segment.sam.checkpoint"
@@ -22,7 +23,7 @@ CHECKPOINT_URLS = {
     "vit_h": "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_h_4b8939.pth",
 }
 # Settings that change where and how fast SAM runs, not which masks it returns.
-OPERATIONAL = ("device", "points_per_batch")
+OPERATIONAL = ("device", "on_missing_gpu", "points_per_batch")
 
 
 class MissingCheckpointError(FileNotFoundError):
@@ -41,6 +42,7 @@ class SamOptions:
     stability_score_thresh: float
     crop_n_layers: int
     device: str
+    on_missing_gpu: str
 
     def __post_init__(self) -> None:
         if self.model_type not in CHECKPOINT_URLS:
@@ -61,7 +63,7 @@ class SamSegmenter(Segmenter):
 
         self.options = options
         self.weights_sha256 = weights_sha256
-        self.device = resolve_device(options.device)
+        self.device = resolve_device(options.device, options.on_missing_gpu, "segment.sam.device")
         self.generator = SamAutomaticMaskGenerator(
             model.to(self.device).eval(),
             points_per_side=options.points_per_side,
@@ -117,19 +119,6 @@ def load_sam(model_type: str, checkpoint: str | None) -> tuple[torch.nn.Module, 
             f"SAM checkpoint '{path}' cannot be loaded as segment.sam.model_type={model_type} ({first_line})"
         ) from None
     return model, _sha256(path)
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` -> the GPU when there is one, else the CPU; a GPU asked for must exist."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError:
-        raise ValueError(f"segment.sam.device={device!r} is not a torch device (auto, cpu, cuda, cuda:1)") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"segment.sam.device={device!r} but no CUDA device is available (use auto or cpu)")
-    return resolved
 
 
 def _sha256(path: Path) -> str:

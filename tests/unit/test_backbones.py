@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from importlib.metadata import EntryPoint
 
 import pytest
@@ -92,16 +91,6 @@ def test_plugin_that_returns_no_backbone_is_rejected(plugins):
 def test_unknown_name_lists_the_choices():
     with pytest.raises(BackboneConfigError, match="'nope' is not a known backbone.*sd-x4-upscaler.*tiny"):
         load(sample_settings("sample.backbone.name=nope"))
-
-
-@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
-def test_missing_gpu_falls_back_with_a_warning_or_refuses(caplog):
-    with caplog.at_level(logging.WARNING):
-        assert registry.resolve_device("cuda", "fallback") == torch.device("cpu")
-    assert "no CUDA device" in caplog.text
-    with pytest.raises(BackboneConfigError, match="sample.on_missing_gpu=fallback"):
-        registry.resolve_device("cuda", "error")
-    assert registry.resolve_device("auto", "error") == torch.device("cpu")
 
 
 def test_dtype_resolution():

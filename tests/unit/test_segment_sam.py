@@ -8,7 +8,7 @@ from pipeline.config import load_config
 from stages.segment import SegmentStage
 from stages.segmenters import build_segmenter
 from stages.segmenters.postprocess import partition_masks
-from stages.segmenters.sam import MissingCheckpointError, SamOptions, SamSegmenter, load_sam, resolve_device
+from stages.segmenters.sam import MissingCheckpointError, SamOptions, SamSegmenter, load_sam
 from tests.segment_fixtures import assert_partition, demo_crops, input_tables, tiny_sam
 
 
@@ -112,12 +112,3 @@ def test_bad_options_are_named(change, message):
     with pytest.raises(ValueError, match=message):
         options(**change)
 
-
-def test_device_resolution():
-    assert resolve_device("cpu") == torch.device("cpu")
-    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
-    with pytest.raises(ValueError, match="segment.sam.device='gpu0'"):
-        resolve_device("gpu0")
-    if not torch.cuda.is_available():
-        with pytest.raises(ValueError, match="no CUDA device"):
-            resolve_device("cuda")
