@@ -32,10 +32,10 @@ DECODED_IMAGES_KEPT = 8
 class Rendering:
     """How task pictures are cut and scaled (store.crop_padding, min_crop, display_size, context_size)."""
 
-    crop_padding: float = 0.5
-    min_crop: int = 48
-    display_size: int = 384
-    context_size: int = 384
+    crop_padding: float
+    min_crop: int
+    display_size: int
+    context_size: int
 
     @classmethod
     def from_settings(cls, store_cfg: DictConfig) -> Rendering:
@@ -135,8 +135,8 @@ def build_tasks(
     candidates: pa.Table,
     instances: pa.Table,
     *,
+    rendering: Rendering,
     gold: set[str] | frozenset[str] = frozenset(),
-    rendering: Rendering = Rendering(),
 ) -> list[TaskRecord]:
     """One task record per pair, with its PNGs. Pairs whose image, candidate or mask is missing
     raise ValueError naming the pair."""
@@ -148,8 +148,8 @@ def iter_tasks(
     candidates: pa.Table,
     instances: pa.Table,
     *,
+    rendering: Rendering,
     gold: set[str] | frozenset[str] = frozenset(),
-    rendering: Rendering = Rendering(),
 ) -> Iterator[TaskRecord]:
     """``build_tasks`` one pair at a time, in the order of ``pairs``."""
     candidate_rows = {r["image_id"]: r for r in candidates.to_pylist() if r.get("status", "ok") == "ok"}

@@ -8,27 +8,36 @@ import os
 import sys
 from collections.abc import Sequence
 
-from pipeline.registry import ORDER
+# The keys `pipeline --help` shows; their defaults and meanings come from pipeline/defaults/*.yaml.
+MAIN_KEYS = [
+    "run_dir",
+    "stage",
+    "input",
+    "executor",
+    "seed",
+    "degrade.preset",
+    "sample.num_candidates",
+    "sample.backbone.name",
+    "resources.sample.gpus",
+]
 
-MAIN_KEYS = """main keys (key=value; see pipeline/defaults/*.yaml for all, `pipeline config` prints them):
-  run_dir=runs/demo          where tables, markers and dataset/ go (path, file:// or s3:// URI)
-  stage=all                  one of: {stages}, or all
-  input=demo                 folder, glob, paths.txt, hf:<dataset>, or demo (bundled images)
-  executor=local             local, or ray (local Ray, or the cluster at $RAY_ADDRESS)
-  seed=0                     every random draw is seeded from (seed, stage, row id)
-  config=my.yaml             a YAML file of overrides (applied before key=value overrides)
-  degrade.preset=realesrgan-light   bicubic | realesrgan | realesrgan-light
-  sample.num_candidates=4    N candidates per LQ image
-  sample.backbone.name=tiny  tiny (embedded, offline) | sd-x4-upscaler | diffusers | <plugin>
-  resources.sample.gpus=1    GPUs per Ray worker of a stage (fractions allowed)
-"""
+
+def _epilog() -> str:
+    from pipeline.keys import format_keys
+
+    return (
+        "main keys (key=value; `pipeline keys` lists every key, `pipeline config` prints the resolved config):\n"
+        f"{format_keys(MAIN_KEYS)}\n"
+        "  config=my.yaml\n      a YAML file of overrides, applied before the key=value overrides\n"
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
+    epilog = _epilog()
     parser = argparse.ArgumentParser(
         prog="pipeline",
         description="Build instance-level preference datasets for diffusion super-resolution.",
-        epilog=MAIN_KEYS.format(stages=", ".join(ORDER)),
+        epilog=epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -37,9 +46,10 @@ def _parser() -> argparse.ArgumentParser:
         ("status", "per stage: shards done/total, rows ok/failed, seconds"),
         ("demo", "every stage on the bundled demo images, then where to find the results"),
         ("config", "print the resolved config"),
+        ("keys", "every config key: its default and what it means"),
         ("annotate", "open the annotation UI on run_dir=... [store.url=...] [port=...]"),
     ]:
-        sub = commands.add_parser(name, help=text, description=text, epilog=MAIN_KEYS.format(stages=", ".join(ORDER)),
+        sub = commands.add_parser(name, help=text, description=text, epilog=epilog,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
         sub.add_argument("overrides", nargs="*", metavar="key=value")
     users = commands.add_parser("users", help="manage annotation UI users", description="manage annotation UI users")
@@ -54,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run(overrides: list[str]) -> int:
     from pipeline.config import load_config
+    from pipeline.registry import ORDER
     from pipeline.rundir import RunDir
     from pipeline.runner import format_status, run_stages
 
@@ -97,6 +108,13 @@ def _config(overrides: list[str]) -> int:
     return 0
 
 
+def _keys() -> int:
+    from pipeline.keys import format_keys
+
+    print(format_keys())
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     # key=value overrides may follow options (`users add dave --admin run_dir=x`), which plain
@@ -119,6 +137,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _status(args.overrides)
         if args.command == "config":
             return _config(args.overrides)
+        if args.command == "keys":
+            return _keys()
         from pipeline import annotation
         from pipeline.config import load_config
 

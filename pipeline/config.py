@@ -26,7 +26,8 @@ class ConfigError(ValueError):
     """A config file or override is malformed; the message names the key."""
 
 
-def _section_types() -> dict[str, type]:
+def section_types() -> dict[str, type]:
+    """Section name -> its ``Settings`` dataclass (``root``: the top-level keys)."""
     sections = {}
     for info in pkgutil.iter_modules(settings_pkg.__path__):
         module = importlib.import_module(f"{settings_pkg.__name__}.{info.name}")
@@ -35,7 +36,7 @@ def _section_types() -> dict[str, type]:
 
 
 def _schema() -> DictConfig:
-    sections = _section_types()
+    sections = section_types()
     root = sections.pop("root")
     fields = [(f.name, f.type, f) for f in dataclasses.fields(root)]
     fields += [(name, cls, dataclasses.field(default_factory=cls)) for name, cls in sorted(sections.items())]

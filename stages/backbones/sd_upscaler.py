@@ -41,7 +41,7 @@ class SDUpscalerBackbone(Backbone):
         )
         self.pipe.set_progress_bar_config(disable=True)
         self.pipe.to(spec.device)
-        self.noise_level = int(spec.options.get("noise_level", 20))
+        self.noise_level = int(spec.options["noise_level"])
         self.record_identity(spec, folder, self.pipe.vae_scale_factor, self.pipe.scheduler)
 
     def sample(

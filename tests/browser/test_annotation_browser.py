@@ -11,8 +11,9 @@ import pytest
 from annotation_ui.app import launch
 from annotation_ui.store import Store
 from annotation_ui.synthetic import synthetic_tables
-from annotation_ui.tasks import build_tasks
+from annotation_ui.tasks import Rendering, build_tasks
 from annotation_ui.users import add_user
+from pipeline.config import load_config
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -40,7 +41,7 @@ pytestmark = [
 def served(tmp_path_factory):
     root = tmp_path_factory.mktemp("browser")
     store = Store(f"sqlite:///{root / 'annotations.db'}")
-    store.import_tasks(build_tasks(*synthetic_tables(images=2, instances_per_image=3)), overlap_k=1)
+    store.import_tasks(build_tasks(*synthetic_tables(images=2, instances_per_image=3), rendering=Rendering.from_settings(load_config().store)), overlap_k=1)
     users_file = root / "users.json"
     add_user(users_file, "alice", PASSWORD)
     add_user(users_file, "boss", PASSWORD, admin=True)

@@ -12,8 +12,9 @@ from annotation_ui.app import DEFAULT_OPACITY, launch
 from annotation_ui.images import outlined_png
 from annotation_ui.store import Store
 from annotation_ui.synthetic import synthetic_tables
-from annotation_ui.tasks import build_tasks
+from annotation_ui.tasks import Rendering, build_tasks
 from annotation_ui.users import add_user
+from pipeline.config import load_config
 
 PASSWORD = "correct horse battery"
 
@@ -23,7 +24,7 @@ def served(tmp_path_factory):
     root = tmp_path_factory.mktemp("annotate")
     store = Store(f"sqlite:///{root / 'annotations.db'}")
     pairs, candidates, instances = synthetic_tables(images=2, instances_per_image=2)
-    store.import_tasks(build_tasks(pairs, candidates, instances), overlap_k=2)
+    store.import_tasks(build_tasks(pairs, candidates, instances, rendering=Rendering.from_settings(load_config().store)), overlap_k=2)
     users_file = root / "users.json"
     add_user(users_file, "alice", PASSWORD)
     add_user(users_file, "boss", PASSWORD, admin=True)

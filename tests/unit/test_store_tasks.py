@@ -16,6 +16,8 @@ from common.masks import decode_mask, encode_mask
 from pipeline.config import load_config
 from schemas import pairs as pairs_schema
 
+RENDERING = Rendering.from_settings(load_config().store)
+
 
 def png(data: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(data)))
@@ -87,7 +89,7 @@ def test_crop_box_by_hand():
 
 def test_build_tasks_crops_both_candidates_at_the_same_zoom():
     pairs, candidates, instances = synthetic_tables(images=1, instances_per_image=3, candidates_per_image=3)
-    records = build_tasks(pairs, candidates, instances, rendering=Rendering(crop_padding=0.5, min_crop=8, display_size=384))
+    records = build_tasks(pairs, candidates, instances, rendering=Rendering(crop_padding=0.5, min_crop=8, display_size=384, context_size=384))
     assert [r.pair_id for r in records] == pairs.column("pair_id").to_pylist()
     for record, pair in zip(records, pairs.to_pylist()):
         rle = instances.to_pylist()[0]["masks"][pair["instance_index"]]
@@ -112,7 +114,7 @@ def test_build_tasks_resizes_masks_drawn_at_another_size_and_marks_gold():
     row = instances.to_pylist()[0]
     row["masks"] = [encode_mask(small)]
     instances = pa.Table.from_pylist([row], schema=instances.schema)
-    [record] = build_tasks(pairs, candidates, instances, gold={pairs.column("pair_id")[0].as_py()})
+    [record] = build_tasks(pairs, candidates, instances, rendering=RENDERING, gold={pairs.column("pair_id")[0].as_py()})
     assert record.gold_answer == record.candidate_a
     assert (png(record.mask) > 127).sum() > 0
 
@@ -130,7 +132,7 @@ def test_build_tasks_names_the_pair_and_the_problem(change, message):
     pairs, candidates, instances = synthetic_tables(images=1, instances_per_image=1, candidates_per_image=2)
     pairs, candidates, instances = change(pairs, candidates, instances)
     with pytest.raises(ValueError, match=rf"pair {pairs.column('pair_id')[0].as_py()}: .*{message}"):
-        build_tasks(pairs, candidates, instances)
+        build_tasks(pairs, candidates, instances, rendering=RENDERING)
 
 
 def test_import_from_tables_is_incremental(tmp_path):
