@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from omegaconf import DictConfig
 
 from pipeline.rundir import RunDir
+from schemas import judgements
 
 if TYPE_CHECKING:  # SQLAlchemy and Gradio load only when a command needs the UI
     from annotation_ui.store import Store
@@ -92,4 +93,4 @@ def export_judgements(cfg: DictConfig, run: RunDir) -> None:
         table = store.export_judgements()
     finally:
         store.close()
-    run.write_shard("judgements", 0, table)
+    run.write_shard("judgements", 0, judgements.SPEC.conform(table))

@@ -15,6 +15,7 @@ from pipeline.executors.shard import SOURCES, pending_shards, primary_table
 from pipeline.frozen import check_and_freeze
 from pipeline.registry import EXTERNAL_TABLES, ORDER, PRIMARY_INPUT, PRODUCERS, stage_class
 from pipeline.rundir import RunDir
+from schemas import TABLES
 from stages.base import Stage
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ def ensure_sources(stage: Stage, run: RunDir) -> None:
         return
     listing = stage.list_sources()
     for shard, table in enumerate(listing.shards):
-        run.write_shard("sources", shard, table)
+        run.write_shard(SOURCES, shard, TABLES[SOURCES].conform(table))
     duplicates = [{"duplicate": d, "same_as": f} for d, f in listing.duplicates]
     run.write_json(SOURCES_STATE, {"count": listing.count, "duplicates": duplicates})
 

@@ -5,6 +5,5 @@ from schemas.table import STATUS_FAILED, STATUS_OK, SchemaError, TableSpec
 
 _MODULES = (sources, hr, lq, candidates, instances, scores, pairs, judgements, dataset)
 TABLES: dict[str, TableSpec] = {m.SPEC.name: m.SPEC for m in _MODULES}
-VALIDATORS = {m.SPEC.name: m.validate for m in _MODULES}
 
-__all__ = ["TABLES", "VALIDATORS", "STATUS_OK", "STATUS_FAILED", "SchemaError", "TableSpec"]
+__all__ = ["TABLES", "STATUS_OK", "STATUS_FAILED", "SchemaError", "TableSpec"]

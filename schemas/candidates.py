@@ -54,5 +54,3 @@ SPEC = TableSpec(
     required=("image_id", "candidates", "prompt", "width", "height"),
     choices={"status": STATUSES},
 )
-schema = SPEC.schema
-validate = SPEC.validate

@@ -79,18 +79,6 @@ PAIRS_FEATURES = Features(
     }
 )
 
-# Emit's per-shard output table has exactly the dspo layout (with ``hr``): each shard's rows as the
-# IQA labelled them; finalize merges human judgements, splits and publishes.
-SPEC = TableSpec(
-    name="dspo",
-    version=DATASET_SCHEMA_VERSION,
-    features=DSPO_FEATURES,
-    row_type=dict,
-    required=("image_id", "lq", "candidates", "candidate_params", *INSTANCE_COLUMNS, "prompt"),
-    choices={},
-)
-
-
 def dspo_features(include_hr: bool = True) -> Features:
     """The dspo config's Features, with or without the HR column."""
     if include_hr:
@@ -194,7 +182,20 @@ def validate_pairs_rows(rows: Iterable[Mapping[str, Any]], first_row: int = 0) -
     return count
 
 
-def validate(table: pa.Table) -> None:
-    """Check emit's per-shard table: the Arrow schema, then every row."""
-    SPEC.validate(table)
-    validate_dspo_rows(table.drop_columns(["hr"]).to_pylist())
+def _check_dspo_table(table: pa.Table) -> None:
+    # The row checks never read the HR image: leave its bytes out of the Python rows.
+    columns = [name for name in table.column_names if name != "hr"]
+    validate_dspo_rows(table.select(columns).to_pylist())
+
+
+# Emit's per-shard output table has exactly the dspo layout (with ``hr``): each shard's rows as the
+# IQA labelled them; finalize merges human judgements, splits and publishes.
+SPEC = TableSpec(
+    name="dspo",
+    version=DATASET_SCHEMA_VERSION,
+    features=DSPO_FEATURES,
+    row_type=dict,
+    required=("image_id", "lq", "candidates", "candidate_params", *INSTANCE_COLUMNS, "prompt"),
+    choices={},
+    row_checks=(_check_dspo_table,),
+)

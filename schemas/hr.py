@@ -39,5 +39,3 @@ SPEC = TableSpec(
     required=("image_id", "image", "width", "height", "source_uri"),
     choices={"status": STATUSES},
 )
-schema = SPEC.schema
-validate = SPEC.validate

@@ -40,6 +40,12 @@ FEATURES = status_features(
     segmenter_params=Value("string"),
 )
 
+
+
+def _check_instance_lists(table: pa.Table) -> None:
+    check_lengths("instances", table, ["areas", "bboxes", "labels"], against="masks")
+
+
 SPEC = TableSpec(
     name="instances",
     version=SCHEMA_VERSION,
@@ -47,13 +53,8 @@ SPEC = TableSpec(
     row_type=InstancesRow,
     required=("image_id", "width", "height", "masks", "areas", "bboxes", "labels", "segmenter"),
     choices={"status": STATUSES},
+    row_checks=(_check_instance_lists,),
 )
-schema = SPEC.schema
-
-
-def validate(table: pa.Table) -> None:
-    SPEC.validate(table)
-    check_lengths(SPEC, table, ["areas", "bboxes", "labels"], against="masks")
 
 
 def instance_id(image_id: str, index: int) -> str:

@@ -43,5 +43,3 @@ SPEC = TableSpec(
     required=("pair_id", "annotator", "choice", "left_was", "ms_taken", "created_at"),
     choices={"choice": CHOICES},
 )
-schema = SPEC.schema
-validate = SPEC.validate

@@ -83,5 +83,3 @@ SPEC = TableSpec(
     required=("image_id", "lq", "hr", "scale", "width", "height", "degradation", "degradation_text"),
     choices={"status": STATUSES},
 )
-schema = SPEC.schema
-validate = SPEC.validate

@@ -56,8 +56,6 @@ SPEC = TableSpec(
     required=tuple(FEATURES),
     choices={"label_source": LABEL_SOURCES},
 )
-schema = SPEC.schema
-validate = SPEC.validate
 
 
 def pair_id(instance_id: str, win_candidate_id: str, lose_candidate_id: str) -> str:

@@ -53,5 +53,3 @@ SPEC = TableSpec(
     row_type=ScoresRow,
     required=tuple(FEATURES),
 )
-schema = SPEC.schema
-validate = SPEC.validate

@@ -35,5 +35,3 @@ SPEC = TableSpec(
     row_type=SourcesRow,
     required=("image_id", "source_uri"),
 )
-schema = SPEC.schema
-validate = SPEC.validate

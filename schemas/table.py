@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +41,9 @@ class TableSpec:
     required: tuple[str, ...] = ()
     # Allowed values for string columns, e.g. {"status": ("ok", "failed")}.
     choices: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # Checks across columns that the table's module defines (e.g. per-instance lists of equal
+    # length), run by ``validate`` after the column checks; each raises SchemaError.
+    row_checks: tuple[Callable[[pa.Table], None], ...] = ()
 
     @property
     def schema(self) -> pa.Schema:
@@ -67,12 +70,14 @@ class TableSpec:
         return self.schema.empty_table()
 
     def conform(self, table: pa.Table) -> pa.Table:
-        """Reorder/cast ``table`` to this schema and attach the metadata (after validating)."""
+        """Reorder/cast ``table`` to this schema and attach the metadata, after the full
+        ``validate``: every table the pipeline writes goes through here."""
         self.validate(table)
         return table.select(self.columns).cast(self.schema)
 
     def validate(self, table: pa.Table) -> None:
-        """Raise SchemaError naming the first offending column (and row) of ``table``."""
+        """Raise SchemaError naming the first offending column (and row) of ``table``: columns,
+        types, required values, allowed values, schema version, then the table's row checks."""
         expected = self.schema
         names = set(table.column_names)
         for name in self.columns:
@@ -105,6 +110,8 @@ class TableSpec:
                 f"table '{self.name}': schema version {int(version)} in the data, this code reads "
                 f"version {self.version}"
             )
+        for check in self.row_checks:
+            check(table)
 
 
 def _ok_mask(table: pa.Table) -> list[bool]:
@@ -168,13 +175,13 @@ def failed_row(spec: TableSpec, image_id: str, error: str, **known: Any) -> dict
     return row
 
 
-def check_lengths(spec: TableSpec, table: pa.Table, columns: Sequence[str], against: str) -> None:
+def check_lengths(table_name: str, table: pa.Table, columns: Sequence[str], against: str) -> None:
     """Per-instance list columns must have as many items as ``against`` in each row."""
     reference = table.column(against).to_pylist()
     for name in columns:
         for row, (values, ref) in enumerate(zip(table.column(name).to_pylist(), reference)):
             if values is not None and ref is not None and len(values) != len(ref):
                 raise SchemaError(
-                    f"table '{spec.name}': column '{name}' row {row} has {len(values)} items, "
+                    f"table '{table_name}': column '{name}' row {row} has {len(values)} items, "
                     f"'{against}' has {len(ref)}"
                 )

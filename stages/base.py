@@ -25,10 +25,10 @@ Batch = Mapping[str, pa.Table]
 
 @dataclass(frozen=True)
 class Resources:
-    """What one worker of a stage asks the scheduler for (fractions allowed)."""
+    """What one worker of a stage asks the scheduler for (fractions allowed; resources.<stage>)."""
 
-    num_cpus: float = 1.0
-    num_gpus: float = 0.0
+    num_cpus: float
+    num_gpus: float
 
 
 @dataclass(frozen=True)

@@ -82,7 +82,7 @@ def test_process_writes_validated_dspo_rows(synthetic):
     batch = {name: synthetic.run.read_table(name) for name in EmitStage.input_tables}
     batch["lq"] = batch["lq"].filter(pa.compute.equal(batch["lq"].column("status"), "ok"))
     out = stage.process(batch)
-    dataset.validate(out)
+    dataset.SPEC.validate(out)
     assert out.num_rows == 3  # four images, one failed at degrade
     assert out.schema.metadata[b"srprefs.table"] == b"dspo"
 

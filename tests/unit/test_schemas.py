@@ -57,51 +57,51 @@ def test_dataclass_fields_match_schema(name):
 def test_validate_names_missing_column():
     table = hr.SPEC.to_table([SAMPLE_ROWS["hr"]]).drop_columns(["width"])
     with pytest.raises(SchemaError, match="table 'hr': missing column 'width'"):
-        hr.validate(table)
+        hr.SPEC.validate(table)
 
 
 def test_validate_names_unexpected_column():
     table = hr.SPEC.to_table([SAMPLE_ROWS["hr"]]).append_column("extra", pa.array([1]))
     with pytest.raises(SchemaError, match=r"unexpected column\(s\) \['extra'\]"):
-        hr.validate(table)
+        hr.SPEC.validate(table)
 
 
 def test_validate_names_wrong_type():
     table = hr.SPEC.to_table([SAMPLE_ROWS["hr"]])
     table = table.set_column(table.schema.get_field_index("width"), "width", pa.array(["wide"]))
     with pytest.raises(SchemaError, match="column 'width' has type string"):
-        hr.validate(table)
+        hr.SPEC.validate(table)
 
 
 def test_validate_names_null_required_value_and_row():
     good = SAMPLE_ROWS["hr"]
     bad = hr.HrRow("b" * 16, None, 64, 48, "/y.png", "ok")
     with pytest.raises(SchemaError, match="column 'image' is null in row 1"):
-        hr.validate(hr.SPEC.to_table([good, bad]))
+        hr.SPEC.validate(hr.SPEC.to_table([good, bad]))
 
 
 def test_failed_rows_may_be_null():
     failed = hr.HrRow("b" * 16, None, None, None, "/y.png", "failed", "not an image")
-    hr.validate(hr.SPEC.to_table([failed]))
+    hr.SPEC.validate(hr.SPEC.to_table([failed]))
 
 
 def test_validate_names_bad_choice():
     row = judgements.JudgementsRow("p1", "ann", "up", "c1", "", 1, "2026-01-01T00:00:00Z")
     with pytest.raises(SchemaError, match="column 'choice' row 0 has 'up'"):
-        judgements.validate(judgements.SPEC.to_table([row]))
+        judgements.SPEC.validate(judgements.SPEC.to_table([row]))
 
 
 def test_validate_rejects_other_schema_version():
     table = pairs.SPEC.to_table([SAMPLE_ROWS["pairs"]])
     table = table.replace_schema_metadata({**table.schema.metadata, META_VERSION: b"99"})
     with pytest.raises(SchemaError, match="schema version 99"):
-        pairs.validate(table)
+        pairs.SPEC.validate(table)
 
 
 def test_instances_validate_checks_list_lengths():
     row = instances.InstancesRow("a" * 16, 4, 4, [RLE, RLE], [16], [[0, 0, 4, 4]], ["a"], "classical", "{}", "ok")
     with pytest.raises(SchemaError, match="column 'areas' row 0 has 1 items, 'masks' has 2"):
-        instances.validate(instances.SPEC.to_table([row]))
+        instances.SPEC.validate(instances.SPEC.to_table([row]))
 
 
 def test_scores_metrics_helpers_round_trip():

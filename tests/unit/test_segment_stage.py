@@ -33,7 +33,7 @@ def expected_masks(image, settings):
 
 def run(stage, lq, candidates):
     out = stage.process({"candidates": candidates, "lq": lq})
-    instances.validate(out)
+    instances.SPEC.validate(out)
     return {row["image_id"]: row for row in out.to_pylist()}
 
 

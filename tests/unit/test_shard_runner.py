@@ -7,8 +7,10 @@ from pipeline.config import load_config
 from pipeline.executors.shard import run_shard
 from pipeline.rundir import RunDir
 from pipeline.runner import ensure_sources
-from schemas import hr
+from schemas import SchemaError, candidates, hr, instances
+from stages.base import Stage
 from stages.ingest import IngestStage
+from tests.unit.test_schemas import SAMPLE_ROWS
 
 
 class RefusesSecondImage(IngestStage):
@@ -49,3 +51,27 @@ def test_failed_upstream_rows_pass_through_as_failed(tmp_path):
     run_shard(DegradeStage(cfg), run, 0)
     (row,) = run.read_shard("lq", 0).to_pylist()
     assert (row["image_id"], row["status"], row["error"]) == ("f" * 16, "failed", "/x.png: not an image")
+
+
+class WritesUnevenInstances(Stage):
+    """Returns instances rows whose per-instance lists disagree: a check only the instances
+    table's own row check (schemas/instances.py) catches."""
+
+    name = "segment"
+    input_tables = ("candidates",)
+    output_table = "instances"
+
+    def process(self, batch):
+        image_id = batch["candidates"].column("image_id")[0].as_py()
+        rle = {"size": [4, 4], "counts": "04"}
+        row = instances.InstancesRow(image_id, 4, 4, [rle, rle], [16], [[0, 0, 4, 4]], ["a"], "x", "{}", "ok")
+        return instances.SPEC.to_table([row])
+
+
+def test_every_shard_written_passes_its_tables_full_validation(tmp_path):
+    cfg = load_config([f"run_dir={tmp_path}"])
+    run = RunDir(cfg.run_dir)
+    run.write_shard("candidates", 0, candidates.SPEC.to_table([SAMPLE_ROWS["candidates"]]))
+    with pytest.raises(SchemaError, match="table 'instances': column 'areas' row 0 has 1 items, 'masks' has 2"):
+        run_shard(WritesUnevenInstances(cfg), run, 0)
+    assert run.shards("instances") == [] and run.markers("segment") == {}
