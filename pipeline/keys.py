@@ -93,10 +93,10 @@ def documented_keys() -> list[KeyDoc]:
     """Every settings key, its shipped default and its YAML comment."""
     cfg = load_config()
     docs = yaml_docs()
-    return [KeyDoc(key, _plain(OmegaConf.select(cfg, key)), docs.get(key, "")) for key in settings_keys()]
+    return [KeyDoc(key, _as_python(OmegaConf.select(cfg, key)), docs.get(key, "")) for key in settings_keys()]
 
 
-def _plain(value: Any) -> Any:
+def _as_python(value: Any) -> Any:
     return OmegaConf.to_container(value, resolve=True) if isinstance(value, Container) else value
 
 

@@ -193,9 +193,9 @@ class EmitStage(Stage):
         }
         summary.update(
             {
-                "label sources (dspo instances)": _plain(facts.instances),
-                "human judgements": _plain(facts.judgements),
-                "failed items": _plain(facts.failed),
+                "label sources (dspo instances)": _counts_text(facts.instances),
+                "human judgements": _counts_text(facts.judgements),
+                "failed items": _counts_text(facts.failed),
                 "backbones": ", ".join(facts.backbones),
                 "segmenters": ", ".join(facts.segmenters),
                 "metrics": ", ".join(facts.metrics),
@@ -204,7 +204,7 @@ class EmitStage(Stage):
         return render_report(facts.name, summary, plots, samples.samples(), notes)
 
 
-def _plain(counts: dict[str, int]) -> str:
+def _counts_text(counts: dict[str, int]) -> str:
     return ", ".join(f"{k} {v}" for k, v in counts.items()) or "none"
 
 

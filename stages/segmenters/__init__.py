@@ -19,15 +19,15 @@ def build_segmenter(settings: Any) -> Segmenter:
     if name == "classical":
         from stages.segmenters.classical import ClassicalSegmenter
 
-        return ClassicalSegmenter(**_plain(settings.classical))
+        return ClassicalSegmenter(**_section_dict(settings.classical))
     if name == "sam":
         from stages.segmenters.sam import SamOptions, SamSegmenter
 
-        return SamSegmenter.from_options(SamOptions(**_plain(settings.sam)))
+        return SamSegmenter.from_options(SamOptions(**_section_dict(settings.sam)))
     raise ValueError(f"segment.segmenter={name!r}: expected one of {', '.join(SEGMENTERS)}")
 
 
-def _plain(section: Any) -> dict[str, Any]:
+def _section_dict(section: Any) -> dict[str, Any]:
     if isinstance(section, DictConfig):
         return OmegaConf.to_container(section, resolve=True)  # type: ignore[return-value]
     if isinstance(section, Mapping):
