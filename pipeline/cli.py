@@ -32,13 +32,25 @@ def _epilog() -> str:
     )
 
 
+class _Parser(argparse.ArgumentParser):
+    """Writes the main keys into the help only when help is printed: reading the YAML docs takes
+    about half a second that `pipeline run` and `pipeline status` need not pay."""
+
+    def __init__(self, *args, main_keys: bool = False, **kwargs) -> None:
+        super().__init__(*args, formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)
+        self.main_keys = main_keys
+
+    def format_help(self) -> str:
+        if self.main_keys:
+            self.epilog = _epilog()
+        return super().format_help()
+
+
 def _parser() -> argparse.ArgumentParser:
-    epilog = _epilog()
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="pipeline",
         description="Build instance-level preference datasets for diffusion super-resolution.",
-        epilog=epilog,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        main_keys=True,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, text in [
@@ -49,8 +61,7 @@ def _parser() -> argparse.ArgumentParser:
         ("keys", "every config key: its default and what it means"),
         ("annotate", "open the annotation UI on run_dir=... [store.url=...] [port=...]"),
     ]:
-        sub = commands.add_parser(name, help=text, description=text, epilog=epilog,
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+        sub = commands.add_parser(name, help=text, description=text, main_keys=True)
         sub.add_argument("overrides", nargs="*", metavar="key=value")
     users = commands.add_parser("users", help="manage annotation UI users", description="manage annotation UI users")
     users_cmd = users.add_subparsers(dest="users_command", required=True, metavar="ACTION")

@@ -13,8 +13,10 @@ def test_help_lists_stages_and_main_keys(capsys):
     out = capsys.readouterr().out
     for name in ORDER:
         assert name in out
-    for key in ("run_dir=", "stage=", "input=", "executor=", "sample.num_candidates", "status", "annotate"):
+    for key in ("run_dir=", "stage=", "input=", "executor=", "sample.num_candidates", "status", "annotate", "keys"):
         assert key in out
+    # Defaults and meanings come from pipeline/defaults/*.yaml (pipeline/keys.py), not a copy.
+    assert "  sample.num_candidates=4\n      Candidates (N) per LQ image" in out
 
 
 def test_expected_errors_are_one_line_without_traceback(tmp_path):
@@ -35,3 +37,17 @@ def test_status_of_a_fresh_run_dir(capsys, tmp_path):
     out = capsys.readouterr().out
     assert out.splitlines()[0] == f"run {tmp_path}"
     assert "ingest" in out and "emit" in out
+
+
+def test_help_and_status_do_not_import_torch(tmp_path):
+    # The registry reads the stage classes' contracts without importing their modules (torch, pyiqa).
+    code = (
+        "import contextlib, io, sys\n"
+        "from pipeline.cli import main\n"
+        "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+        "    main(['--help'])\n"
+        f"assert main(['status', 'run_dir={tmp_path}']) == 0\n"
+        "print(sorted(m for m in ('torch', 'pyiqa', 'gradio', 'sqlalchemy') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.splitlines()[-1] == "[]"
