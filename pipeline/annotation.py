@@ -2,8 +2,9 @@
 run's pairs into the store (`pipeline annotate`), and the store's judgements back into the run
 (table ``judgements``, which emit reads).
 
-The UI never reads the run config or the run directory: this module resolves both into plain
-values (a store URL, a users file path, tables) and hands them over.
+The UI never loads a config file or opens the run directory: this module resolves them into
+plain values (an open store, a users file path, the run's tables) and hands those over with the
+resolved settings.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig
 
+from annotation_ui.users import UsersFileError
 from pipeline.rundir import RunDir
 from schemas import judgements
 
@@ -40,8 +42,6 @@ def store_url(cfg: DictConfig) -> str:
 
 def users_file_path(cfg: DictConfig, explicit: str | None = None) -> Path:
     """--users-file, else store.users_file, else $SRPREFS_USERS_FILE, else <run_dir>/users.json."""
-    from annotation_ui.users import UsersFileError
-
     chosen = explicit or cfg.store.users_file or os.environ.get(USERS_FILE_ENV)
     if chosen:
         return Path(chosen)

@@ -4,7 +4,6 @@ the executor, then the stage's finalize step; and summarise a run for `pipeline 
 from __future__ import annotations
 
 import hashlib
-import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +17,6 @@ from pipeline.rundir import RunDir
 from schemas import TABLES
 from stages.base import Stage
 
-log = logging.getLogger(__name__)
 SOURCES_STATE = "_state/sources.json"
 
 

@@ -69,7 +69,7 @@ def _upstream_failures(primary: pa.Table) -> list[tuple[str, str]]:
 
 
 def _in_input_order(output: pa.Table, primary: pa.Table) -> pa.Table:
-    if "image_id" not in output.column_names or output.num_rows == 0:
+    if output.num_rows == 0:
         return output
     position = {image_id: i for i, image_id in enumerate(primary.column("image_id").to_pylist())}
     keys = [position.get(i, len(position)) for i in output.column("image_id").to_pylist()]
