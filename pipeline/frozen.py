@@ -16,7 +16,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline.config import FROZEN_CONFIG, flatten, frozen_settings, settings_of
-from pipeline.registry import ORDER
+from pipeline.registry import ORDER, PRODUCERS
 from pipeline.rundir import RunDir
 
 CHANGE_LOG = "config_changes.jsonl"
@@ -57,13 +57,20 @@ def _affected_stages(key: str) -> list[str]:
     return ORDER[ORDER.index(first) :] if first in ORDER else []
 
 
+def _outputs(stages: list[str]) -> list[str]:
+    tables = {stage: table for table, stage in PRODUCERS.items()}
+    return [f"tables/{tables[s]}/" if s in tables else "dataset/" for s in stages] + [f"_state/{s}/" for s in stages]
+
+
 def _refusal(run: RunDir, blocking: list[tuple[str, Any, Any, list[str]]]) -> ConfigMismatchError:
     lines = [f"  {key}: {a!r} (frozen) -> {b!r} (now); affects finished stage(s) {', '.join(done)}"
              for key, a, b, done in blocking]
+    redo = ORDER[min(ORDER.index(done[0]) for _, _, _, done in blocking) :]
     return ConfigMismatchError(
         f"run_dir {run.uri} was made with different settings:\n" + "\n".join(lines) + "\n"
-        "Leave the key out to keep the run's value, start a new run with another run_dir=..., or "
-        "delete the affected stages' outputs (tables/<table>/ and _state/<stage>/) to redo them."
+        "Leave the key out to keep the run's value, start a new run with another run_dir=..., or, to "
+        f"redo the run from stage {redo[0]} with the new setting(s), delete {' '.join(_outputs(redo))} "
+        f"in {run.uri}."
     )
 
 
