@@ -115,11 +115,12 @@ def test_changing_an_unfinished_stage_key_is_accepted_and_recorded(folder, tmp_p
 
 @pytest.mark.slow
 def test_readme_commands_on_a_folder(folder, tmp_path, capsys):
-    """Every README one-stage command in order, with every stage really run (~1 minute)."""
+    """Every README one-stage command in order, with every stage really run (~2 minutes on 2 cores)."""
     mine = tmp_path / "mine"
     fast = [*SMALL, "score.fr_metrics=[psnr]", "sample.num_candidates=2"]
     assert main(["run", "stage=all", f"run_dir={mine}", f"input={folder}", *fast]) == 0
     assert main(["status", f"run_dir={mine}"]) == 0
+    assert main(["config", f"run_dir={mine}"]) == 0
     assert main(["run", "stage=emit", f"run_dir={mine}"]) == 0  # nothing changed: nothing redone
     capsys.readouterr()
     # The issue's second command: only the key it changes is named, and the message says how to redo.
@@ -139,7 +140,7 @@ def test_readme_commands_on_a_folder(folder, tmp_path, capsys):
     following = tmp_path / "next"
     assert main(["run", "stage=ingest", f"run_dir={following}", f"input={folder}", *fast]) == 0
     assert main(["run", "stage=degrade", f"run_dir={following}"]) == 0
-    assert main(["run", "stage=all", f"run_dir={following}", "sample.num_candidates=3"]) == 0
+    assert main(["run", "stage=all", f"run_dir={following}", "sample.num_candidates=8"]) == 0
     run = RunDir(str(following))
-    assert {len(row["candidates"]) for row in run.read_table("candidates").to_pylist()} == {3}
+    assert {len(row["candidates"]) for row in run.read_table("candidates").to_pylist()} == {8}
     assert {row["image_id"] for row in run.read_table("hr").to_pylist()} == {_image_id(d) for d in _pngs()}
