@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from pipeline.config import FROZEN_CONFIG, flatten, frozen_settings, settings_of
 from pipeline.registry import ORDER, PRODUCERS
-from pipeline.rundir import RunDir
+from pipeline.rundir import SOURCES_STATE, RunDir
 
 CHANGE_LOG = "config_changes.jsonl"
 # Sections and keys that change how a run executes, never what it produces.
@@ -57,13 +57,21 @@ def _affected_stages(key: str) -> list[str]:
     return ORDER[ORDER.index(first) :] if first in ORDER else []
 
 
+def _has_outputs(run: RunDir, stage: str) -> bool:
+    # Ingest's listing of the input is fixed before its first shard finishes, and reruns reuse it.
+    return bool(run.markers(stage)) or (stage == "ingest" and bool(run.shards("sources")))
+
+
 def _outputs(stages: list[str]) -> list[str]:
+    """What to delete so that ``stages`` run again from scratch."""
     tables = {stage: table for table, stage in PRODUCERS.items()}
-    return [f"tables/{tables[s]}/" if s in tables else "dataset/" for s in stages] + [f"_state/{s}/" for s in stages]
+    paths = [f"tables/{tables[s]}/" if s in tables else "dataset/" for s in stages]
+    paths += [f"_state/{s}/" for s in stages]
+    return ["tables/sources/", SOURCES_STATE, *paths] if "ingest" in stages else paths
 
 
 def _refusal(run: RunDir, blocking: list[tuple[str, Any, Any, list[str]]]) -> ConfigMismatchError:
-    lines = [f"  {key}: {a!r} (frozen) -> {b!r} (now); affects finished stage(s) {', '.join(done)}"
+    lines = [f"  {key}: {a!r} (frozen) -> {b!r} (now); affects stage(s) with outputs: {', '.join(done)}"
              for key, a, b, done in blocking]
     redo = ORDER[min(ORDER.index(done[0]) for _, _, _, done in blocking) :]
     return ConfigMismatchError(
@@ -100,7 +108,7 @@ def check_and_freeze(run: RunDir, cfg: DictConfig) -> list[ConfigChange]:
     changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
     blocking = []
     for key in changed:
-        done = [stage for stage in _affected_stages(key) if run.markers(stage)]
+        done = [stage for stage in _affected_stages(key) if _has_outputs(run, stage)]
         if done:
             blocking.append((key, old.get(key), new.get(key), done))
     if blocking:

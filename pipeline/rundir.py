@@ -26,6 +26,9 @@ import pyarrow.parquet as pq
 
 from schemas import TABLES
 
+# What listing the input found (count, duplicates); with tables/sources/ it fixes ingest's shards.
+SOURCES_STATE = "_state/sources.json"
+
 
 class RunDir:
     def __init__(self, uri: str) -> None:

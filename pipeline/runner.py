@@ -14,11 +14,10 @@ from omegaconf import DictConfig
 from pipeline.executors.shard import pending_shards, primary_table
 from pipeline.frozen import check_and_freeze
 from pipeline.registry import ORDER, PRIMARY_INPUT, PRODUCERS, stage_class
-from pipeline.rundir import RunDir
+from pipeline.rundir import SOURCES_STATE, RunDir
 from stages.base import Stage
 
 log = logging.getLogger(__name__)
-SOURCES_STATE = "_state/sources.json"
 
 
 class NotReadyError(RuntimeError):

@@ -96,7 +96,7 @@ def test_changing_a_finished_stage_key_is_refused_naming_it(folder, tmp_path, ca
     assert main(["run", "stage=degrade", f"run_dir={run_dir}", "ingest.min_side=100"]) == 2
     err = capsys.readouterr().err
     assert [line for line in err.splitlines() if line.startswith("  ")] == [
-        "  ingest.min_side: 64 (frozen) -> 100 (now); affects finished stage(s) ingest"]
+        "  ingest.min_side: 64 (frozen) -> 100 (now); affects stage(s) with outputs: ingest"]
     assert "Traceback" not in err
     assert not RunDir(str(run_dir)).shards("lq")
 

@@ -1,5 +1,7 @@
 import json
+import shutil
 
+import pyarrow as pa
 import pytest
 import yaml
 
@@ -141,7 +143,7 @@ def test_rerun_that_changes_a_finished_stage_key_is_refused_naming_only_that_key
     with pytest.raises(ConfigMismatchError) as err:
         check_and_freeze(run, load_config([f"run_dir={run.uri}", "stage=sample", "sample.num_candidates=8"]))
     message = str(err.value)
-    assert "sample.num_candidates: 4 (frozen) -> 8 (now); affects finished stage(s) sample, segment" in message
+    assert "sample.num_candidates: 4 (frozen) -> 8 (now); affects stage(s) with outputs: sample, segment" in message
     assert "input" not in message
     assert yaml.safe_load(run.read_bytes("config.yaml").decode())["sample"]["num_candidates"] == 4
     assert not run.exists(CHANGE_LOG)
@@ -213,3 +215,27 @@ def test_config_with_sources_is_yaml_of_the_resolved_config(tmp_path):
     assert notes["num_candidates"] == "command line; frozen 4; default 4"
     assert notes["executor"] == "frozen"
     assert notes["stage"] == "default"
+
+
+def test_input_is_fixed_once_listed_and_the_message_says_what_to_delete(tmp_path):
+    run = RunDir(str(tmp_path / "run"))
+    check_and_freeze(run, load_config([f"run_dir={run.uri}", "input=/data/photos"]))
+    # Killed after listing the input, before any ingest shard finished: a rerun reuses the listing.
+    run.write_shard("sources", 0, pa.table({"image_id": ["a"]}))
+    run.write_json("_state/sources.json", {"count": 1, "duplicates": []})
+    with pytest.raises(ConfigMismatchError) as err:
+        check_and_freeze(run, load_config([f"run_dir={run.uri}", "input=/data/other"]))
+    message = str(err.value)
+    assert "input: '/data/photos' (frozen) -> '/data/other' (now); affects stage(s) with outputs: ingest" in message
+    listed = message.split("delete ")[1].split(" in ")[0].split()
+    assert listed[:4] == ["tables/sources/", "_state/sources.json", "tables/hr/", "tables/lq/"]
+    assert "dataset/" in listed and "_state/emit/" in listed
+    # Doing what it says makes the change acceptable.
+    for path in listed:
+        target = tmp_path / "run" / path
+        if path.endswith("/"):
+            shutil.rmtree(target, ignore_errors=True)  # stages that never ran have no folder
+        else:
+            target.unlink()
+    (change,) = check_and_freeze(run, load_config([f"run_dir={run.uri}", "input=/data/other"]))
+    assert (change.key, change.now) == ("input", "/data/other")
