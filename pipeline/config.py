@@ -182,10 +182,6 @@ def load_config(overrides: list[str] | None = None, config_file: str | None = No
     return resolve_config(overrides, config_file).cfg
 
 
-def to_yaml(cfg: DictConfig) -> str:
-    return OmegaConf.to_yaml(cfg, resolve=True)
-
-
 def to_container(cfg: DictConfig) -> dict[str, Any]:
     return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
 

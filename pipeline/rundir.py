@@ -2,7 +2,8 @@
 
 Layout (relative to ``run_dir``)::
 
-    config.yaml                      the resolved config, frozen on first run
+    config.yaml                      the run's settings, frozen on first run; reruns start from them
+    config_changes.jsonl             changes later runs made to them (pipeline/frozen.py)
     tables/<table>/shard-00000.parquet
     _state/<stage>/00000.json        completion marker: rows, failures, seconds, node
     _state/sources.json              what listing the sources found (duplicates)
