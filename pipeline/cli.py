@@ -57,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
         ("run", "run stage=<name>|all on run_dir=... (finished shards are skipped)"),
         ("status", "per stage: shards done/total, rows ok/failed, seconds"),
         ("demo", "every stage on the bundled demo images, then where to find the results"),
-        ("config", "print the resolved config"),
+        ("config", "print the resolved config, each key marked default, frozen (run_dir/config.yaml), file or command line"),
         ("keys", "every config key: its default and what it means"),
         ("annotate", "open the annotation UI on run_dir=... [store.url=...] [port=...]"),
     ]:
@@ -113,9 +113,9 @@ def _status(overrides: list[str]) -> int:
 
 
 def _config(overrides: list[str]) -> int:
-    from pipeline.config import load_config, to_yaml
+    from pipeline.config import resolve_config, to_yaml_with_sources
 
-    print(to_yaml(load_config(overrides)), end="")
+    print(to_yaml_with_sources(resolve_config(overrides)), end="")
     return 0
 
 

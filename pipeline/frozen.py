@@ -1,66 +1,123 @@
-"""Freeze a run's config on first use; refuse later runs whose settings would change outputs
-that already exist."""
+"""Freeze a run's settings on first use; refuse later runs whose settings would change outputs
+that already exist, and record the changes a later run is allowed to make.
+
+A rerun resolves its config on top of the frozen one (pipeline/config.py), so the only keys that
+differ here are those the user gave again with another value.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline.config import flatten, to_container
-from pipeline.registry import ORDER
-from pipeline.rundir import RunDir
+from pipeline.config import FROZEN_CONFIG, flatten, frozen_settings, settings_of
+from pipeline.registry import ORDER, PRODUCERS
+from pipeline.rundir import SOURCES_STATE, RunDir
 
-CONFIG_FILE = "config.yaml"
+CHANGE_LOG = "config_changes.jsonl"
 # Sections and keys that change how a run executes, never what it produces.
-OPERATIONAL_SECTIONS = {"executor", "progress", "stage", "run_dir", "port", "host", "ray", "resources", "store"}
+OPERATIONAL_SECTIONS = {"executor", "progress", "port", "host", "ray", "resources", "store"}
 OPERATIONAL_SUFFIXES = (".batch_size", ".points_per_batch", ".device", ".on_missing_gpu", ".previews", ".push_to_hub")
+
+log = logging.getLogger(__name__)
 
 
 class ConfigMismatchError(ValueError):
     """The run directory holds outputs made with different settings."""
 
 
+@dataclass
+class ConfigChange:
+    """One accepted change to a run's frozen settings, as logged in config_changes.jsonl."""
+
+    key: str
+    frozen: Any
+    now: Any
+    # The stages whose outputs will follow the new value (none finished yet); empty when the
+    # key only changes how the run executes.
+    affects: list[str]
+    time: str
+
+
 def _is_operational(key: str) -> bool:
     return key.split(".")[0] in OPERATIONAL_SECTIONS or key.endswith(OPERATIONAL_SUFFIXES)
 
 
-def _affected_stage(key: str) -> str | None:
-    """The earliest stage whose outputs depend on ``key`` (None: no stage depends on it)."""
+def _affected_stages(key: str) -> list[str]:
+    """The stages whose outputs depend on ``key``: the earliest one and every later one."""
+    if _is_operational(key):
+        return []
     section = key.split(".")[0]
-    if section == "input":
-        return "ingest"
-    if section == "seed":
-        return "degrade"  # ingest draws nothing at random
-    return section if section in ORDER else None
+    first = {"input": "ingest", "seed": "degrade"}.get(section, section)  # ingest draws nothing at random
+    return ORDER[ORDER.index(first) :] if first in ORDER else []
 
 
-def check_and_freeze(run: RunDir, cfg: DictConfig) -> None:
-    """Write the frozen config, or compare against it and refuse changes to finished work."""
-    current = to_container(cfg)
-    if not run.exists(CONFIG_FILE):
-        run.write_bytes(CONFIG_FILE, OmegaConf.to_yaml(current).encode())
-        return
-    frozen = OmegaConf.to_container(OmegaConf.create(run.read_bytes(CONFIG_FILE).decode()))
+def _has_outputs(run: RunDir, stage: str) -> bool:
+    # Ingest's listing of the input is fixed before its first shard finishes, and reruns reuse it.
+    return bool(run.markers(stage)) or (stage == "ingest" and bool(run.shards("sources")))
+
+
+def _outputs(stages: list[str]) -> list[str]:
+    """What to delete so that ``stages`` run again from scratch."""
+    tables = {stage: table for table, stage in PRODUCERS.items()}
+    paths = [f"tables/{tables[s]}/" for s in stages if s in tables]
+    paths += ["dataset/"] if "emit" in stages else []  # emit's finished dataset, beside its shards
+    paths += [f"_state/{s}/" for s in stages]
+    return ["tables/sources/", SOURCES_STATE, *paths] if "ingest" in stages else paths
+
+
+def _refusal(run: RunDir, blocking: list[tuple[str, Any, Any, list[str]]]) -> ConfigMismatchError:
+    lines = [f"  {key}: {a!r} (frozen) -> {b!r} (now); affects stage(s) with outputs: {', '.join(done)}"
+             for key, a, b, done in blocking]
+    redo = ORDER[min(ORDER.index(done[0]) for _, _, _, done in blocking) :]
+    return ConfigMismatchError(
+        f"run_dir {run.uri} was made with different settings:\n" + "\n".join(lines) + "\n"
+        "Leave the key out to keep the run's value, start a new run with another run_dir=..., or, to "
+        f"redo the run from stage {redo[0]} with the new setting(s), delete {' '.join(_outputs(redo))} "
+        f"in {run.uri}."
+    )
+
+
+def _record(run: RunDir, changes: list[ConfigChange]) -> None:
+    # Object stores cannot append, so the log is rewritten whole (atomically, like every write).
+    previous = run.read_bytes(CHANGE_LOG).decode() if run.exists(CHANGE_LOG) else ""
+    lines = "".join(json.dumps(asdict(change), default=str) + "\n" for change in changes)
+    run.write_bytes(CHANGE_LOG, (previous + lines).encode())
+    for change in changes:
+        log.log(logging.WARNING if change.affects else logging.INFO,
+                "run_dir %s: %s changed from %r to %r (%s); recorded in %s", run.uri, change.key,
+                change.frozen, change.now,
+                f"stage(s) {', '.join(change.affects)} not finished yet" if change.affects else "how it runs",
+                CHANGE_LOG)
+
+
+def check_and_freeze(run: RunDir, cfg: DictConfig) -> list[ConfigChange]:
+    """Freeze ``cfg`` in a new run directory; in an existing one, refuse keys that differ from the
+    frozen settings and would change finished outputs, otherwise update the frozen config and log
+    each accepted change. Returns the accepted changes."""
+    current = settings_of(cfg)
+    frozen = frozen_settings(run)
+    if frozen is None:
+        run.write_bytes(FROZEN_CONFIG, OmegaConf.to_yaml(current).encode())
+        return []
     old, new = flatten(frozen), flatten(current)
-    changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and not _is_operational(k))
+    changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
     blocking = []
     for key in changed:
-        stage = _affected_stage(key)
-        if stage is None:
-            continue
-        later = ORDER[ORDER.index(stage) :]
-        done = [s for s in later if run.markers(s)]
+        done = [stage for stage in _affected_stages(key) if _has_outputs(run, stage)]
         if done:
             blocking.append((key, old.get(key), new.get(key), done))
     if blocking:
-        lines = [f"  {key}: {a!r} (frozen) -> {b!r} (now); affects finished stage(s) {', '.join(d)}"
-                 for key, a, b, d in blocking]
-        raise ConfigMismatchError(
-            f"run_dir {run.uri} was made with different settings:\n" + "\n".join(lines) + "\n"
-            "Start a new run with another run_dir=..., or delete the affected stages' outputs "
-            "(tables/<table>/ and _state/<stage>/) to redo them."
-        )
-    if changed:
-        merged: dict[str, Any] = OmegaConf.to_container(OmegaConf.merge(frozen, current))  # type: ignore[assignment]
-        run.write_bytes(CONFIG_FILE, OmegaConf.to_yaml(merged).encode())
+        raise _refusal(run, blocking)
+    if not changed:
+        return []
+    when = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    changes = [ConfigChange(k, old.get(k), new.get(k), _affected_stages(k), when) for k in changed]
+    run.write_bytes(FROZEN_CONFIG, OmegaConf.to_yaml(current).encode())
+    _record(run, changes)
+    return changes

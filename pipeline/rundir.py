@@ -2,7 +2,8 @@
 
 Layout (relative to ``run_dir``)::
 
-    config.yaml                      the resolved config, frozen on first run
+    config.yaml                      the run's settings, frozen on first run; reruns start from them
+    config_changes.jsonl             changes later runs made to them (pipeline/frozen.py)
     tables/<table>/shard-00000.parquet
     _state/<stage>/00000.json        completion marker: rows, failures, seconds, node
     _state/sources.json              what listing the sources found (duplicates)
@@ -25,6 +26,9 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from schemas import TABLES
+
+# What listing the input found (count, duplicates); with tables/sources/ it fixes ingest's shards.
+SOURCES_STATE = "_state/sources.json"
 
 
 class RunDir:

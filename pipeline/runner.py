@@ -13,11 +13,9 @@ from omegaconf import DictConfig
 from pipeline.executors.shard import SOURCES, pending_shards, primary_table
 from pipeline.frozen import check_and_freeze
 from pipeline.registry import EXTERNAL_TABLES, ORDER, PRIMARY_INPUT, PRODUCERS, stage_class
-from pipeline.rundir import RunDir
+from pipeline.rundir import SOURCES_STATE, RunDir
 from schemas import TABLES
 from stages.base import Stage
-
-SOURCES_STATE = "_state/sources.json"
 
 
 class NotReadyError(RuntimeError):
