@@ -33,6 +33,7 @@ class StageSummary:
     ok: int
     failed: int
     seconds: float
+    finalized: bool  # the stage's final step (emit: the dataset/ folder) finished after its shards
 
 
 def _shard_rows(run: RunDir, table: str, shard: int) -> int:
@@ -107,16 +108,19 @@ def run_stage(cfg: DictConfig, name: str) -> StageSummary:
         ensure_sources(stage, cfg, run)
     check_inputs(stage, run)
     pending = pending_shards(stage, run)
+    final = final_marker(name)
     if pending:
+        run.delete_file(final)  # new shards: the final step runs again, even after a kill
         rows = sum(_shard_rows(run, primary_table(stage), s) for s in pending)
         _executor(cfg).execute(stage, cfg, run, pending, rows)
     if name == "emit":
         export_judgements(cfg, run)
-    # Finalize again when shards changed or new human judgements arrived since last time.
-    final = f"_state/{name}/final.json"
+    # Finalize again when shards changed or new human judgements arrived since last time; the
+    # marker goes first, so a final step that does not finish leaves none.
     fingerprint = _judgements_fingerprint(run)
     previous = run.read_json(final) if run.exists(final) else None
-    if pending or previous is None or previous.get("judgements") != fingerprint:
+    if previous is None or previous.get("judgements") != fingerprint:
+        run.delete_file(final)
         run.write_json(final, {"judgements": fingerprint, "stats": stage.finalize(run)})
     return summarise(run, name)
 
@@ -124,6 +128,10 @@ def run_stage(cfg: DictConfig, name: str) -> StageSummary:
 def run_stages(cfg: DictConfig, stage: str) -> list[StageSummary]:
     names = ORDER if stage == "all" else [stage]
     return [run_stage(cfg, name) for name in names]
+
+
+def final_marker(stage: str) -> str:
+    return f"_state/{stage}/final.json"
 
 
 def summarise(run: RunDir, stage: str) -> StageSummary:
@@ -135,6 +143,7 @@ def summarise(run: RunDir, stage: str) -> StageSummary:
         ok=sum(m["ok"] for m in markers),
         failed=sum(m["failed"] for m in markers),
         seconds=round(sum(m["seconds"] for m in markers), 1),
+        finalized=run.exists(final_marker(stage)),
     )
 
 
@@ -150,8 +159,15 @@ def format_status(run: RunDir) -> str:
     if info["sources"]:
         dup = len(info["sources"]["duplicates"])
         lines.append(f"sources: {info['sources']['count']} listed, {dup} duplicate(s) skipped")
-    lines.append(f"{'stage':<9} {'shards':>9} {'ok':>7} {'failed':>7} {'seconds':>9}")
+    lines.append(f"{'stage':<9} {'shards':>9} {'ok':>7} {'failed':>7} {'seconds':>9}  final")
     for s in info["stages"]:
         shards = f"{s.shards_done}/{s.shards_total}" if s.shards_total else "-"
-        lines.append(f"{s.stage:<9} {shards:>9} {s.ok:>7} {s.failed:>7} {s.seconds:>9.1f}")
+        final = "done" if s.finalized else "NOT DONE" if s.shards_done else "-"
+        lines.append(f"{s.stage:<9} {shards:>9} {s.ok:>7} {s.failed:>7} {s.seconds:>9.1f}  {final}")
+    emit = next(s for s in info["stages"] if s.stage == "emit")
+    if emit.shards_done and not emit.finalized:
+        lines.append(
+            f"emit's final step did not finish: {run.uri}/dataset is missing or older than the emit "
+            "shards; rerun `pipeline run stage=emit`"
+        )
     return "\n".join(lines)

@@ -134,10 +134,11 @@ def emit_config(root: str, *overrides: str) -> Any:
     return load_config([f"run_dir={root}", "emit.report_samples=4", *overrides])
 
 
-def run_emit(synthetic: SyntheticRun, *overrides: str) -> dict[str, Any]:
-    """Run the emit stage as the executor does: process per shard (ok rows), then finalize."""
+def run_emit(synthetic: SyntheticRun, *overrides: str, run: RunDir | None = None) -> dict[str, Any]:
+    """Run the emit stage as the executor does: process per shard (ok rows), then finalize
+    (through ``run`` when given: a RunDir of the same folder that misbehaves)."""
     stage = EmitStage(emit_config(synthetic.run.root, *overrides))
     stage.setup()
     batch = {name: ok_rows(synthetic.run.read_table(name)) for name in EmitStage.input_tables}
     synthetic.run.write_shard(stage.output_table, 0, stage.process(batch))
-    return stage.finalize(synthetic.run)
+    return stage.finalize(run or synthetic.run)

@@ -60,6 +60,7 @@ class ShardWriter:
     Features in the schema metadata."""
 
     run: RunContext
+    folder: str  # run-dir-relative folder of the dataset being written
     config: str
     split: str
     features: Features
@@ -104,7 +105,7 @@ class ShardWriter:
         self._writer.close()
         data = self._buffer.getvalue()
         relpath = f"{DATA_DIR}/{self.config}/{self.split}-{len(self.paths):05d}.parquet"
-        self.run.write_bytes(f"dataset/{relpath}", data)
+        self.run.write_bytes(f"{self.folder}/{relpath}", data)
         self.paths.append(relpath)
         self.num_bytes += len(data)
         self._writer = self._buffer = None
