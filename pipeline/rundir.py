@@ -63,6 +63,13 @@ class RunDir:
         self.fs.move(temporary, target)
         return target
 
+    def open_output(self, relpath: str) -> pa.NativeFile:
+        """A stream that writes ``relpath`` in place, for files of a folder that is written
+        whole and then swapped in (``replace_dir``), where a temporary name buys nothing."""
+        target = self.path(relpath)
+        self.fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
+        return self.fs.open_output_stream(target)
+
     def delete_file(self, relpath: str) -> None:
         """Remove one file if it is there."""
         if self.exists(relpath):

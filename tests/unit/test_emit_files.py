@@ -26,9 +26,15 @@ class MemoryRun:
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
 
-    def write_bytes(self, relpath: str, data: bytes) -> str:
-        self.files[relpath] = data
-        return relpath
+    def open_output(self, relpath: str) -> io.BytesIO:
+        files = self.files
+
+        class Capture(io.BytesIO):
+            def close(self) -> None:
+                files[relpath] = self.getvalue()
+                super().close()
+
+        return Capture()
 
 
 def test_split_follows_the_fractions_and_depends_on_the_id_only():
