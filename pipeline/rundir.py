@@ -19,6 +19,7 @@ import io
 import json
 import os
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -66,6 +67,48 @@ class RunDir:
         self.fs.move(temporary, target)
         return target
 
+    def open_output(self, relpath: str) -> pa.NativeFile:
+        """A stream that writes ``relpath`` in place, for files of a folder that is written
+        whole and then swapped in (``replace_dir``), where a temporary name buys nothing."""
+        target = self.path(relpath)
+        self.fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
+        return self.fs.open_output_stream(target)
+
+    def delete_file(self, relpath: str) -> None:
+        """Remove one file if it is there."""
+        if self.exists(relpath):
+            self.fs.delete_file(self.path(relpath))
+
+    def delete_dir(self, relpath: str) -> None:
+        """Remove a folder and everything in it, if it is there."""
+        if self.exists(relpath):
+            self.fs.delete_dir(self.path(relpath))
+
+    def replace_dir(self, source: str, target: str) -> None:
+        """Put folder ``source`` in the place of folder ``target`` (whose old content goes).
+
+        On a local disk both steps are renames: a reader sees the old folder or the new one,
+        never a mix (for an instant, none). Object stores have no folder rename: there the old
+        files are deleted and the new ones copied, so a reader may see a partial folder until
+        this returns; the caller's completion marker is what says the folder is whole.
+        """
+        aside = f"{source}.old"
+        self.delete_dir(aside)
+        if self.is_local:
+            if self.exists(target):
+                self.fs.move(self.path(target), self.path(aside))
+            self.fs.move(self.path(source), self.path(target))
+            self.delete_dir(aside)
+            return
+        self.delete_dir(target)
+        selector = pafs.FileSelector(self.path(source), recursive=True)
+        for info in self.fs.get_file_info(selector):
+            if info.type == pafs.FileType.File:
+                relative = info.path[len(self.path(source)) :]
+                self.fs.create_dir(self.path(target + relative).rsplit("/", 1)[0], recursive=True)
+                self.fs.copy_file(info.path, self.path(target + relative))
+        self.delete_dir(source)
+
     def list_dir(self, relpath: str) -> list[str]:
         selector = pafs.FileSelector(self.path(relpath), allow_not_found=True)
         return sorted(info.base_name for info in self.fs.get_file_info(selector))
@@ -86,9 +129,14 @@ class RunDir:
         pq.write_table(data, buffer, row_group_size=64)
         self.write_bytes(self.shard_relpath(table, shard), buffer.getvalue())
 
-    def read_shard(self, table: str, shard: int) -> pa.Table:
+    def read_shard(self, table: str, shard: int, columns: list[str] | None = None) -> pa.Table:
         with self.fs.open_input_file(self.path(self.shard_relpath(table, shard))) as handle:
-            return pq.read_table(handle)
+            return pq.read_table(handle, columns=columns)
+
+    def iter_table(self, name: str, columns: list[str] | None = None) -> Iterator[pa.Table]:
+        """A table shard by shard (only ``columns`` when given), so memory stays that of one shard."""
+        for shard in self.shards(name):
+            yield self.read_shard(name, shard, columns)
 
     def read_table(self, name: str) -> pa.Table:
         """All shards of a table concatenated (an empty table when it has none)."""

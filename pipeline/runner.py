@@ -30,6 +30,7 @@ class StageSummary:
     ok: int
     failed: int
     seconds: float
+    finalized: bool  # the stage's final step (emit: the dataset/ folder) finished after its shards
 
 
 def _shard_rows(run: RunDir, table: str, shard: int) -> int:
@@ -88,9 +89,12 @@ def finalize(stage: Stage, cfg: DictConfig, run: RunDir, shards_changed: bool) -
     for table in stage.external_tables:
         EXTERNAL_TABLES[table](cfg, run)
     inputs = {table: _fingerprint(run, table) for table in stage.external_tables}
-    final = f"_state/{stage.name}/final.json"
+    final = final_marker(stage.name)
     previous = run.read_json(final) if run.exists(final) else None
     if shards_changed or previous is None or previous.get("external_tables") != inputs:
+        # The marker goes first, so a final step that does not finish leaves none (status shows
+        # it, and the next run redoes it).
+        run.delete_file(final)
         run.write_json(final, {"external_tables": inputs, "stats": stage.finalize(run)})
 
 
@@ -102,7 +106,9 @@ def run_stage(cfg: DictConfig, name: str) -> StageSummary:
         ensure_sources(stage, run)
     check_inputs(stage, run)
     pending = pending_shards(stage, run)
+    final = final_marker(name)
     if pending:
+        run.delete_file(final)  # new shards: the final step runs again, even after a kill
         rows = sum(_shard_rows(run, primary_table(stage), s) for s in pending)
         _executor(cfg).execute(stage, cfg, run, pending, rows)
     finalize(stage, cfg, run, shards_changed=bool(pending))
@@ -114,6 +120,10 @@ def run_stages(cfg: DictConfig, stage: str) -> list[StageSummary]:
     return [run_stage(cfg, name) for name in names]
 
 
+def final_marker(stage: str) -> str:
+    return f"_state/{stage}/final.json"
+
+
 def summarise(run: RunDir, stage: str) -> StageSummary:
     markers = run.markers(stage).values()
     return StageSummary(
@@ -123,6 +133,7 @@ def summarise(run: RunDir, stage: str) -> StageSummary:
         ok=sum(m["ok"] for m in markers),
         failed=sum(m["failed"] for m in markers),
         seconds=round(sum(m["seconds"] for m in markers), 1),
+        finalized=run.exists(final_marker(stage)),
     )
 
 
@@ -138,8 +149,15 @@ def format_status(run: RunDir) -> str:
     if info["sources"]:
         dup = len(info["sources"]["duplicates"])
         lines.append(f"sources: {info['sources']['count']} listed, {dup} duplicate(s) skipped")
-    lines.append(f"{'stage':<9} {'shards':>9} {'ok':>7} {'failed':>7} {'seconds':>9}")
+    lines.append(f"{'stage':<9} {'shards':>9} {'ok':>7} {'failed':>7} {'seconds':>9}  final")
     for s in info["stages"]:
         shards = f"{s.shards_done}/{s.shards_total}" if s.shards_total else "-"
-        lines.append(f"{s.stage:<9} {shards:>9} {s.ok:>7} {s.failed:>7} {s.seconds:>9.1f}")
+        final = "done" if s.finalized else "NOT DONE" if s.shards_done else "-"
+        lines.append(f"{s.stage:<9} {shards:>9} {s.ok:>7} {s.failed:>7} {s.seconds:>9.1f}  {final}")
+    emit = next(s for s in info["stages"] if s.stage == "emit")
+    if emit.shards_done and not emit.finalized:
+        lines.append(
+            f"emit's final step did not finish: {run.uri}/dataset is missing or older than the emit "
+            "shards; rerun `pipeline run stage=emit`"
+        )
     return "\n".join(lines)

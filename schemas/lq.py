@@ -9,7 +9,7 @@ from datasets import Value
 
 from schemas.table import IMAGE, STATUSES, TableSpec, status_features
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: degradation.pad and degradation.small_image
 
 # One degradation round as drawn (Real-ESRGAN): blur kernel, resize, noise, JPEG.
 # Unused parts are null (e.g. no sinc parameters for a Gaussian kernel; kernel_type null when
@@ -37,8 +37,15 @@ ROUND = {
 DEGRADATION = {
     "preset": Value("string"),
     "scale": Value("int32"),
-    # Top-left corner and side of the HR crop that was degraded; null when the whole image was.
+    # Top-left corner and side of the HR crop that was degraded (in the padded image); null when
+    # the whole image was.
     "crop": {"x": Value("int32"), "y": Value("int32"), "size": Value("int32")},
+    # Pixels of reflect padding (OpenCV BORDER_REFLECT_101) added at the right and bottom of the
+    # HR before cropping; null when none was.
+    "pad": {"right": Value("int32"), "bottom": Value("int32")},
+    # degrade.small_images as applied to an image smaller than crop_size ("pad" or "whole");
+    # null when the image was large enough (or nothing was cropped).
+    "small_image": Value("string"),
     "round1": ROUND,
     "round2": ROUND,
     "final_sinc": Value("bool"),

@@ -13,7 +13,7 @@ SCHEMA_VERSION = 1
 
 @dataclass
 class SourcesRow:
-    image_id: str  # sha256 of the bytes (first 16 hex); "" when the file could not be read
+    image_id: str  # sha256 of the bytes (first 16 hex); of the path when there are no usable bytes
     source_uri: str
     data: bytes | None  # inline bytes (demo images, HF datasets); None: read source_uri
     error: str | None = None  # why the bytes could not be read while listing

@@ -9,7 +9,7 @@ whole tables, write files such as the dataset), once every shard is done.
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
@@ -45,9 +45,18 @@ class SourceListing:
 
 
 class RunContext(Protocol):
-    """What a stage's ``finalize`` may use of a run: read whole tables, write files."""
+    """What a stage's ``finalize`` may use of a run: read tables (whole or shard by shard), write
+    files, swap a folder into place."""
 
     def read_table(self, name: str) -> pa.Table: ...
+
+    def iter_table(self, name: str, columns: list[str] | None = None) -> Iterator[pa.Table]: ...
+
+    def open_output(self, relpath: str) -> pa.NativeFile: ...
+
+    def delete_dir(self, relpath: str) -> None: ...
+
+    def replace_dir(self, source: str, target: str) -> None: ...
 
     def write_bytes(self, relpath: str, data: bytes) -> str: ...
 

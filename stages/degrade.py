@@ -16,16 +16,16 @@ import pyarrow as pa
 import torch
 from PIL import Image
 
-from common.images import decode_stored, encode_png
+from common.images import decode_stored_array, encode_png
 from common.seeds import rng_for
 from schemas import lq as lq_schema
 from schemas.table import STATUS_OK, image_struct
 from stages.base import Batch, Stage
-from stages.degradations import apply_degradation, check_settings, crop_box, describe, draw_params, to_uint8
+from stages.degradations import apply_degradation, check_settings, describe, draw_params, hr_target, to_uint8
 
 
-def _to_tensor(image: Image.Image) -> torch.Tensor:
-    return torch.from_numpy(np.array(image, dtype=np.float32) / 255.0).permute(2, 0, 1)
+def _to_tensor(image: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(image.astype(np.float32) / 255.0).permute(2, 0, 1)
 
 
 def _to_png(image: torch.Tensor) -> bytes:
@@ -41,14 +41,15 @@ class DegradeStage(Stage):
         super().__init__(cfg)
         check_settings(self.settings)  # bad settings fail the run at once, not every image
 
-    def _prepare(self, image_id: str, png: bytes) -> tuple[dict[str, Any], Image.Image]:
-        """Draw the parameters and cut the HR target of one image."""
+    def _prepare(self, image_id: str, png: bytes) -> tuple[dict[str, Any], np.ndarray]:
+        """Draw the parameters and cut the HR target [H, W, 3] of one image."""
         try:
-            image = decode_stored(png, "hr image")
-            params = draw_params(self.settings, rng_for(self.seed, self.name, image_id), image.size)
+            image = decode_stored_array(png, "hr image")
+            height, width = image.shape[:2]
+            params = draw_params(self.settings, rng_for(self.seed, self.name, image_id), (width, height))
         except (ValueError, OSError) as err:
             raise ValueError(f"image {image_id}: {err}") from None
-        return params, image.crop(crop_box(params, *image.size))
+        return params, hr_target(image, params)
 
     def process(self, batch: Batch) -> pa.Table:
         hr = batch["hr"]
@@ -57,7 +58,7 @@ class DegradeStage(Stage):
         # One apply_degradation call per HR target size (all of them when cropping).
         groups: dict[tuple[int, int], list[int]] = defaultdict(list)
         for index, (_, target) in enumerate(prepared):
-            groups[target.size].append(index)
+            groups[target.shape[:2]].append(index)
         lq: dict[int, torch.Tensor] = {}
         for members in groups.values():
             targets = torch.stack([_to_tensor(prepared[i][1]) for i in members])
@@ -69,7 +70,7 @@ class DegradeStage(Stage):
                 lq_schema.LqRow(
                     image_id=image_id,
                     lq=image_struct(_to_png(lq[index])),
-                    hr=image_struct(encode_png(target)),
+                    hr=image_struct(encode_png(Image.fromarray(target))),
                     scale=params["scale"],
                     width=lq[index].shape[2],
                     height=lq[index].shape[1],

@@ -97,7 +97,8 @@ def file_paths(spec: str) -> list[str]:
         return sorted(found)
     if path.is_file() and path.suffix == ".txt":
         base = path.parent
-        lines = [line.strip() for line in path.read_text().splitlines()]
+        # Undecodable bytes of a listed name stay surrogate escapes, so that one item fails alone.
+        lines = [line.strip() for line in path.read_text(encoding="utf-8", errors="surrogateescape").splitlines()]
         return [str(base / line) for line in lines if line and not line.startswith("#")]
     if any(ch in spec for ch in "*?["):
         return sorted(p for p in glob.glob(spec, recursive=True) if os.path.isfile(p))
@@ -124,21 +125,40 @@ def list_sources(spec: str, settings: Any) -> tuple[pa.Table, list[tuple[str, st
     if not items:
         raise InputError(f"input={spec!r} holds no files")
     for uri, data in items:
-        error = None
-        content = data
-        if content is None:
-            try:
-                content = Path(uri).read_bytes()
-            except OSError as err:
-                error = f"cannot read file: {err.strerror or err}"
-                content = b""
-        image_id = image_id_of(content) if error is None else image_id_of(uri.encode())
-        if error is None and content and image_id in seen:
-            duplicates.append((uri, seen[image_id]))
+        row = _source_row(uri, data)
+        if row.image_id in seen:
+            duplicates.append((row.source_uri, seen[row.image_id]))
             continue
-        seen.setdefault(image_id, uri)
-        rows.append(sources.SourcesRow(image_id, uri, data, error))
+        seen[row.image_id] = row.source_uri
+        rows.append(row)
     return sources.SPEC.to_table(rows), duplicates
+
+
+def printable_name(path: str) -> str:
+    """A path as text; bytes of a file name that are not UTF-8 (os.walk keeps them as surrogate
+    escapes, which Parquet cannot store) are shown as \\xNN escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _source_row(uri: str, inline: bytes | None) -> sources.SourcesRow:
+    """One listed source (``inline``: its bytes when they do not come from a file). Its id is the
+    hash of its bytes; a source without usable bytes (a name that is not UTF-8, an unreadable or
+    empty file) gets the hash of its path instead, so each such source is its own failed row
+    rather than all of them sharing the id of b""."""
+    name = printable_name(uri)
+    content, error = inline, None
+    if name != uri:
+        error = "file name is not valid UTF-8; rename the file"
+    elif content is None:
+        try:
+            content = Path(uri).read_bytes()
+        except OSError as err:
+            error = f"cannot read file: {err.strerror or err}"
+    if error is None and not content:
+        error = "empty file (0 bytes)"
+    if error is not None:
+        return sources.SourcesRow(image_id_of(os.fsencode(uri)), name, None, error)
+    return sources.SourcesRow(image_id_of(content), uri, inline, None)
 
 
 def crop_to_multiple(image: Image.Image, multiple: int) -> Image.Image:

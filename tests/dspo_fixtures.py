@@ -106,7 +106,8 @@ def write_dspo_dataset(
         rows = [{k: v for k, v in row.items() if k in features} for row in rows]
         path = folder / "data" / "dspo" / f"{split}-00000.parquet"
         path.parent.mkdir(parents=True, exist_ok=True)
-        datasets.Dataset.from_list(rows, features=features).to_parquet(str(path))
+        columns = {name: [row[name] for row in rows] for name in features}  # from_list needs a row
+        datasets.Dataset.from_dict(columns, features=features).to_parquet(str(path))
     files = "".join(f"  - split: {s}\n    path: data/dspo/{s}-*.parquet\n" for s in splits)
     (folder / "README.md").write_text(
         f"---\nconfigs:\n- config_name: dspo\n  default: true\n  data_files:\n{files}---\n# synthetic dspo dataset\n"

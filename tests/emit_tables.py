@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from PIL import Image
 
 from common.masks import encode_mask
@@ -41,9 +42,12 @@ class SyntheticRun:
     failed_image: str  # the image whose lq row failed
 
 
-def build_run(root: str, n_images: int = 12, seed: int = 0, size: int = SR) -> SyntheticRun:
+def build_run(
+    root: str, n_images: int = 12, seed: int = 0, size: int = SR, shard_size: int | None = None
+) -> SyntheticRun:
     """Tables hr, lq, candidates, instances, scores, pairs of ``n_images`` images of ``size``
-    pixels square (the last one failed at degrade), one shard each, in a run dir at ``root``."""
+    pixels square (the last one failed at degrade), in a run dir at ``root``: one shard each, or
+    shards of ``shard_size`` images."""
     rng = np.random.default_rng(seed)
     rows: dict[str, list[Any]] = {name: [] for name in ("hr", "lq", "candidates", "instances", "scores", "pairs")}
     all_masks = {}
@@ -104,8 +108,11 @@ def build_run(root: str, n_images: int = 12, seed: int = 0, size: int = SR) -> S
              "scores": scores.SPEC, "pairs": pairs.SPEC}
     tables = {name: specs[name].to_table(rows[name]) for name in specs}
     run = RunDir(root)
-    for name, table in tables.items():
-        run.write_shard(name, 0, table)
+    step = shard_size or n_images
+    for shard, start in enumerate(range(0, n_images, step)):
+        members = pa.array(image_ids[start : start + step])
+        for name, table in tables.items():
+            run.write_shard(name, shard, table.filter(pc.is_in(table.column("image_id"), members)))
     return SyntheticRun(run, tables, all_masks, image_ids[-1])
 
 
@@ -134,10 +141,11 @@ def emit_config(root: str, *overrides: str) -> Any:
     return load_config([f"run_dir={root}", "emit.report_samples=4", *overrides])
 
 
-def run_emit(synthetic: SyntheticRun, *overrides: str) -> dict[str, Any]:
-    """Run the emit stage as the executor does: process per shard (ok rows), then finalize."""
+def run_emit(synthetic: SyntheticRun, *overrides: str, run: RunDir | None = None) -> dict[str, Any]:
+    """Run the emit stage as the executor does: process per shard (ok rows), then finalize
+    (through ``run`` when given: a RunDir of the same folder that misbehaves)."""
     stage = EmitStage(emit_config(synthetic.run.root, *overrides))
     stage.setup()
     batch = {name: ok_rows(synthetic.run.read_table(name)) for name in EmitStage.input_tables}
     synthetic.run.write_shard(stage.output_table, 0, stage.process(batch))
-    return stage.finalize(synthetic.run)
+    return stage.finalize(run or synthetic.run)

@@ -7,6 +7,7 @@ directory, so any dataset in the format (local folder or Hub repo) works.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,10 +18,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from common.images import stored_size
+from common.images import BadImageError, decode_stored
 from common.masks import MaskError, decode_masks
 from schemas.dataset import (
     CONFIG_DSPO,
+    CONFIG_PAIRS,
     DATASET_SCHEMA_VERSION,
     DatasetFormatError,
     validate_dspo_features,
@@ -29,11 +31,36 @@ from schemas.dataset import (
 
 
 def load_dspo_split(dataset: str, split: str) -> datasets.Dataset:
-    """Load one split of the ``dspo`` config; unknown splits get an error listing the known ones."""
-    cache_dir = _local_cache_dir(Path(dataset)) if Path(dataset).is_dir() else None
-    loaded = datasets.load_dataset(dataset, CONFIG_DSPO, cache_dir=cache_dir)
+    """Load one split of the ``dspo`` config with a DatasetFormatError for everything that stops
+    it: a folder without its dataset card, no ``dspo`` config (e.g. only ``pairs``), an unknown
+    or empty split, a dataset that cannot be found."""
+    folder = Path(dataset)
+    if folder.is_dir() and not (folder / "README.md").is_file():
+        raise DatasetFormatError(
+            f"dataset folder '{dataset}' has no README.md: its YAML header declares the '{CONFIG_DSPO}' "
+            "config; pass the dataset/ folder that `pipeline run stage=emit` wrote"
+        )
+    try:
+        configs = datasets.get_dataset_config_names(dataset)
+        if CONFIG_DSPO not in configs:
+            raise DatasetFormatError(
+                f"dataset '{dataset}' has no '{CONFIG_DSPO}' config (it has {configs}); dspo-train "
+                f"reads '{CONFIG_DSPO}' (one row per LQ image); '{CONFIG_PAIRS}' is the Pick-a-Pic "
+                "layout for other Diffusion-DPO trainers (emit leaves out a config without rows)"
+            )
+        cache_dir = _local_cache_dir(folder) if folder.is_dir() else None
+        loaded = datasets.load_dataset(dataset, CONFIG_DSPO, cache_dir=cache_dir)
+    except (ValueError, FileNotFoundError, ConnectionError) as err:
+        if isinstance(err, DatasetFormatError):
+            raise
+        # datasets says 'Instruction "train" corresponds to no data!' for a split without rows.
+        empty = re.search(r'Instruction "(.+?)" corresponds to no data', str(err))
+        reason = f"split '{empty.group(1)}' has no rows" if empty else str(err).splitlines()[0]
+        raise DatasetFormatError(f"cannot load config '{CONFIG_DSPO}' of dataset '{dataset}': {reason}") from None
     if split not in loaded:
         raise DatasetFormatError(f"dataset '{dataset}' has no split '{split}'; it has {sorted(loaded)}")
+    if len(loaded[split]) == 0:
+        raise DatasetFormatError(f"split '{split}' of dataset '{dataset}' has no rows")
     return loaded[split]
 
 
@@ -52,9 +79,13 @@ def _local_cache_dir(folder: Path) -> str:
 
 
 def validate_dspo_dataset(ds: datasets.Dataset, split: str = "train") -> None:
-    """Raise DatasetFormatError naming row and column for anything training would trip over."""
+    """Raise DatasetFormatError naming row and column for anything training would trip over.
+
+    Every image is decoded once here (one at a time), so a truncated or corrupt one is refused
+    before any model is built rather than in the middle of training.
+    """
     validate_dspo_features(ds.features)
-    # Raw Arrow rows: images stay undecoded {bytes, path} structs, read by header only.
+    # Raw Arrow rows: images stay undecoded {bytes, path} structs until checked.
     index = 0
     for record_batch in ds.data.table.to_batches(max_chunksize=64):
         rows = record_batch.to_pylist()
@@ -70,7 +101,7 @@ def _check_sizes_and_version(row: Mapping[str, Any], where: str) -> None:
         raise DatasetFormatError(
             f"{where}: column 'schema_version' is {version}, this trainer reads version {DATASET_SCHEMA_VERSION}"
         )
-    sizes = [_image_size(c) for c in row["candidates"]]
+    sizes = [_image_size(c, where, f"column 'candidates' image {k}") for k, c in enumerate(row["candidates"])]
     if len(set(sizes)) > 1:
         raise DatasetFormatError(f"{where}: column 'candidates' mixes image sizes {sorted(set(sizes))}")
     height, width = sizes[0]
@@ -83,15 +114,27 @@ def _check_sizes_and_version(row: Mapping[str, Any], where: str) -> None:
             f"{where}: column 'masks' has size {list(mask_size)} (h, w), the candidates are "
             f"{height}x{width} (h x w)"
         )
-    if row.get("hr") is not None and _image_size(row["hr"]) != (height, width):
+    hr_size = _image_size(row["hr"], where, "column 'hr'") if row.get("hr") is not None else None
+    if hr_size not in (None, (height, width)):
+        raise DatasetFormatError(f"{where}: column 'hr' is {hr_size} (h, w), the candidates are {(height, width)}")
+    scale = row.get("scale")
+    if not isinstance(scale, int) or scale < 1:
+        raise DatasetFormatError(f"{where}: column 'scale' is {scale!r}, expected a positive integer")
+    lq_size = _image_size(row["lq"], where, "column 'lq'")
+    if (lq_size[0] * scale, lq_size[1] * scale) != (height, width):
         raise DatasetFormatError(
-            f"{where}: column 'hr' is {_image_size(row['hr'])} (h, w), the candidates are {(height, width)}"
+            f"{where}: column 'lq' is {lq_size} (h, w); with column 'scale' {scale} the candidates "
+            f"{(height, width)} need an LQ of {(height / scale, width / scale)}"
         )
 
 
-def _image_size(value: Mapping[str, Any]) -> tuple[int, int]:
-    """(h, w) of an undecoded HF Image value, from its header."""
-    return stored_size(value, "image")
+def _image_size(value: Mapping[str, Any], where: str, column: str) -> tuple[int, int]:
+    """(h, w) of an undecoded HF Image value, decoding it fully (truncated data fails here)."""
+    try:
+        image = decode_stored(value, column)
+    except BadImageError as err:
+        raise DatasetFormatError(f"{where}: {err}") from None
+    return image.height, image.width
 
 
 def text_condition(row: Mapping[str, Any]) -> str:

@@ -195,8 +195,6 @@ def train(args: argparse.Namespace) -> int:
         validation_ds = load_dspo_split(args.dataset, args.validation_split)
         validate_dspo_dataset(validation_ds, args.validation_split)
         validation_rows = [validation_ds[i] for i in range(min(len(validation_ds), args.validation_images))]
-    if len(train_ds) == 0:
-        raise DatasetFormatError(f"split '{args.train_split}' of '{args.dataset}' has no rows")
     if args.crop_size:
         random_crop(collate_dspo([train_ds[0]]), args.crop_size, torch.Generator())  # fits? else CropSizeError
 

@@ -9,5 +9,6 @@ class Settings:
     preset: str = MISSING
     scale: int = MISSING
     crop_size: int | None = MISSING
+    small_images: str = MISSING
     batch_size: int = MISSING
     overrides: dict[str, Any] = MISSING

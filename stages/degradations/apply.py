@@ -424,7 +424,7 @@ def _one_library_thread() -> Iterator[None]:
 def apply_degradation(hr: torch.Tensor, params: Sequence[dict[str, Any]]) -> torch.Tensor:
     """Degrade HR targets [B, 3, H, W] (float, 0..1) by their records -> LQ [B, 3, H/s, W/s].
 
-    ``hr`` is the image the record's crop selects (see ``crop_box``), already cropped. The
+    ``hr`` is the HR target the record selects (see ``hr_target``), already padded and cropped. The
     result is float32 holding 8-bit levels (k / 255), exactly what the stored PNG decodes to,
     on the CPU (the codec and the noise generators run there; inputs on other devices are copied).
     """
@@ -469,8 +469,19 @@ def _after_sinc(image: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
 
 
 def crop_box(params: dict[str, Any], width: int, height: int) -> tuple[int, int, int, int]:
-    """(left, top, right, bottom) of the HR target the record degrades (the whole image if no crop)."""
+    """(left, top, right, bottom) of the HR target in the padded image (the whole image if no crop)."""
     crop = params["crop"]
     if crop is None:
         return (0, 0, width, height)
     return (crop["x"], crop["y"], crop["x"] + crop["size"], crop["y"] + crop["size"])
+
+
+def hr_target(image: np.ndarray, params: dict[str, Any]) -> np.ndarray:
+    """The HR target a record degrades, cut from the source image [H, W, C]: reflect-padded at the
+    right and bottom as recorded (OpenCV's BORDER_REFLECT_101, as BasicSR's RealESRGANDataset pads
+    images smaller than its crop), then cropped as recorded."""
+    pad = params.get("pad")
+    if pad:
+        image = cv2.copyMakeBorder(image, 0, pad["bottom"], 0, pad["right"], cv2.BORDER_REFLECT_101)
+    left, top, right, bottom = crop_box(params, image.shape[1], image.shape[0])
+    return np.ascontiguousarray(image[top:bottom, left:right])

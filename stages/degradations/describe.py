@@ -9,6 +9,8 @@ Levels come from fixed thresholds on the recorded values, so equal records give 
   < 15 moderate, else strong; Poisson scale: < 0.5 slight, < 1.5 moderate, else strong.
 * JPEG: the lowest quality of all JPEG steps: >= 80 light, >= 50 moderate, else heavy.
 * ringing: named when the final sinc filter was applied.
+* small images: an image smaller than the crop says how it was made to fit (reflect padding or
+  the whole image), so a prompt does not describe padded borders as content.
 """
 
 from __future__ import annotations
@@ -98,4 +100,21 @@ def describe(params: dict[str, Any]) -> str:
         parts.append("clean")
     mode = params["final_resize_mode"]
     parts.append(f"downscaled {params['scale']}x ({RESIZE_WORDS.get(mode, mode)})")
+    fit = _small_image(params)
+    if fit:
+        parts.append(fit)
     return ", ".join(parts)
+
+
+def _small_image(params: dict[str, Any]) -> str | None:
+    pad = params.get("pad")
+    if params.get("small_image") == "pad":
+        return (
+            f"source smaller than the {params['crop']['size']} px crop, reflect-padded by "
+            f"{pad['right']} px right and {pad['bottom']} px bottom"
+        )
+    if params.get("small_image") == "whole":
+        return "source smaller than the crop, degraded whole" + (
+            f" (reflect-padded by {pad['right']} px right and {pad['bottom']} px bottom)" if pad else ""
+        )
+    return None

@@ -129,19 +129,33 @@ def _draw_final(rng: np.random.Generator, recipe: FinalRecipe) -> dict[str, Any]
 
 
 def _draw_crop(
-    rng: np.random.Generator, crop_size: int | None, scale: int, width: int, height: int
-) -> dict[str, Any] | None:
-    if crop_size is None:
-        if width % scale or height % scale:
+    rng: np.random.Generator, settings: Mapping[str, Any], scale: int, width: int, height: int
+) -> dict[str, Any]:
+    """The record's ``crop``, ``pad`` and ``small_image`` for an image of ``width`` x ``height``."""
+    crop_size = settings.get("crop_size")
+    small = crop_size is not None and (width < crop_size or height < crop_size)
+    policy = settings["small_images"] if small else None
+    if policy == "fail":
+        raise ValueError(
+            f"HR size {width}x{height} is smaller than crop_size {crop_size} (degrade.small_images=fail)"
+        )
+    if crop_size is None or policy == "whole":
+        # The whole image, reflect-padded to a multiple of the scale when whole (never otherwise:
+        # crop_size=null promises the image as it is).
+        pad = {"right": -width % scale, "bottom": -height % scale} if policy == "whole" else None
+        if pad is None and (width % scale or height % scale):
             raise ValueError(f"HR size {width}x{height} is not divisible by scale {scale}")
-        return None
-    if width < crop_size or height < crop_size:
-        raise ValueError(f"HR size {width}x{height} is smaller than crop_size {crop_size}")
-    return {
-        "x": int(rng.integers(0, width - crop_size + 1)),
-        "y": int(rng.integers(0, height - crop_size + 1)),
+        return {"crop": None, "pad": pad if pad and any(pad.values()) else None, "small_image": policy}
+    # As BasicSR's RealESRGANDataset: reflect-pad the right and bottom up to the crop size, then
+    # draw the crop from the padded image.
+    pad = {"right": max(0, crop_size - width), "bottom": max(0, crop_size - height)} if small else None
+    padded_w, padded_h = max(width, crop_size), max(height, crop_size)
+    crop = {
+        "x": int(rng.integers(0, padded_w - crop_size + 1)),
+        "y": int(rng.integers(0, padded_h - crop_size + 1)),
         "size": int(crop_size),
     }
+    return {"crop": crop, "pad": pad, "small_image": policy}
 
 
 def draw_params(
@@ -155,11 +169,11 @@ def draw_params(
     recipe = check_settings(settings)
     scale = int(settings["scale"])
     width, height = hr_size
-    crop = _draw_crop(rng, settings.get("crop_size"), scale, width, height)
+    placement = _draw_crop(rng, settings, scale, width, height)
     return {
         "preset": str(settings["preset"]),
         "scale": scale,
-        "crop": crop,
+        **placement,
         "round1": _draw_round(rng, recipe.round1),
         "round2": _draw_round(rng, recipe.round2),
         **_draw_final(rng, recipe.final),

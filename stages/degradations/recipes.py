@@ -157,13 +157,26 @@ def _bicubic() -> Recipe:
 
 PRESETS = {"bicubic": _bicubic, "realesrgan": _realesrgan, "realesrgan-light": _realesrgan_light}
 SCALES = (2, 4)
+# What happens to an image smaller than crop_size: reflect-padded up to it (BasicSR's
+# RealESRGANDataset), degraded whole, or a failed row.
+SMALL_IMAGE_POLICIES = ("pad", "whole", "fail")
 
 
 def preset_settings(
-    preset: str, scale: int = 4, crop_size: int | None = None, overrides: Mapping[str, Any] | None = None
+    preset: str,
+    scale: int = 4,
+    crop_size: int | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    small_images: str = "pad",
 ) -> dict[str, Any]:
     """A ``degrade`` config section without a run config (for training scripts and tests)."""
-    settings = {"preset": preset, "scale": scale, "crop_size": crop_size, "overrides": dict(overrides or {})}
+    settings = {
+        "preset": preset,
+        "scale": scale,
+        "crop_size": crop_size,
+        "small_images": small_images,
+        "overrides": dict(overrides or {}),
+    }
     check_settings(settings)
     return settings
 
@@ -201,6 +214,10 @@ def check_settings(settings: Mapping[str, Any]) -> Recipe:
     crop = settings.get("crop_size")
     if crop is not None and (crop <= 0 or crop % scale):
         raise ValueError(f"degrade.crop_size must be a positive multiple of scale {scale}, got {crop}")
+    if settings["small_images"] not in SMALL_IMAGE_POLICIES:
+        raise ValueError(
+            f"degrade.small_images must be one of {list(SMALL_IMAGE_POLICIES)}, got {settings['small_images']!r}"
+        )
     return recipe_for(settings)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import io
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,9 +56,11 @@ def split_of(image_id: str, fractions: Mapping[str, float]) -> str:
 class ShardWriter:
     """Writes one (config, split) as Parquet shards of at most about ``max_shard_bytes``, with row
     groups of ``row_group_size`` rows (what streaming readers fetch at a time) and the HF
-    Features in the schema metadata."""
+    Features in the schema metadata. Each row group goes to the file as it is made, so memory
+    holds one row group, not one shard (shards are hundreds of MB by default)."""
 
     run: RunContext
+    folder: str  # run-dir-relative folder of the dataset being written
     config: str
     split: str
     features: Features
@@ -69,7 +70,7 @@ class ShardWriter:
     rows: int = 0
     num_bytes: int = 0
     _pending: list[dict[str, Any]] = field(default_factory=list)
-    _buffer: io.BytesIO | None = None
+    _stream: Any = None  # the open shard file
     _writer: pq.ParquetWriter | None = None
 
     @property
@@ -91,23 +92,22 @@ class ShardWriter:
 
     def _flush_row_group(self) -> None:
         if self._writer is None:
-            self._buffer = io.BytesIO()
-            self._writer = pq.ParquetWriter(self._buffer, self.schema)
+            relpath = f"{DATA_DIR}/{self.config}/{self.split}-{len(self.paths):05d}.parquet"
+            self._stream = self.run.open_output(f"{self.folder}/{relpath}")
+            self._writer = pq.ParquetWriter(self._stream, self.schema)
+            self.paths.append(relpath)
         self._writer.write_table(pa.Table.from_pylist(self._pending, schema=self.schema))
         self._pending = []
-        if self._buffer.tell() >= self.max_shard_bytes:
+        if self._stream.tell() >= self.max_shard_bytes:
             self._close_shard()
 
     def _close_shard(self) -> None:
         if self._writer is None:
             return
         self._writer.close()
-        data = self._buffer.getvalue()
-        relpath = f"{DATA_DIR}/{self.config}/{self.split}-{len(self.paths):05d}.parquet"
-        self.run.write_bytes(f"dataset/{relpath}", data)
-        self.paths.append(relpath)
-        self.num_bytes += len(data)
-        self._writer = self._buffer = None
+        self.num_bytes += self._stream.tell()
+        self._stream.close()
+        self._writer = self._stream = None
 
 
 def card_data(writers: Mapping[str, Mapping[str, ShardWriter]], **fields: Any) -> DatasetCardData:

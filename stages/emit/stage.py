@@ -3,7 +3,10 @@ a dataset card) and ``report.html``.
 
 ``process`` assembles each shard's dspo rows as the IQA labelled them (table ``dspo``);
 ``finalize`` merges people's judgements, splits by image, writes the Parquet shards of both
-configs, the card and the report, and optionally uploads to the Hub.
+configs, the card and the report into a staging folder and swaps it in as ``dataset/`` (so a kill
+or a full disk leaves the previous dataset whole), and optionally uploads to the Hub. It reads
+the run shard by shard, and the tables with images only through column projections without
+them, so its memory does not grow with the dataset.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import json
 import logging
 import os
 from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
 import pyarrow as pa
@@ -34,6 +38,9 @@ from stages.emit.rows import assemble_dspo_rows, dspo_row_with, merge_instances,
 log = logging.getLogger(__name__)
 
 UPSTREAM_TABLES = ("hr", "lq", "candidates", "instances")
+DATASET_DIR = "dataset"
+# Written here first, then swapped in as dataset/ when complete.
+STAGING_DIR = "_state/emit/dataset-partial"
 
 
 class EmitStage(Stage):
@@ -49,7 +56,7 @@ class EmitStage(Stage):
     def finalize(self, run: RunContext) -> dict[str, Any]:
         settings = self.settings
         fractions = check_split_fractions(dict(settings.splits))
-        pairs, scores = run.read_table("pairs"), run.read_table("scores")
+        pairs, scores = run.read_table("pairs"), _ScoreSummary(run)
         merge = decide_pairs(
             pairs,
             run.read_table("judgements"),
@@ -57,18 +64,20 @@ class EmitStage(Stage):
             min_agreement=float(settings.judgements.min_agreement),
             min_votes=int(settings.judgements.min_votes),
         )
+        run.delete_dir(STAGING_DIR)  # what a killed emit left
         writers = self._writers(run, fractions)
         tally = _Tally()
         samples = _SampleReservoir(int(settings.report_samples), self.seed)
-        self._write_rows(run.read_table(dataset.SPEC.name), merge, fractions, writers, tally, samples)
+        self._write_rows(run.iter_table(dataset.SPEC.name), merge, fractions, writers, tally, samples)
         facts = self._card_facts(run, scores, writers, tally, merge)
         header = card_data(writers, license=str(settings.license), pretty_name=facts.name)
-        run.write_bytes("dataset/README.md", render_card(header, facts).encode())
+        run.write_bytes(f"{STAGING_DIR}/README.md", render_card(header, facts).encode())
         report = self._report(run, facts, pairs, scores, tally, samples)
-        run.write_bytes("dataset/report.html", report.encode())
+        run.write_bytes(f"{STAGING_DIR}/report.html", report.encode())
+        run.replace_dir(STAGING_DIR, DATASET_DIR)
         if settings.push_to_hub:
             files = [path for splits in writers.values() for w in splits.values() for path in w.paths]
-            _push_to_hub(run.local_path("dataset"), files, str(settings.push_to_hub), bool(settings.hub_private))
+            _push_to_hub(run.local_path(DATASET_DIR), files, str(settings.push_to_hub), bool(settings.hub_private))
         return {
             "rows": {config: dict(counts) for config, counts in facts.split_rows.items()},
             "judgements": dict(facts.judgements),
@@ -77,7 +86,7 @@ class EmitStage(Stage):
 
     def _write_rows(
         self,
-        rows: pa.Table,
+        shards: Iterable[pa.Table],
         merge: MergeReport,
         fractions: dict[str, float],
         writers: dict[str, dict[str, ShardWriter]],
@@ -85,7 +94,8 @@ class EmitStage(Stage):
         samples: _SampleReservoir,
     ) -> None:
         """Each IQA-labelled dspo row -> people's decisions applied -> its split of both configs."""
-        for record_batch in rows.to_batches(max_chunksize=max(1, self.batch_size)):
+        record_batches = (b for rows in shards for b in rows.to_batches(max_chunksize=max(1, self.batch_size)))
+        for record_batch in record_batches:
             for row in record_batch.to_pylist():
                 split = split_of(row["image_id"], fractions)
                 instances = merge_instances(row, merge.decisions)
@@ -114,7 +124,7 @@ class EmitStage(Stage):
         return {
             config: {
                 split: ShardWriter(
-                    run, config, split, feats, int(settings.row_group_size), int(settings.max_shard_bytes)
+                    run, STAGING_DIR, config, split, feats, int(settings.row_group_size), int(settings.max_shard_bytes)
                 )
                 for split in fractions
             }
@@ -124,18 +134,12 @@ class EmitStage(Stage):
     def _card_facts(
         self,
         run: RunContext,
-        scores: pa.Table,
+        scores: _ScoreSummary,
         writers: dict[str, dict[str, ShardWriter]],
         tally: _Tally,
         merge: MergeReport,
     ) -> CardFacts:
-        upstream = {name: run.read_table(name) for name in UPSTREAM_TABLES}
-        failed = {
-            name: int(pc.sum(pc.equal(table.column("status"), STATUS_FAILED)).as_py() or 0)
-            for name, table in upstream.items()
-            if "status" in table.column_names
-        }
-        instances = upstream["instances"]
+        failed = {name: _failed_rows(run, name) for name in UPSTREAM_TABLES}
         outcomes = Counter(d.outcome for d in merge.decisions.values())
         outcomes.update(undecided=merge.undecided, unknown_pair=merge.unknown_pairs)
         return CardFacts(
@@ -146,16 +150,25 @@ class EmitStage(Stage):
             judgements=dict(outcomes),
             judgement_rule=_rule_text(self.settings.judgements),
             degradations=sorted(
-                {f"{d['preset']} x{d['scale']}" for d in upstream["lq"].column("degradation").to_pylist() if d}
+                {
+                    f"{d['preset']} x{d['scale']}"
+                    for shard in run.iter_table("lq", ["degradation"])
+                    for d in shard.column("degradation").to_pylist()
+                    if d
+                }
             ),
             backbones=sorted(tally.backbones),
-            segmenters=sorted({s for s in instances.column("segmenter").to_pylist() if s}),
-            metrics=sorted({n for m in scores.column("metrics").to_pylist() for n in metrics_dict(m)}),
+            segmenters=sorted(
+                {s for shard in run.iter_table("instances", ["segmenter"]) for s in shard.column("segmenter").to_pylist() if s}
+            ),
+            metrics=sorted(scores.metrics),
             candidates_per_image=sorted(tally.candidates_per_image),
             failed=failed,
-            sources=dict(
-                zip(upstream["hr"].column("image_id").to_pylist(), upstream["hr"].column("source_uri").to_pylist())
-            ),
+            sources={
+                image_id: uri
+                for shard in run.iter_table("hr", ["image_id", "source_uri"])
+                for image_id, uri in zip(shard.column("image_id").to_pylist(), shard.column("source_uri").to_pylist())
+            },
             dropped_images=tally.dropped_images,
             config_yaml=OmegaConf.to_yaml(self.cfg),
         )
@@ -165,11 +178,11 @@ class EmitStage(Stage):
         run: RunContext,
         facts: CardFacts,
         pairs: pa.Table,
-        scores: pa.Table,
+        scores: _ScoreSummary,
         tally: _Tally,
         samples: _SampleReservoir,
     ) -> str:
-        rewards = scores.column("reward").to_pylist()
+        rewards = scores.rewards
         margins = pairs.column("margin").to_pylist()
         plots = [
             histogram("reward-histogram", "IQA reward per (candidate, instance)", rewards, "reward"),
@@ -204,6 +217,14 @@ class EmitStage(Stage):
         return render_report(facts.name, summary, plots, samples.samples(), notes)
 
 
+def _failed_rows(run: RunContext, name: str) -> int:
+    """Rows of a table with status failed, read shard by shard from the status column alone."""
+    return sum(
+        int(pc.sum(pc.equal(shard.column("status"), STATUS_FAILED)).as_py() or 0)
+        for shard in run.iter_table(name, ["status"])
+    )
+
+
 def _counts_text(counts: dict[str, int]) -> str:
     return ", ".join(f"{k} {v}" for k, v in counts.items()) or "none"
 
@@ -214,6 +235,18 @@ def _rule_text(judgements: Any) -> str:
             f"majority, min_agreement {judgements.min_agreement}, min_votes {judgements.min_votes}"
         )
     return f"{judgements.rule}, min_votes {judgements.min_votes}"
+
+
+class _ScoreSummary:
+    """What the card and the report need of the scores table (one row per candidate and
+    instance): the metric names and every reward, read shard by shard from those two columns."""
+
+    def __init__(self, run: RunContext) -> None:
+        self.metrics: set[str] = set()
+        self.rewards: list[float] = []
+        for shard in run.iter_table("scores", ["metrics", "reward"]):
+            self.metrics.update(n for m in shard.column("metrics").to_pylist() for n in metrics_dict(m))
+            self.rewards.extend(shard.column("reward").to_pylist())
 
 
 class _Tally:

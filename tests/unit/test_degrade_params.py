@@ -163,6 +163,7 @@ def test_overrides_change_one_value_and_accept_omegaconf_nodes():
         ({"preset": "blurry"}, "unknown preset 'blurry'"),
         ({"scale": 3}, "degrade.scale must be one of"),
         ({"crop_size": 66}, "crop_size must be a positive multiple of scale 4"),
+        ({"small_images": "shrink"}, "small_images must be one of"),
         ({"overrides": {"round1": {"noise_rang": [1, 2]}}}, "round1.noise_rang"),
         ({"overrides": {"round1": {"noise_range": [5, 1]}}}, "round1.noise_range must be"),
         ({"overrides": {"final": {"resize_modes": ["lanczos"]}}}, "final.resize_modes"),
@@ -171,7 +172,7 @@ def test_overrides_change_one_value_and_accept_omegaconf_nodes():
     ],
 )
 def test_bad_settings_name_the_key(settings, message):
-    base = {"preset": "realesrgan", "scale": 4, "crop_size": None, "overrides": {}}
+    base = {"preset": "realesrgan", "scale": 4, "crop_size": None, "small_images": "pad", "overrides": {}}
     with pytest.raises(ValueError, match=message):
         draw_params({**base, **settings}, np.random.default_rng(0), (64, 64))
 
@@ -179,6 +180,15 @@ def test_bad_settings_name_the_key(settings, message):
 def test_images_that_do_not_fit_fail_clearly():
     rng = np.random.default_rng(0)
     with pytest.raises(ValueError, match="smaller than crop_size 256"):
-        draw_params(preset_settings("realesrgan", crop_size=256), rng, (300, 200))
+        draw_params(preset_settings("realesrgan", crop_size=256, small_images="fail"), rng, (300, 200))
     with pytest.raises(ValueError, match="not divisible by scale 4"):
         draw_params(preset_settings("realesrgan"), rng, (302, 200))
+
+
+def test_small_image_policy_changes_nothing_for_images_that_fit():
+    draws = [
+        draw_params(preset_settings("realesrgan", crop_size=64, small_images=policy), rng_for(3, "degrade", "a"), (96, 64))
+        for policy in ("pad", "whole", "fail")
+    ]
+    assert draws[0] == draws[1] == draws[2]
+    assert draws[0]["pad"] is None and draws[0]["small_image"] is None

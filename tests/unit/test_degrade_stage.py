@@ -80,7 +80,7 @@ def test_whole_images_of_different_sizes_are_degraded_at_their_own_size():
     ("overrides", "sizes", "message"),
     [
         (
-            ["degrade.crop_size=64"],
+            ["degrade.crop_size=64", "degrade.small_images=fail"],
             [(64, 64), (60, 80)],
             "image img1: HR size 60x80 is smaller than crop_size 64",
         ),
@@ -96,16 +96,60 @@ def test_images_that_cannot_be_degraded_raise_naming_the_image(overrides, sizes,
         _stage(*overrides).process({"hr": _hr_table(sizes)})
 
 
+def _reapplied(row):
+    """The stored LQ of a row made again from its stored HR target and its record alone."""
+    again = apply_degradation(_decode(row.hr)[None].float() / 255, [row.degradation])[0]
+    return torch.equal((again * 255).round().byte(), _decode(row.lq))
+
+
+def test_small_images_are_reflect_padded_like_basicsr_by_default():
+    # 40x56 and 64x40 against a 64 crop; 80x72 is large enough and must not change.
+    hr = _hr_table([(40, 56), (64, 40), (80, 72)])
+    rows = lq_schema.SPEC.to_rows(_stage("degrade.crop_size=64", "degrade.preset=realesrgan").process({"hr": hr}))
+    assert [r.status for r in rows] == [STATUS_OK] * 3
+    assert [r.degradation["pad"] for r in rows] == [{"right": 24, "bottom": 8}, {"right": 0, "bottom": 24}, None]
+    assert [r.degradation["small_image"] for r in rows] == ["pad", "pad", None]
+    for row, source in zip(rows, hr.column("image").to_pylist()):
+        assert (row.width, row.height) == (16, 16)
+        # The HR target is the source reflect-padded (BasicSR: cv2 BORDER_REFLECT_101 at the
+        # right and bottom) then cropped, computed here with numpy's equivalent "reflect" mode.
+        original = _decode(source).permute(1, 2, 0).numpy()
+        pad = row.degradation["pad"] or {"right": 0, "bottom": 0}
+        padded = np.pad(original, ((0, pad["bottom"]), (0, pad["right"]), (0, 0)), mode="reflect")
+        crop = row.degradation["crop"]
+        expected = padded[crop["y"] : crop["y"] + 64, crop["x"] : crop["x"] + 64]
+        assert np.array_equal(_decode(row.hr).permute(1, 2, 0).numpy(), expected)
+        assert _reapplied(row)
+        assert row.degradation_text == describe(row.degradation)
+    assert "reflect-padded by 24 px right and 8 px bottom" in rows[0].degradation_text
+    assert "smaller than" not in rows[2].degradation_text
+
+
+def test_small_images_whole_degrades_the_whole_image_padded_to_the_scale():
+    hr = _hr_table([(40, 56), (62, 50), (80, 72)])
+    rows = lq_schema.SPEC.to_rows(_stage("degrade.crop_size=64", "degrade.small_images=whole").process({"hr": hr}))
+    assert [(r.width, r.height) for r in rows] == [(10, 14), (16, 13), (16, 16)]
+    assert [r.degradation["crop"] is None for r in rows] == [True, True, False]
+    assert [r.degradation["pad"] for r in rows] == [None, {"right": 2, "bottom": 2}, None]
+    assert [r.degradation["small_image"] for r in rows] == ["whole", "whole", None]
+    assert torch.equal(_decode(rows[0].hr), _decode(hr.column("image")[0].as_py()))
+    assert all(_reapplied(r) for r in rows)
+    assert "degraded whole (reflect-padded by 2 px right and 2 px bottom)" in rows[1].degradation_text
+
+
 def test_bad_settings_fail_when_the_stage_is_built():
     with pytest.raises(ValueError, match="unknown preset 'soft'"):
         _stage("degrade.preset=soft")
     with pytest.raises(ValueError, match="round2.jpeg_range"):
         _stage("degrade.overrides.round2.jpeg_range=[0,200]")
+    with pytest.raises(ValueError, match="degrade.small_images must be one of"):
+        _stage("degrade.small_images=stretch")
 
 
-def _config(run_dir, executor="local", seed=0, shard_size=2):
+def _config(run_dir, executor="local", seed=0, shard_size=2, small_images="pad"):
     return load_config(
         [
+            f"degrade.small_images={small_images}",
             f"ingest.shard_size={shard_size}",
             f"run_dir={run_dir}",
             f"executor={executor}",
@@ -135,10 +179,10 @@ def test_pipeline_runs_degrade_on_ingest_output(tmp_path):
 
 
 def test_failed_rows_pass_through_and_bad_images_fail_alone(tmp_path):
-    cfg = _config(tmp_path, shard_size=3)
+    cfg = _config(tmp_path, shard_size=3, small_images="fail")
     run_stages(cfg, "ingest")
     run = RunDir(str(tmp_path))
-    # Row 0 failed upstream; row 1 is an image too small for the 256 crop.
+    # Row 0 failed upstream; row 1 is an image too small for the 256 crop (with small_images=fail).
     rows = hr_schema.SPEC.to_rows(run.read_shard("hr", 0))
     rows[0] = hr_schema.HrRow(
         rows[0].image_id, None, None, None, rows[0].source_uri, STATUS_FAILED, "corrupt file"

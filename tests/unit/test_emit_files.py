@@ -26,9 +26,15 @@ class MemoryRun:
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
 
-    def write_bytes(self, relpath: str, data: bytes) -> str:
-        self.files[relpath] = data
-        return relpath
+    def open_output(self, relpath: str) -> io.BytesIO:
+        files = self.files
+
+        class Capture(io.BytesIO):
+            def close(self) -> None:
+                files[relpath] = self.getvalue()
+                super().close()
+
+        return Capture()
 
 
 def test_split_follows_the_fractions_and_depends_on_the_id_only():
@@ -61,7 +67,7 @@ def test_zero_fraction_splits_are_left_out():
 def test_shard_writer_bounds_row_groups_and_files():
     features = Features({"image_id": Value("string"), "blob": Value("binary")})
     run = MemoryRun()
-    writer = ShardWriter(run, "pairs", "train", features, row_group_size=3, max_shard_bytes=2000)
+    writer = ShardWriter(run, "dataset", "pairs", "train", features, row_group_size=3, max_shard_bytes=2000)
     rows = [{"image_id": f"i{k}", "blob": bytes([k]) * 300} for k in range(20)]
     for row in rows:
         writer.add(row)
@@ -81,8 +87,8 @@ def test_shard_writer_bounds_row_groups_and_files():
 def test_empty_splits_write_no_file_and_are_not_declared():
     features = Features({"image_id": Value("string")})
     run = MemoryRun()
-    full = ShardWriter(run, "dspo", "train", features, 10, 10**6)
-    empty = ShardWriter(run, "dspo", "validation", features, 10, 10**6)
+    full = ShardWriter(run, "dataset", "dspo", "train", features, 10, 10**6)
+    empty = ShardWriter(run, "dataset", "dspo", "validation", features, 10, 10**6)
     full.add({"image_id": "a"})
     full.close()
     empty.close()

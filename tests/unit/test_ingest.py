@@ -1,4 +1,5 @@
 import io
+import os
 import struct
 import zlib
 
@@ -165,6 +166,32 @@ def test_duplicates_are_reported_once(tmp_path, rgb):
     assert list(rows) == ["a.png"]
     assert [(d.rsplit("/", 1)[-1], f.rsplit("/", 1)[-1]) for d, f in listing.duplicates] == [("b.png", "a.png")]
     assert listing.count == 1
+
+
+def test_a_file_name_that_is_not_utf8_fails_alone_shown_with_escapes(tmp_path, rgb):
+    (tmp_path / "good.png").write_bytes(png_bytes(rgb))
+    with open(os.path.join(os.fsencode(tmp_path), b"caf\xe9.png"), "wb") as handle:
+        handle.write(png_bytes(rgb.rotate(90)))
+    rows, _ = ingest(tmp_path)
+    assert rows["good.png"]["status"] == "ok"
+    bad = rows["caf\\xe9.png"]
+    assert bad["status"] == "failed" and bad["image"] is None
+    assert bad["error"] == f"{tmp_path}/caf\\xe9.png: file name is not valid UTF-8; rename the file"
+    # The same name in a .txt list fails alone as well.
+    (tmp_path / "list.txt").write_bytes(b"good.png\ncaf\xe9.png\n")
+    rows, _ = ingest(tmp_path / "list.txt")
+    assert [r["status"] for r in rows.values()] == ["ok", "failed"]
+
+
+def test_empty_files_are_separate_failed_rows_with_ids_from_their_paths(tmp_path, rgb):
+    (tmp_path / "good.png").write_bytes(png_bytes(rgb))
+    (tmp_path / "e1.png").write_bytes(b"")
+    (tmp_path / "e2.png").write_bytes(b"")
+    rows, stage = ingest(tmp_path)
+    assert [rows[n]["status"] for n in ("e1.png", "e2.png", "good.png")] == ["failed", "failed", "ok"]
+    assert rows["e1.png"]["image_id"] == image_id_of(os.fsencode(tmp_path / "e1.png"))
+    assert rows["e2.png"]["image_id"] == image_id_of(os.fsencode(tmp_path / "e2.png"))
+    assert stage.duplicates == []
 
 
 def test_glob_and_text_list_inputs(tmp_path, rgb):

@@ -16,7 +16,8 @@ SAMPLE_ROWS = {
     "hr": hr.HrRow("a" * 16, PNG, 64, 48, "/x.png", "ok"),
     "lq": lq.LqRow(
         "a" * 16, PNG, PNG, 4, 16, 12,
-        {"preset": "bicubic", "scale": 4, "crop": {"x": 0, "y": 0, "size": 64}, "round1": ROUND,
+        {"preset": "bicubic", "scale": 4, "crop": {"x": 0, "y": 0, "size": 64},
+         "pad": {"right": 8, "bottom": 0}, "small_image": "pad", "round1": ROUND,
          "round2": ROUND, "final_sinc": False, "final_omega_c": None, "final_kernel_size": None,
          "final_resize_mode": "bicubic", "final_jpeg_quality": 90, "jpeg_before_sinc": True},
         "mild blur", "ok",

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
-from datasets import Features
+from datasets import Dataset, Features
 
 from common.masks import encode_mask
-from schemas.dataset import DSPO_FEATURES
-from tests.dspo_fixtures import write_dspo_dataset
+from schemas.dataset import DSPO_FEATURES, PAIRS_FEATURES
+from tests.dspo_fixtures import png, write_dspo_dataset
 from trainer.data import CropSizeError, collate_dspo, load_dspo_split, random_crop, validate_dspo_dataset
 from trainer.train import main
+
+
+@pytest.fixture(autouse=True)
+def no_model_may_load(monkeypatch):
+    """Every refusal here must come before a model is built."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was loaded before the dataset was refused")
+
+    monkeypatch.setattr("trainer.train.load_trainable", refuse)
 
 
 def run_train(dataset, tmp_path, capsys):
@@ -62,6 +73,64 @@ def test_win_index_out_of_range(tmp_path, capsys):
     code, err = run_train(dataset, tmp_path, capsys)
     assert code == 2
     assert "row 3" in err and "column 'win_index' instance 1 is 7" in err
+
+
+def test_garbage_image_bytes_name_row_and_column(tmp_path, capsys):
+    def garbage(row):
+        return {**row, "candidates": [row["candidates"][0], {"bytes": b"not an image", "path": None}, *row["candidates"][2:]]}
+
+    dataset = write_dspo_dataset(tmp_path / "ds", edit=break_row("train", 1, garbage))
+    code, err = run_train(dataset, tmp_path, capsys)
+    assert code == 2
+    assert "train row 1 (image_id img0001): column 'candidates' image 1: not a readable image" in err
+
+
+def test_truncated_image_bytes_name_row_and_column(tmp_path, capsys):
+    def truncated(row):
+        return {**row, "hr": {"bytes": row["hr"]["bytes"][:80], "path": None}}
+
+    dataset = write_dspo_dataset(tmp_path / "ds", edit=break_row("train", 2, truncated))
+    code, err = run_train(dataset, tmp_path, capsys)
+    assert code == 2
+    assert "train row 2 (image_id img0002): column 'hr': not a readable image (image file is truncated)" in err
+
+
+def test_lq_not_matching_candidates_over_scale(tmp_path, capsys):
+    def wrong_lq(row):
+        return {**row, "lq": png(np.zeros((5, 8, 3), dtype=np.uint8))}
+
+    dataset = write_dspo_dataset(tmp_path / "ds", edit=break_row("train", 3, wrong_lq))
+    code, err = run_train(dataset, tmp_path, capsys)
+    assert code == 2
+    assert "train row 3 (image_id img0003): column 'lq' is (5, 8) (h, w); with column 'scale' 4" in err
+
+
+def test_empty_split_is_refused(tmp_path, capsys):
+    dataset = write_dspo_dataset(tmp_path / "ds", splits={"train": 0, "validation": 1})
+    code, err = run_train(dataset, tmp_path, capsys)
+    assert code == 2
+    assert "split 'train' has no rows" in err
+
+
+def test_folder_without_a_dataset_card_is_refused(tmp_path, capsys):
+    dataset = write_dspo_dataset(tmp_path / "ds")
+    (dataset / "README.md").unlink()
+    code, err = run_train(dataset, tmp_path, capsys)
+    assert code == 2
+    assert "has no README.md" in err
+
+
+def test_pairs_config_where_dspo_is_expected(tmp_path, capsys):
+    folder = tmp_path / "pairs_only"
+    (folder / "data" / "pairs").mkdir(parents=True)
+    empty = {name: [] for name in PAIRS_FEATURES}
+    Dataset.from_dict(empty, features=PAIRS_FEATURES).to_parquet(str(folder / "data" / "pairs" / "train-00000.parquet"))
+    (folder / "README.md").write_text(
+        "---\nconfigs:\n- config_name: pairs\n  data_files:\n  - split: train\n    path: data/pairs/train-*.parquet\n---\n"
+    )
+    code, err = run_train(folder, tmp_path, capsys)
+    assert code == 2
+    assert "has no 'dspo' config (it has ['pairs'])" in err
 
 
 def test_bad_validation_split_is_refused_too(tmp_path, capsys):
