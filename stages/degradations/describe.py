@@ -108,13 +108,9 @@ def describe(params: dict[str, Any]) -> str:
 
 def _small_image(params: dict[str, Any]) -> str | None:
     pad = params.get("pad")
+    sides = " and ".join(f"{pad[side]} px {side}" for side in ("right", "bottom") if pad[side]) if pad else ""
     if params.get("small_image") == "pad":
-        return (
-            f"source smaller than the {params['crop']['size']} px crop, reflect-padded by "
-            f"{pad['right']} px right and {pad['bottom']} px bottom"
-        )
+        return f"source smaller than the {params['crop']['size']} px crop, reflect-padded by {sides}"
     if params.get("small_image") == "whole":
-        return "source smaller than the crop, degraded whole" + (
-            f" (reflect-padded by {pad['right']} px right and {pad['bottom']} px bottom)" if pad else ""
-        )
+        return "source smaller than the crop, degraded whole" + (f" (reflect-padded by {sides})" if pad else "")
     return None

@@ -122,6 +122,7 @@ def test_small_images_are_reflect_padded_like_basicsr_by_default():
         assert _reapplied(row)
         assert row.degradation_text == describe(row.degradation)
     assert "reflect-padded by 24 px right and 8 px bottom" in rows[0].degradation_text
+    assert rows[1].degradation_text.endswith("source smaller than the 64 px crop, reflect-padded by 24 px bottom")
     assert "smaller than" not in rows[2].degradation_text
 
 

@@ -7,6 +7,7 @@ import errno
 import hashlib
 import os
 
+import pyarrow.fs as pafs
 import pytest
 from datasets import load_dataset
 
@@ -105,3 +106,19 @@ def test_status_shows_whether_the_final_step_finished_and_a_rerun_finishes_it(tm
     run_stage(cfg, "emit")
     assert calls == [1]
     assert format_status(synthetic.run).splitlines()[-1].endswith("done")
+
+
+@pytest.mark.parametrize("local", [True, False])
+def test_replace_dir_swaps_a_folder_on_a_disk_and_on_a_store_without_renames(tmp_path, local):
+    run = RunDir(str(tmp_path))
+    if not local:  # pyarrow's in-memory filesystem stands in for an object store
+        run.fs, run.root, run.is_local = pafs._MockFileSystem(), "bucket/run", False
+    run.write_bytes("dataset/old.parquet", b"old")
+    run.write_bytes("dataset/README.md", b"old card")
+    run.write_bytes("staging/data/dspo/train-00000.parquet", b"new")
+    run.write_bytes("staging/README.md", b"new card")
+    run.replace_dir("staging", "dataset")
+    assert not run.exists("staging") and not run.exists("staging.old")
+    assert not run.exists("dataset/old.parquet")
+    assert run.read_bytes("dataset/README.md") == b"new card"
+    assert run.read_bytes("dataset/data/dspo/train-00000.parquet") == b"new"
