@@ -8,7 +8,9 @@ from datasets import Features, Value
 
 from schemas.table import TableSpec
 
-SCHEMA_VERSION = 1
+# 2: the ``mode`` column (how full-reference metrics saw the instance: map or composite).
+SCHEMA_VERSION = 2
+SCORE_MODES = ("map", "composite")
 
 
 @dataclass
@@ -20,6 +22,7 @@ class ScoresRow:
     instance_index: int
     metrics: dict[str, list]  # {name: [...], value: [...]}, raw values; see metrics_dict()
     reward: float  # hybrid reward in [0, 1], higher is better
+    mode: str  # score.mode: "map" (quality maps pooled in the mask) or "composite" (crops)
 
 
 FEATURES = Features(
@@ -33,6 +36,7 @@ FEATURES = Features(
         # would make the schema depend on config. So: parallel name/value lists.
         "metrics": {"name": [Value("string")], "value": [Value("float64")]},
         "reward": Value("float64"),
+        "mode": Value("string"),
     }
 )
 
@@ -52,6 +56,7 @@ SPEC = TableSpec(
     features=FEATURES,
     row_type=ScoresRow,
     required=tuple(FEATURES),
+    choices={"mode": SCORE_MODES},
 )
 schema = SPEC.schema
 validate = SPEC.validate
