@@ -150,6 +150,10 @@ class EmitStage(Stage):
             backbones=sorted(tally.backbones),
             segmenters=sorted({s for s in instances.column("segmenter").to_pylist() if s}),
             metrics=sorted({n for m in scores.column("metrics").to_pylist() for n in metrics_dict(m)}),
+            # Scores written before schema v2 have no mode column: composite was the only mode then.
+            score_modes=(
+                sorted(set(scores.column("mode").to_pylist())) if "mode" in scores.column_names else ["composite"]
+            ),
             candidates_per_image=sorted(tally.candidates_per_image),
             failed=failed,
             sources=dict(
