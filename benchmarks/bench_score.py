@@ -30,9 +30,10 @@ from skimage import data, segmentation, transform
 
 from pipeline.config import load_config
 from pipeline.rundir import RunDir
+from schemas.scores import COMPOSITE, MAP
 from stages.score import ScoreStage, gather_images
 from stages.scoring.reward import hybrid_reward
-from stages.scoring.scorer import COMPOSITE, MAP, ImageToScore, InstanceScorer, Scores
+from stages.scoring.scorer import ImageToScore, InstanceScorer, Scores
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "hubble_deep_field")
 

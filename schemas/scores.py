@@ -10,7 +10,9 @@ from schemas.table import TableSpec
 
 # 2: the ``mode`` column (how full-reference metrics saw the instance: map or composite).
 SCHEMA_VERSION = 2
-SCORE_MODES = ("map", "composite")
+# score.mode: quality maps pooled inside each mask, or one composite crop per (candidate, instance).
+MAP, COMPOSITE = "map", "composite"
+SCORE_MODES = (MAP, COMPOSITE)
 
 
 @dataclass

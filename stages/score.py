@@ -25,7 +25,7 @@ from schemas.instances import instance_id
 from stages.base import Batch, Stage
 from stages.scoring.metrics import FR, NR, Metric, create_metric, metric_info, resolve_device
 from stages.scoring.reward import hybrid_reward
-from stages.scoring.scorer import MODES, ImageToScore, InstanceScorer
+from stages.scoring.scorer import ImageToScore, InstanceScorer, check_mode
 
 
 class ScoreStage(Stage):
@@ -39,9 +39,7 @@ class ScoreStage(Stage):
         self.fr_names = list(settings.fr_metrics)
         self.nr_names = list(settings.nr_metrics)
         self.alpha = float(settings.alpha)
-        self.mode = str(settings.mode)
-        if self.mode not in MODES:
-            raise ValueError(f"score.mode must be one of {list(MODES)}, got '{self.mode}'")
+        self.mode = check_mode(str(settings.mode))
         _check_metric_lists(self.fr_names, self.nr_names, self.alpha, dict(settings.min_side))
         self.scorer: InstanceScorer | None = None
         self.lower_better: dict[str, bool] = {}

@@ -23,12 +23,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from schemas.scores import MAP, SCORE_MODES
 from stages.scoring.crops import Window, fr_window, mask_bbox, nr_shape, resize, to_tensor
 from stages.scoring.metrics import FR, Metric
 from stages.scoring.pooling import MaskPooling
 
-MAP, COMPOSITE = "map", "composite"
-MODES = (MAP, COMPOSITE)
+
+def check_mode(mode: str) -> str:
+    if mode not in SCORE_MODES:
+        raise ValueError(f"score.mode must be one of {list(SCORE_MODES)}, got '{mode}'")
+    return mode
 
 
 @dataclass
@@ -79,15 +83,13 @@ class InstanceScorer:
         device: torch.device,
         mode: str = MAP,
     ) -> None:
-        if mode not in MODES:
-            raise ValueError(f"score.mode must be one of {list(MODES)}, got '{mode}'")
         self.fr = [m for m in metrics if m.info.mode == FR]
         self.nr = [m for m in metrics if m.info.mode != FR]
         self.min_side = dict(min_side)
         self.padding = padding
         self.chunk_pixels = chunk_pixels
         self.device = device
-        self.mode = mode
+        self.mode = check_mode(mode)
 
     def side_for(self, metric: Metric) -> int:
         return int(self.min_side.get(metric.info.name, self.min_side["default"]))

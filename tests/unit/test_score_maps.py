@@ -10,10 +10,11 @@ import pytest
 import torch
 from skimage import data, transform
 
+from schemas.scores import COMPOSITE, MAP
 from stages.scoring.metrics import create_metric
 from stages.scoring.pooling import RATIO, STD, MapPart, MaskPooling, QualityMaps, block_weights
 from stages.scoring.reward import hybrid_reward
-from stages.scoring.scorer import COMPOSITE, MAP, ImageToScore, InstanceScorer
+from stages.scoring.scorer import ImageToScore, InstanceScorer
 
 # Largest relative difference allowed between a map pooled over the whole image and pyiqa's own
 # value. psnr is float64 end to end; ssim too, but pyiqa rounds its 2-D window to float32, which
