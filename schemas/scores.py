@@ -8,7 +8,11 @@ from datasets import Features, Value
 
 from schemas.table import TableSpec
 
-SCHEMA_VERSION = 1
+# 2: the ``mode`` column (how full-reference metrics saw the instance: map or composite).
+SCHEMA_VERSION = 2
+# score.mode: quality maps pooled inside each mask, or one composite crop per (candidate, instance).
+MAP, COMPOSITE = "map", "composite"
+SCORE_MODES = (MAP, COMPOSITE)
 
 
 @dataclass
@@ -20,6 +24,7 @@ class ScoresRow:
     instance_index: int
     metrics: dict[str, list]  # {name: [...], value: [...]}, raw values; see metrics_dict()
     reward: float  # hybrid reward in [0, 1], higher is better
+    mode: str  # score.mode: "map" (quality maps pooled in the mask) or "composite" (crops)
 
 
 FEATURES = Features(
@@ -33,6 +38,7 @@ FEATURES = Features(
         # would make the schema depend on config. So: parallel name/value lists.
         "metrics": {"name": [Value("string")], "value": [Value("float64")]},
         "reward": Value("float64"),
+        "mode": Value("string"),
     }
 )
 
@@ -52,4 +58,5 @@ SPEC = TableSpec(
     features=FEATURES,
     row_type=ScoresRow,
     required=tuple(FEATURES),
+    choices={"mode": SCORE_MODES},
 )

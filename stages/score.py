@@ -2,7 +2,9 @@
 
 Reads ``candidates`` (the N images), ``instances`` (the shared masks) and ``lq`` (its ``hr``
 column is the target); writes ``scores``, one row per (candidate, instance) with the raw metric
-values and the reward (see stages/scoring/reward.py). Metrics and their direction come from
+values, the reward (see stages/scoring/reward.py) and the scoring mode (``score.mode``: ``map``
+pools each metric's quality map inside the masks, ``composite`` scores composite crops; see
+stages/scoring/scorer.py). Metrics and their direction come from
 pyiqa; weights are never downloaded (stages/scoring/metrics.py).
 """
 
@@ -24,7 +26,7 @@ from schemas.instances import instance_id
 from stages.base import Batch, Stage
 from stages.scoring.metrics import FR, NR, Metric, create_metric, metric_info
 from stages.scoring.reward import hybrid_reward
-from stages.scoring.scorer import ImageToScore, InstanceScorer
+from stages.scoring.scorer import ImageToScore, InstanceScorer, check_mode
 
 
 class ScoreStage(Stage):
@@ -38,6 +40,7 @@ class ScoreStage(Stage):
         self.fr_names = list(settings.fr_metrics)
         self.nr_names = list(settings.nr_metrics)
         self.alpha = float(settings.alpha)
+        self.mode = check_mode(str(settings.mode))
         _check_metric_lists(self.fr_names, self.nr_names, self.alpha, dict(settings.min_side))
         self.scorer: InstanceScorer | None = None
         self.lower_better: dict[str, bool] = {}
@@ -50,7 +53,7 @@ class ScoreStage(Stage):
         metrics: list[Metric] = [create_metric(n, device, weights_dir) for n in self.fr_names + self.nr_names]
         self.lower_better = {m.info.name: m.info.lower_better for m in metrics}
         self.scorer = InstanceScorer(
-            metrics, dict(settings.min_side), int(settings.padding), int(settings.chunk_pixels), device
+            metrics, dict(settings.min_side), int(settings.padding), int(settings.chunk_pixels), device, self.mode
         )
 
     def process(self, batch: Batch) -> pa.Table:
@@ -74,6 +77,7 @@ class ScoreStage(Stage):
                             instance_index=m,
                             metrics=scores_schema.metrics_struct({k: v[n] for k, v in metrics.items()}),
                             reward=float(reward[n]),
+                            mode=self.mode,
                         )
                     )
         return self.output_spec.to_table(rows)

@@ -93,7 +93,8 @@ def build_run(
             for k, reward in enumerate(rewards):
                 rows["scores"].append(
                     scores.ScoresRow(image_id, items[k]["candidate_id"], k, instance_id(image_id, m), m,
-                                     metrics_struct({"psnr": 20 + 10 * reward, "niqe": 5 - reward}), float(reward))
+                                     metrics_struct({"psnr": 20 + 10 * reward, "niqe": 5 - reward}), float(reward),
+                                     "map")
                 )
             win, lose = int(np.argmax(rewards)), int(np.argmin(rewards))
             win_id, lose_id = items[win]["candidate_id"], items[lose]["candidate_id"]

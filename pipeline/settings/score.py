@@ -6,6 +6,7 @@ from omegaconf import MISSING
 @dataclass
 class Settings:
     batch_size: int = MISSING
+    mode: str = MISSING
     fr_metrics: list[str] = MISSING
     nr_metrics: list[str] = MISSING
     alpha: float = MISSING

@@ -43,6 +43,7 @@ class CardFacts:
     backbones: Sequence[str]
     segmenters: Sequence[str]
     metrics: Sequence[str]
+    score_modes: Sequence[str]  # score.mode of the scores rows: map and/or composite
     candidates_per_image: Sequence[int]
     failed: Mapping[str, int]  # table -> rows with status failed
     sources: Mapping[str, str]  # image_id -> source_uri
@@ -86,6 +87,9 @@ def _how_made(f: CardFacts) -> str:
         f"* Candidates per image: {', '.join(map(str, per_image)) or '-'}",
         f"* Segmenter(s): {', '.join(f.segmenters) or 'none recorded'}",
         f"* IQA metrics combined into the reward: {', '.join(f.metrics) or 'none recorded'}",
+        f"* How full-reference metrics saw an instance (score.mode): {', '.join(f.score_modes) or 'not recorded'} "
+        "(map: each metric's quality map of the whole candidate against HR, pooled inside the mask; "
+        "composite: the candidate inside the mask and HR outside, cropped around the instance)",
         "* Instance weight: area of the instance / total area of the instances kept for the image.",
         "* Label sources (dspo instances): " + _counts(f.instances),
         "* pairs rows: " + _counts(f.pairs_labels),

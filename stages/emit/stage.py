@@ -162,6 +162,7 @@ class EmitStage(Stage):
                 {s for shard in run.iter_table("instances", ["segmenter"]) for s in shard.column("segmenter").to_pylist() if s}
             ),
             metrics=sorted(scores.metrics),
+            score_modes=sorted(scores.modes),
             candidates_per_image=sorted(tally.candidates_per_image),
             failed=failed,
             sources={
@@ -239,14 +240,18 @@ def _rule_text(judgements: Any) -> str:
 
 class _ScoreSummary:
     """What the card and the report need of the scores table (one row per candidate and
-    instance): the metric names and every reward, read shard by shard from those two columns."""
+    instance): the metric names, the score modes and every reward, read shard by shard (the
+    table holds no images)."""
 
     def __init__(self, run: RunContext) -> None:
         self.metrics: set[str] = set()
+        self.modes: set[str] = set()
         self.rewards: list[float] = []
-        for shard in run.iter_table("scores", ["metrics", "reward"]):
+        for shard in run.iter_table("scores"):
             self.metrics.update(n for m in shard.column("metrics").to_pylist() for n in metrics_dict(m))
             self.rewards.extend(shard.column("reward").to_pylist())
+            # Scores written before schema v2 have no mode column: composite was the only mode then.
+            self.modes.update(shard.column("mode").to_pylist() if "mode" in shard.column_names else ["composite"])
 
 
 class _Tally:

@@ -5,6 +5,9 @@ direction (``lower_better``) come from pyiqa, never from this module. ``psnr`` i
 computed here: pyiqa's PSNR averages over the whole crop, while an instance's PSNR must count
 exactly the pixels of its mask.
 
+Metrics with a map form (maps.py) also answer ``quality_maps(dist, ref, ref_index)``: the map of
+each candidate against its reference, which pooling.py pools inside every instance mask.
+
 Weights are never downloaded. pyiqa (and torchvision, for the backbones some metrics build on)
 resolve each weight file to a local path and fetch it when it is missing; while a metric is
 created, that local folder is ``weights_dir`` and the fetch is replaced by a refusal, so a metric
@@ -25,6 +28,9 @@ from typing import Protocol
 from unittest import mock
 
 import torch
+
+from stages.scoring.maps import MAP_FUNCTIONS
+from stages.scoring.pooling import MapPart, QualityMaps
 
 FR, NR = "FR", "NR"
 # A perfect reconstruction has infinite PSNR; the cap keeps rewards and Parquet values finite.
@@ -48,11 +54,15 @@ class MetricInfo:
 
 class Metric(Protocol):
     info: MetricInfo
+    has_map: bool  # whether quality_maps() is available
 
     def __call__(
         self, dist: torch.Tensor, ref: torch.Tensor | None, mask: torch.Tensor | None
     ) -> torch.Tensor:
         """Scores of a batch: ``dist``/``ref`` (B, 3, H, W) in [0, 1], ``mask`` (B, 1, H, W) bool."""
+
+    def quality_maps(self, dist: torch.Tensor, ref: torch.Tensor, ref_index: torch.Tensor) -> QualityMaps:
+        """Maps of ``dist`` (B, 3, H, W) against ``ref[ref_index]`` (``ref``: U distinct images)."""
 
 
 def _pyiqa_configs() -> dict:
@@ -70,8 +80,16 @@ def metric_info(name: str) -> MetricInfo:
     return MetricInfo(name, config["metric_mode"], bool(config.get("lower_better", False)))
 
 
+def psnr_from_mse(mse: torch.Tensor) -> torch.Tensor:
+    """dB for images in [0, 1], capped at ``PSNR_CAP_DB``."""
+    floor = 10.0 ** (-PSNR_CAP_DB / 10.0)
+    return -10.0 * torch.log10(mse.clamp(min=floor))
+
+
 class MaskedPSNR:
     """PSNR over exactly the mask's pixels (all channels), in dB, capped at ``PSNR_CAP_DB``."""
+
+    has_map = True
 
     def __init__(self) -> None:
         self.info = metric_info("psnr")
@@ -84,9 +102,11 @@ class MaskedPSNR:
         weight = mask.to(torch.float64)
         squared = (dist.to(torch.float64) - ref.to(torch.float64)).square() * weight
         pixels = weight.sum(dim=(1, 2, 3)) * dist.shape[1]
-        mse = squared.sum(dim=(1, 2, 3)) / pixels
-        floor = 10.0 ** (-PSNR_CAP_DB / 10.0)
-        return (-10.0 * torch.log10(mse.clamp(min=floor))).cpu()
+        return psnr_from_mse(squared.sum(dim=(1, 2, 3)) / pixels).cpu()
+
+    def quality_maps(self, dist: torch.Tensor, ref: torch.Tensor, ref_index: torch.Tensor) -> QualityMaps:
+        squared = (dist.to(torch.float64) - ref.to(torch.float64)[ref_index]).square().mean(dim=1)
+        return QualityMaps([MapPart(squared, None, 1, (0, 0))], finish=psnr_from_mse)
 
 
 class PyiqaMetric:
@@ -107,6 +127,8 @@ class PyiqaMetric:
                 ) from None
         # The direction is the created model's own, which is what pyiqa documents.
         self.info = MetricInfo(name, info.mode, bool(self.model.lower_better))
+        self.map_function = MAP_FUNCTIONS.get(name)
+        self.has_map = self.map_function is not None
 
     def __call__(
         self, dist: torch.Tensor, ref: torch.Tensor | None, mask: torch.Tensor | None
@@ -114,6 +136,12 @@ class PyiqaMetric:
         with torch.inference_mode():
             out = self.model(dist, ref) if self.info.mode == FR else self.model(dist)
         return out.reshape(-1).to(torch.float64).cpu()
+
+    def quality_maps(self, dist: torch.Tensor, ref: torch.Tensor, ref_index: torch.Tensor) -> QualityMaps:
+        if self.map_function is None:
+            raise ValueError(f"IQA metric '{self.info.name}' has no map form; score it on composite crops")
+        with torch.inference_mode():
+            return self.map_function(self.model.net, dist, ref, ref_index)
 
 
 def create_metric(name: str, device: torch.device, weights_dir: Path) -> Metric:

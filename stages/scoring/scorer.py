@@ -1,4 +1,12 @@
-"""Per-instance IQA scores for many images at once.
+"""Per-instance IQA scores for many images at once, in one of two modes.
+
+``map`` (default): every full-reference metric with a map form (maps.py) computes its map once
+per candidate against HR, all N candidates of an image in one batch (several images of one size
+share a call up to ``chunk_pixels``), and pools it inside each instance mask (pooling.py).
+Metrics without a map form are scored as in ``composite`` mode.
+
+``composite``: each (candidate, instance) is a composite crop (candidate inside the mask, HR
+outside) compared with the HR crop; the values of datasets built before map mode.
 
 All crops of all candidates of all images handed in go through each metric in a few large
 calls: crops are grouped by shape (crops.py makes the shapes few) and sent in chunks of about
@@ -15,8 +23,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from schemas.scores import MAP, SCORE_MODES
 from stages.scoring.crops import Window, fr_window, mask_bbox, nr_shape, resize, to_tensor
 from stages.scoring.metrics import FR, Metric
+from stages.scoring.pooling import MaskPooling
+
+
+def check_mode(mode: str) -> str:
+    if mode not in SCORE_MODES:
+        raise ValueError(f"score.mode must be one of {list(SCORE_MODES)}, got '{mode}'")
+    return mode
 
 
 @dataclass
@@ -65,6 +81,7 @@ class InstanceScorer:
         padding: int,
         chunk_pixels: int,
         device: torch.device,
+        mode: str = MAP,
     ) -> None:
         self.fr = [m for m in metrics if m.info.mode == FR]
         self.nr = [m for m in metrics if m.info.mode != FR]
@@ -72,30 +89,83 @@ class InstanceScorer:
         self.padding = padding
         self.chunk_pixels = chunk_pixels
         self.device = device
+        self.mode = check_mode(mode)
 
     def side_for(self, metric: Metric) -> int:
         return int(self.min_side.get(metric.info.name, self.min_side["default"]))
 
     def score(self, images: Sequence[ImageToScore]) -> Scores:
         scores: Scores = defaultdict(dict)
-        if self.fr:
-            self._score_fr(images, scores)
+        mapped = [m for m in self.fr if self.mode == MAP and m.has_map]
+        cropped = [m for m in self.fr if m not in mapped]
+        if mapped:
+            self._score_maps(images, mapped, scores)
+        if cropped:
+            self._score_fr(images, cropped, scores)
         for metric in self.nr:
             self._score_nr(images, metric, scores)
         return dict(scores)
 
-    def _score_fr(self, images: Sequence[ImageToScore], scores: Scores) -> None:
-        # One window per instance serves every FR metric, so it must suit the pickiest one.
-        min_side = max(self.side_for(m) for m in self.fr)
-        groups: dict[tuple[int, int], list[_Crop]] = defaultdict(list)
-        for i, image in enumerate(images):
+    def _check_sizes(self, images: Sequence[ImageToScore], metrics: Sequence[Metric]) -> int:
+        """The largest minimum side of ``metrics``; an image smaller than it is an error."""
+        min_side = max(self.side_for(m) for m in metrics)
+        for image in images:
             height, width = image.hr.shape[:2]
             if min(height, width) < min_side:
-                names = [m.info.name for m in self.fr if self.side_for(m) > min(height, width)]
+                names = [m.info.name for m in metrics if self.side_for(m) > min(height, width)]
                 raise ValueError(
                     f"image {image.image_id}: {height}x{width} is smaller than the {min_side} px "
                     f"that metric(s) {names} need (score.min_side)"
                 )
+        return min_side
+
+    def _score_maps(self, images: Sequence[ImageToScore], metrics: Sequence[Metric], scores: Scores) -> None:
+        self._check_sizes(images, metrics)
+        for image in images:
+            empty = np.flatnonzero(~image.masks.reshape(len(image.masks), -1).any(axis=1))
+            if empty.size:
+                raise ValueError(f"image {image.image_id}: instance {empty[0]} has an empty mask")
+        for group in self._same_size_groups(images):
+            counts = [len(images[i].candidates) for i in group]
+            dist = to_tensor(np.concatenate([images[i].candidates for i in group]), self.device)
+            ref = to_tensor(np.stack([images[i].hr for i in group]), self.device)
+            ref_index = torch.repeat_interleave(torch.arange(len(group)), torch.tensor(counts)).to(self.device)
+            poolings = [MaskPooling(torch.from_numpy(images[i].masks).to(self.device)) for i in group]
+            for metric in metrics:
+                maps = metric.quality_maps(dist, ref, ref_index)
+                start = 0
+                for i, pooling, count in zip(group, poolings, counts):
+                    values = pooling(maps.rows(start, start + count)).cpu().numpy()  # (M, N)
+                    for m, per_candidate in enumerate(values):
+                        scores[(i, m)][metric.info.name] = per_candidate
+                    start += count
+
+    def _same_size_groups(self, images: Sequence[ImageToScore]) -> list[list[int]]:
+        """Indices of images of one size, in calls of at most ``chunk_pixels`` candidate pixels
+        (at least one whole image: its N candidates always go together)."""
+        by_size: dict[tuple[int, int], list[int]] = defaultdict(list)
+        for i, image in enumerate(images):
+            by_size[image.hr.shape[:2]].append(i)
+        groups: list[list[int]] = []
+        for size in sorted(by_size):
+            group: list[int] = []
+            pixels = 0
+            for i in by_size[size]:
+                image_pixels = len(images[i].candidates) * size[0] * size[1]
+                if group and pixels + image_pixels > self.chunk_pixels:
+                    groups.append(group)
+                    group, pixels = [], 0
+                group.append(i)
+                pixels += image_pixels
+            groups.append(group)
+        return groups
+
+    def _score_fr(self, images: Sequence[ImageToScore], metrics: Sequence[Metric], scores: Scores) -> None:
+        # One window per instance serves every FR metric, so it must suit the pickiest one.
+        min_side = self._check_sizes(images, metrics)
+        groups: dict[tuple[int, int], list[_Crop]] = defaultdict(list)
+        for i, image in enumerate(images):
+            height, width = image.hr.shape[:2]
             for m, mask in enumerate(image.masks):
                 bbox = _bbox(image, m, mask)
                 crop = _Crop(i, m, fr_window(bbox, self.padding, min_side, height, width))
@@ -103,7 +173,7 @@ class InstanceScorer:
         for shape in sorted(groups):
             crops = groups[shape]
             dist, ref, mask = _fr_arrays(images, crops)
-            values = {m.info.name: self._run(m, shape, dist, ref, mask) for m in self.fr}
+            values = {m.info.name: self._run(m, shape, dist, ref, mask) for m in metrics}
             _scatter(values, crops, images, scores)
 
     def _score_nr(self, images: Sequence[ImageToScore], metric: Metric, scores: Scores) -> None:

@@ -12,7 +12,7 @@ def facts(sources):
     return CardFacts(
         name="test", split_rows={"dspo": {"train": 1}}, instances={"iqa": 2}, pairs_labels={},
         judgements={}, judgement_rule="majority", degradations=["bicubic x4"], backbones=["tiny"], segmenters=["slic"],
-        metrics=["psnr"], candidates_per_image=[4], failed={"lq": 0}, sources=sources,
+        metrics=["psnr"], score_modes=["map"], candidates_per_image=[4], failed={"lq": 0}, sources=sources,
         dropped_images=0, config_yaml="seed: 0\n",
     )
 
@@ -34,3 +34,4 @@ def test_long_source_lists_are_cut():
     assert "... and 5 more source images" in text
     assert "licence not recorded" in text
     assert "Degradation (HR -> LQ): bicubic x4" in text
+    assert "How full-reference metrics saw an instance (score.mode): map (map: each metric's" in text

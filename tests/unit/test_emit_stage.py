@@ -62,6 +62,7 @@ def test_judgements_from_the_run_reach_both_configs(synthetic):
     card = open(os.path.join(root, "dataset", "README.md"), encoding="utf-8").read()
     assert "confirm 1, overturn 1, tie 1, both_bad 1" in card
     assert "human 2" in card
+    assert "(score.mode): map (" in card
 
 
 def test_without_hr_without_pairs_with_a_test_split(tmp_path):

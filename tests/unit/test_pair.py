@@ -56,6 +56,7 @@ def scores_table(rewards: dict[str, list[list[float]]], metrics=None) -> pa.Tabl
                         instance_index=m,
                         metrics=metrics_struct(extra),
                         reward=reward,
+                        mode="map",
                     )
                 )
     return TABLES["scores"].to_table(rows)

@@ -170,38 +170,51 @@ def test_masked_psnr_equals_numpy_over_mask_pixels(graded_images: dict, graded_s
         assert metrics_dict(row["metrics"])["psnr"] == pytest.approx(expected, rel=1e-6)
 
 
+@pytest.mark.parametrize("mode", ["map", "composite"])
 def test_noise_inside_one_instance_loses_exactly_that_instance(
-    graded_images: dict, graded_scores: pa.Table
+    graded_images: dict, graded_scores: pa.Table, mode: str
 ) -> None:
     hr, candidates, masks = graded_images["img0"]
     target, victim = 2, 0  # the best candidate everywhere gets heavy noise inside instance 2 only
     spoiled = list(candidates)
     spoiled[victim] = noisy(candidates[victim], 40, seed=99, where=masks[target])
-    after = run_score(tables({**graded_images, "img0": (hr, spoiled, masks)}))
-    before_ranks, after_ranks = rankings(graded_scores), rankings(after)
+    before = graded_scores if mode == "map" else run_score(tables(graded_images), "score.mode=composite")
+    after = run_score(tables({**graded_images, "img0": (hr, spoiled, masks)}), f"score.mode={mode}")
+    before_ranks, after_ranks = rankings(before), rankings(after)
     assert after_ranks["img0:2"][-1] == victim
     changed = {k for k in before_ranks if before_ranks[k] != after_ranks[k]}
     assert changed == {"img0:2"}
-    # Outside the spoiled instance the composites are unchanged, so are the values.
-    untouched = [r for r in after.to_pylist() if r["instance_id"] != "img0:2"]
-    assert untouched == [r for r in graded_scores.to_pylist() if r["instance_id"] != "img0:2"]
+    untouched_after = [r for r in after.to_pylist() if r["instance_id"] != "img0:2"]
+    untouched_before = [r for r in before.to_pylist() if r["instance_id"] != "img0:2"]
+    if mode == "composite":
+        # Outside the spoiled instance the composites are unchanged, so are the values.
+        assert untouched_after == untouched_before
+    else:
+        # Windowed maps see a few pixels across the boundary (test_score_maps.py measures how
+        # far); PSNR is per pixel, so it is unchanged outside.
+        assert [metrics_dict(r["metrics"])["psnr"] for r in untouched_after] == [
+            metrics_dict(r["metrics"])["psnr"] for r in untouched_before
+        ]
 
 
-def test_identical_candidates_but_one_spoiled_instance_gives_one_pair() -> None:
+def test_composite_mode_identical_candidates_but_one_spoiled_instance_gives_one_pair() -> None:
     hr, masks = hr_image(), quadrant_masks()
     candidates = [hr.copy() for _ in range(4)]
     candidates[3] = noisy(hr, 20, seed=5, where=masks[1])
     inputs = tables({"img0": (hr, candidates, masks)})
-    scores = run_score(inputs)
+    scores = run_score(inputs, "score.mode=composite")
     pairs = (
         PairStage(load_config([])).process({"instances": inputs["instances"], "scores": scores}).to_pylist()
     )
     assert [(p["instance_index"], p["lose_index"], p["weight"]) for p in pairs] == [(1, 3, 1.0)]
 
 
-def test_batched_equals_one_crop_per_call(graded_images: dict, graded_scores: pa.Table) -> None:
-    naive = run_score(tables(graded_images), "score.chunk_pixels=1")
-    for a, b in zip(naive.to_pylist(), graded_scores.to_pylist()):
+@pytest.mark.parametrize("mode", ["map", "composite"])
+def test_batched_equals_one_crop_or_image_per_call(graded_images: dict, mode: str) -> None:
+    batched = run_score(tables(graded_images), f"score.mode={mode}")
+    naive = run_score(tables(graded_images), f"score.mode={mode}", "score.chunk_pixels=1")
+    assert set(batched.column("mode").to_pylist()) == {mode}
+    for a, b in zip(naive.to_pylist(), batched.to_pylist()):
         assert a["instance_id"] == b["instance_id"] and a["candidate_id"] == b["candidate_id"]
         np.testing.assert_allclose(a["metrics"]["value"], b["metrics"]["value"], rtol=1e-5)
 
@@ -252,6 +265,7 @@ def test_metric_needing_weights_fails_at_startup_naming_the_file(tmp_path) -> No
         (["score.fr_metrics=[]", "score.nr_metrics=[]"], "no metric configured"),
         (["score.alpha=1.5"], "score.alpha"),
         (["score.fr_metrics=[psnr,psnr]"], "listed once"),
+        (["score.mode=crops"], r"score.mode must be one of \['map', 'composite'\], got 'crops'"),
     ],
 )
 def test_config_mistakes_are_named(overrides: list[str], message: str) -> None:
