@@ -32,8 +32,9 @@ def photo_folder(folder):
     Image.fromarray(rgba, "RGBA").save(folder / "c_alpha.png")
     Image.fromarray((np.arange(14 * 9).reshape(9, 14) * 500).astype(np.uint16)).save(folder / "d_16bit.png")
     buffer = io.BytesIO()
-    Image.fromarray(gradient(40, 30)).save(buffer, format="PNG")
-    (folder / "e_truncated.png").write_bytes(buffer.getvalue()[:200])
+    noise = np.random.default_rng(0).integers(0, 256, (30, 40, 3), dtype=np.uint8)  # does not compress
+    Image.fromarray(noise).save(buffer, format="PNG")
+    (folder / "e_truncated.png").write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
     Image.fromarray(gradient(24, 18)).save(folder / "f_photo.jpg", quality=90)
     return folder
 
