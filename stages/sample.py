@@ -2,7 +2,8 @@
 
 All candidates of a batch's images go through the backbone in one call per distinct sampler
 setting (and LQ size); each candidate draws its noise from its own seed, so a candidate does not
-depend on which worker or shard produced it.
+depend on which worker or shard produced it. LQ images larger than ``sample.tile`` go through the
+backbone in overlapping tiles (stages/backbones/tiling.py), so memory is bounded by the tile.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from common.seeds import content_id, seed_for
 from schemas.candidates import CandidatesRow
 from schemas.table import STATUS_OK, dumps_params, image_struct
 from stages.backbones import Backbone, load
+from stages.backbones.base import MIN_LQ_SIDE
+from stages.backbones.tiling import sample_tiled
 from stages.base import Batch, Stage, ok_rows
 from stages.prompts import build_prompt, check_template
 
@@ -73,6 +76,8 @@ class SampleStage(Stage):
         for strength in settings.strength:
             if not 0.0 < strength <= 1.0:
                 raise ValueError(f"sample.strength has {strength}; each value must be in (0, 1]")
+        if int(settings.tile) < 0 or int(settings.tile_pad) < 0:
+            raise ValueError(f"sample.tile={settings.tile} and sample.tile_pad={settings.tile_pad} must be >= 0")
         check_template(settings.prompt.template)
         self.backbone_name = str(settings.backbone.name)
         self.backbone: Backbone | None = None
@@ -109,36 +114,43 @@ class SampleStage(Stage):
         lqs = [decode_lq(s) for s in table.column("lq").to_pylist()]
         prompts = self.prompts_for(table)
         negative = str(self.settings.prompt.negative)
-        limit = int(self.settings.max_lq_pixels)
-        too_big = {i for i, lq in enumerate(lqs) if lq.shape[1] * lq.shape[2] > limit}
+        refused = self.refused(lqs)
 
         jobs = [
             Job(i, image_ids[i], k, seed_for(self.seed, self.name, image_ids[i], k), self.setting_for(k))
             for i in range(len(lqs))
-            if i not in too_big
+            if i not in refused
             for k in range(self.num_candidates)
         ]
         results, sizes = self.run_jobs(jobs, lqs, prompts, negative)
 
         rows = []
         for i, image_id in enumerate(image_ids):
-            if i in too_big:
+            if i in refused:
                 continue
             candidates = [results[(i, k)] for k in range(self.num_candidates)]
             height, width = sizes[i]
             rows.append(CandidatesRow(image_id, candidates, prompts[i], negative, width, height, STATUS_OK))
         done = self.output_spec.to_table(rows)
-        if not too_big:
+        if not refused:
             return done
-        failed = self.failed_rows(
-            [image_ids[i] for i in sorted(too_big)],
-            [
-                f"LQ image {lqs[i].shape[2]}x{lqs[i].shape[1]} has more than sample.max_lq_pixels={limit} "
-                "pixels; downscale or crop it upstream (degrade.crop_size) or raise the limit"
-                for i in sorted(too_big)
-            ],
-        )
+        failed = self.failed_rows([image_ids[i] for i in sorted(refused)], [refused[i] for i in sorted(refused)])
         return pa.concat_tables([done, failed])
+
+    def refused(self, lqs: list[torch.Tensor]) -> dict[int, str]:
+        """Index -> why, for LQ images no backbone call should get: too large or too small."""
+        limit = int(self.settings.max_lq_pixels)
+        reasons = {}
+        for i, lq in enumerate(lqs):
+            height, width = lq.shape[1:]
+            if height * width > limit:
+                reasons[i] = (
+                    f"LQ image {width}x{height} has more than sample.max_lq_pixels={limit} pixels; "
+                    "downscale or crop it upstream (degrade.crop_size) or raise the limit"
+                )
+            elif min(height, width) < MIN_LQ_SIDE:
+                reasons[i] = f"LQ image {width}x{height} is too small: each side needs at least {MIN_LQ_SIDE} pixels"
+        return reasons
 
     def run_jobs(
         self, jobs: list[Job], lqs: list[torch.Tensor], prompts: list[str], negative: str
@@ -154,7 +166,8 @@ class SampleStage(Stage):
         results, sizes = {}, {}
         for (_, setting), group in groups.items():
             started = time.perf_counter()
-            sr = backbone.sample(
+            sr = sample_tiled(
+                backbone,
                 torch.stack([lqs[j.image_index] for j in group]),
                 [prompts[j.image_index] for j in group],
                 [negative] * len(group),
@@ -162,6 +175,8 @@ class SampleStage(Stage):
                 steps=setting.steps,
                 guidance=setting.guidance,
                 strength=setting.strength,
+                tile=int(self.settings.tile),
+                tile_pad=int(self.settings.tile_pad),
             )
             seconds = (time.perf_counter() - started) / len(group)
             for job, image in zip(group, sr):

@@ -2,29 +2,47 @@
 
     dspo-infer --input_path photos/ --output_path sr/ --checkpoint runs/dspo
 
-One PNG per input image, named like the input, ``scale`` times its size. ``--checkpoint`` is a
-``dspo-train`` output folder or any folder in the same save_pretrained layout; ``tiny`` (the
-default) is the embedded model.
+One output per input image, ``scale`` times its size, named like the input (plus ``--suffix``).
+``--checkpoint`` is a ``dspo-train`` output folder or any folder in the same save_pretrained
+layout; ``tiny`` (the default) is the embedded model. Like a batch tool: a file that cannot be
+read or processed gets a one-line error naming it and the run goes on; the exit code is 1 when
+any file failed (2 when nothing could start: bad arguments, checkpoint or device).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+import diffusers
 import numpy as np
 import torch
 from PIL import Image
+from tqdm import tqdm
 
-from common.images import BadImageError, decode_rgb
-from stages.backbones.base import MissingWeightsError
+from common.device import DeviceError, resolve_device
+from common.images import BadImageError, DecodedImage, decode_image
+from stages.backbones.base import Backbone, LQSizeError, MissingWeightsError, check_lq_size
+from stages.backbones.registry import BackboneConfigError
+from stages.backbones.tiling import sample_tiled, tile_count
 from trainer.data import image_tensor
 from trainer.models import BackboneFolderError, load_sampling_backbone
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
-MAX_INPUT_PIXELS = 4096 * 4096
+# Formats that cannot store transparency: images with alpha are written as PNG instead.
+NO_ALPHA_SUFFIXES = {".jpg", ".jpeg", ".bmp"}
+# Sampler defaults = the sample stage's (pipeline/defaults/sample.yaml), i.e. how the training
+# candidates were made and how dspo-train validates.
+DEFAULT_STEPS = 4
+DEFAULT_GUIDANCE = 1.0
+# Tile side in LQ pixels (0 = whole image) and context per side; chosen from the measured
+# time/memory table in README.md (the embedded model, one 512x512 input on 2 cores).
+DEFAULT_TILE = 128
+DEFAULT_TILE_PAD = 32
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -32,15 +50,46 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--input_path", required=True, help="an image file or a folder of images")
     parser.add_argument("--output_path", required=True, help="folder for the SR images (created)")
     parser.add_argument("--checkpoint", default="tiny", help="dspo-train output folder, or 'tiny'")
+    parser.add_argument("--suffix", default="", help="appended to each output's name: photo -> photo<suffix>.png")
+    parser.add_argument("--ext", choices=("png", "jpg", "same"), default="png",
+                        help="output format; 'same' keeps the input's (images with alpha are always PNG)")
+    parser.add_argument("--overwrite", action="store_true", help="replace outputs that exist (default: skip them)")
     parser.add_argument("--prompt", default="high quality, sharp, detailed photo")
     parser.add_argument("--negative_prompt", default="blurry, noisy, jpeg artifacts, oversmoothed, low quality")
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--guidance", type=float, default=1.5)
-    parser.add_argument("--strength", type=float, default=1.0)
+    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="denoising steps")
+    parser.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE, help="CFG scale; 1.0 = no CFG")
+    parser.add_argument("--strength", type=float, default=1.0, help="< 1 starts from the noised upsampled input")
     parser.add_argument("--noise_level", type=int, default=20, help="SD x4 upscaler LQ noise level")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="noise seed (every image uses it)")
+    parser.add_argument("--tile", type=int, default=DEFAULT_TILE,
+                        help="tile side in input pixels for large images; 0 = the whole image at once")
+    parser.add_argument("--tile_pad", type=int, default=DEFAULT_TILE_PAD,
+                        help="context around each tile, in input pixels (neighbouring tiles overlap by twice this)")
+    parser.add_argument("--batch_size", type=int, default=4,
+                        help="consecutive same-size images that fit in one tile go through the model together")
+    parser.add_argument("--max_pixels", type=int, default=4096 * 4096,
+                        help="larger inputs fail (decompression bomb guard)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:<i>")
-    return parser.parse_args(argv)
+    parser.add_argument("--on_missing_gpu", choices=("fallback", "error"), default="fallback",
+                        help="when --device asks for CUDA and there is none: run on the CPU (warn) or stop")
+    args = parser.parse_args(argv)
+    if args.steps < 1:
+        parser.error("--steps must be at least 1")
+    if not 0.0 < args.strength <= 1.0:
+        parser.error("--strength must be in (0, 1]")
+    if args.tile < 0 or args.tile_pad < 0 or args.batch_size < 1:
+        parser.error("--tile and --tile_pad must be >= 0 and --batch_size >= 1")
+    return args
+
+
+@dataclass
+class Item:
+    """One input file on its way through: its pixels, tensor and target file."""
+
+    path: Path
+    image: DecodedImage
+    lq: torch.Tensor  # [3, h, w] in [0, 1]
+    target: Path
 
 
 def input_files(path: Path) -> list[Path]:
@@ -54,34 +103,151 @@ def input_files(path: Path) -> list[Path]:
     raise FileNotFoundError(f"--input_path '{path}' does not exist")
 
 
+def target_path(source: Path, output: Path, suffix: str, ext: str, has_alpha: bool) -> Path:
+    """Where ``source``'s SR image goes: output/<stem><suffix>.<ext>, PNG when alpha would be lost."""
+    extension = source.suffix.lower() if ext == "same" else f".{ext}"
+    if has_alpha and extension in NO_ALPHA_SUFFIXES:
+        extension = ".png"
+    return output / f"{source.stem}{suffix}{extension}"
+
+
+def to_output_image(sr: torch.Tensor, image: DecodedImage) -> Image.Image:
+    """SR tensor [3, H, W] -> PIL in the input's kind: gray stays gray, alpha is upscaled
+    bicubically (as Real-ESRGAN does by default) and kept."""
+    pixels = (sr.permute(1, 2, 0).numpy() * 255).round().clip(0, 255).astype(np.uint8)
+    result = Image.fromarray(pixels)
+    if image.grayscale:
+        result = result.convert("L")
+    if image.alpha is not None:
+        result.putalpha(image.alpha.resize(result.size, Image.Resampling.BICUBIC))
+    return result
+
+
+def save_atomically(image: Image.Image, target: Path) -> None:
+    """Write under a temporary name, then rename: a killed run never leaves a truncated output
+    that a later run would skip as done."""
+    partial = target.with_name(f".partial-{target.name}")
+    options = {"quality": 95} if target.suffix.lower() in (".jpg", ".jpeg") else {}
+    try:
+        image.save(partial, format=Image.registered_extensions()[target.suffix.lower()], **options)
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+class Run:
+    """Files in, outputs or one-line errors out, with counts for the summary."""
+
+    def __init__(self, args: argparse.Namespace, backbone: Backbone, total: int) -> None:
+        self.args, self.backbone = args, backbone
+        self.output = Path(args.output_path)
+        self.ok = self.skipped = self.failed = 0
+        self.claimed: dict[Path, Path] = {}  # target -> the input writing it in this run
+        self.files_bar = tqdm(total=total, desc="images", unit="img", file=sys.stderr, dynamic_ncols=True)
+
+    def say(self, line: str, error: bool = False) -> None:
+        tqdm.write(line, file=sys.stderr if error else sys.stdout)
+
+    def fail(self, path: Path, problem: str) -> None:
+        self.say(f"dspo-infer: failed {path}: {problem}", error=True)
+        self.failed += 1
+        self.files_bar.update()
+
+    def prepare(self, path: Path) -> Item | None:
+        """Decode ``path`` and choose its target; None (reported) when it fails or is skipped."""
+        try:
+            image = decode_image(path.read_bytes(), self.args.max_pixels, limit_name="--max_pixels")
+            lq = image_tensor(image.rgb)
+            check_lq_size(lq[None])
+        except (BadImageError, LQSizeError, OSError) as err:
+            self.fail(path, str(err))
+            return None
+        args = self.args
+        target = target_path(path, self.output, args.suffix, args.ext, image.alpha is not None)
+        if target.resolve() == path.resolve():
+            self.fail(path, f"its output {target} would replace the input; set --suffix or another --output_path")
+            return None
+        if target in self.claimed:
+            self.fail(path, f"its output {target} is already written by {self.claimed[target]}; use --ext same or --suffix")
+            return None
+        self.claimed[target] = path
+        if target.exists() and not args.overwrite:
+            self.say(f"skipped {path}: {target} exists (--overwrite replaces it)")
+            self.skipped += 1
+            self.files_bar.update()
+            return None
+        return Item(path, image, lq, target)
+
+    def one_call(self, item: Item) -> bool:
+        """Whether ``item`` fits in one tile, so it can share a model call with others."""
+        height, width = item.lq.shape[1:]
+        return tile_count(height, width, self.args.tile, self.args.tile_pad) == 1
+
+    def super_resolve(self, items: list[Item]) -> None:
+        """One batch of same-size items (or one large item in tiles) through the model."""
+        args = self.args
+        rows = len(items)
+        height, width = items[0].lq.shape[1:]
+        tiles = tile_count(height, width, args.tile, args.tile_pad)
+        tiles_bar = tqdm(total=tiles, desc=f"tiles of {items[0].path.name}", unit="tile", leave=False,
+                         file=sys.stderr, disable=tiles == 1, dynamic_ncols=True)
+        try:
+            sr = sample_tiled(
+                self.backbone, torch.stack([item.lq for item in items]), [args.prompt] * rows,
+                [args.negative_prompt] * rows, [args.seed] * rows, steps=args.steps, guidance=args.guidance,
+                strength=args.strength, tile=args.tile, tile_pad=args.tile_pad, on_tile=tiles_bar.update,
+            )
+        except (torch.OutOfMemoryError, MemoryError) as err:
+            for item in items:
+                self.fail(item.path, f"out of memory ({type(err).__name__}); try a smaller --tile")
+            return
+        finally:
+            tiles_bar.close()
+        for item, image in zip(items, sr):
+            try:
+                save_atomically(to_output_image(image, item.image), item.target)
+            except (OSError, ValueError) as err:
+                self.fail(item.path, f"cannot write {item.target}: {err}")
+                continue
+            self.ok += 1
+            self.files_bar.update()
+            out_w, out_h = image.shape[2], image.shape[1]
+            self.say(f"{item.path} -> {item.target} ({width}x{height} -> {out_w}x{out_h})")
+
+    def process(self, files: Sequence[Path]) -> None:
+        """Every file in order; consecutive small images of one size are batched."""
+        pending: list[Item] = []
+        for path in files:
+            item = self.prepare(path)
+            if item is None:
+                continue
+            if pending and (item.lq.shape != pending[0].lq.shape or len(pending) == self.args.batch_size):
+                self.super_resolve(pending)
+                pending = []
+            if self.one_call(item):
+                pending.append(item)
+            else:
+                self.super_resolve([item])
+        if pending:
+            self.super_resolve(pending)
+        self.files_bar.close()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    diffusers.utils.logging.disable_progress_bar()  # "Loading pipeline components" on every start
     try:
         files = input_files(Path(args.input_path))
-        device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+        device = resolve_device(args.device, args.on_missing_gpu, "--device")
         backbone = load_sampling_backbone(args.checkpoint, device, noise_level=args.noise_level)
-    except (FileNotFoundError, BackboneFolderError, MissingWeightsError) as err:
+    except (FileNotFoundError, BackboneFolderError, MissingWeightsError, BackboneConfigError, DeviceError) as err:
         print(f"dspo-infer: error: {err}", file=sys.stderr)
         return 2
-    output = Path(args.output_path)
-    output.mkdir(parents=True, exist_ok=True)
-    failures = 0
-    for path in files:
-        try:
-            image = decode_rgb(path.read_bytes(), max_pixels=MAX_INPUT_PIXELS)
-        except BadImageError as err:
-            print(f"dspo-infer: skipped {path}: {err}", file=sys.stderr)
-            failures += 1
-            continue
-        sr = backbone.sample(
-            image_tensor(image)[None], [args.prompt], [args.negative_prompt], [args.seed],
-            steps=args.steps, guidance=args.guidance, strength=args.strength,
-        )[0]
-        pixels = (sr.permute(1, 2, 0).numpy() * 255).round().clip(0, 255).astype(np.uint8)
-        target = output / f"{path.stem}.png"
-        Image.fromarray(pixels).save(target)
-        print(f"{path} -> {target} ({image.width}x{image.height} -> {pixels.shape[1]}x{pixels.shape[0]})")
-    return 1 if failures else 0
+    Path(args.output_path).mkdir(parents=True, exist_ok=True)
+    run = Run(args, backbone, len(files))
+    run.process(files)
+    print(f"dspo-infer: {run.ok} written, {run.skipped} skipped (existing), {run.failed} failed", file=sys.stderr)
+    return 1 if run.failed else 0
 
 
 if __name__ == "__main__":

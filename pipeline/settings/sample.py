@@ -33,5 +33,7 @@ class Settings:
     device: str = MISSING
     on_missing_gpu: str = MISSING
     max_lq_pixels: int = MISSING
+    tile: int = MISSING
+    tile_pad: int = MISSING
     backbone: BackboneSettings = field(default_factory=BackboneSettings)
     prompt: PromptSettings = field(default_factory=PromptSettings)

@@ -4,6 +4,13 @@ A backbone turns a batch of LQ images into SR images. Everything about candidate
 which seeds, which sampler settings, prompts) is decided by the sample stage; a backbone only
 runs its denoising loop, one output per input row, row i seeded by ``seeds[i]``.
 
+Size contract: ``sample`` takes any LQ size from MIN_LQ_SIDE up. It reflect-pads the batch at
+the bottom and right to the multiple the network needs (``size_multiple``), runs the adapter's
+``denoise`` and crops the output back to exactly ``scale`` x the input. Backbones that take their
+initial noise from outside (``noise_channels`` set) get it as a *noise field* at LQ resolution
+drawn from the seed for the unpadded image; tiled sampling (stages/backbones/tiling.py) crops
+that one field per tile, so tiles and the whole image start from the same noise.
+
 Third-party backbones (OSEDiff, SeeSR, ...) register a factory under the entry point group
 ``srprefs.backbones``; the factory receives a :class:`BackboneSpec` and returns a ``Backbone``.
 """
@@ -18,12 +25,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
+# Below this many pixels a side there is nothing to super-resolve, and reflect padding and
+# bicubic upsampling have no neighbours to work from.
+MIN_LQ_SIDE = 4
 
 
 class MissingWeightsError(FileNotFoundError):
     """A backbone's weight folder lacks files; the message names them and the config key."""
+
+
+class LQSizeError(ValueError):
+    """An LQ image is too small for any backbone; the message gives its size and the minimum."""
 
 
 @dataclass(frozen=True)
@@ -40,15 +55,18 @@ class BackboneSpec:
 
 
 class Backbone(abc.ABC):
-    """Subclasses set these attributes in ``__init__`` and implement ``sample``."""
+    """Subclasses set the attributes below in ``__init__`` and implement ``denoise``."""
 
     scale: int  # SR factor: output is scale x the LQ size
     device: torch.device
     dtype: torch.dtype
     revision: str  # hash of the weights, recorded with every candidate
     scheduler_name: str  # recorded with every candidate
+    size_multiple: int = 1  # LQ height and width the network needs a multiple of
+    # Channels of the initial noise per LQ pixel when ``denoise`` takes it from outside; None =
+    # the adapter draws its own noise from the seeds (tiles then get independent noise).
+    noise_channels: int | None = None
 
-    @abc.abstractmethod
     def sample(
         self,
         lq: torch.Tensor,
@@ -58,13 +76,51 @@ class Backbone(abc.ABC):
         steps: int,
         guidance: float,
         strength: float = 1.0,
+        noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """``lq``: [B,3,h,w] floats in [0,1] -> [B,3,scale*h,scale*w] floats in [0,1] on the CPU.
+        """``lq``: [B,3,h,w] floats in [0,1], any h, w >= MIN_LQ_SIDE -> [B,3,scale*h,scale*w] floats
+        in [0,1] on the CPU.
 
-        Row i uses ``prompts[i]``/``negative_prompts[i]`` and draws its noise from a generator
-        seeded with ``seeds[i]``, so equal inputs give equal outputs. ``strength`` < 1 starts from
-        the noised upsampled LQ instead of pure noise (backbones without that notion ignore it).
+        Row i uses ``prompts[i]``/``negative_prompts[i]`` and starts from ``noise[i]`` (shape
+        [noise_channels, h, w]; default: ``noise_field(seeds[i], h, w)``), so equal inputs give
+        equal outputs. ``strength`` < 1 starts from the noised upsampled LQ instead of pure noise
+        (backbones without that notion ignore it).
         """
+        height, width = check_lq_size(lq)
+        if self.noise_channels is not None and noise is None:
+            noise = torch.stack([self.noise_field(seed, height, width) for seed in seeds])
+        multiple = self.size_multiple
+        padded = reflect_pad_to_multiple(lq, multiple)
+        if noise is not None:
+            if tuple(noise.shape[-2:]) != (height, width) or noise.shape[0] != lq.shape[0]:
+                raise ValueError(f"noise of shape {tuple(noise.shape)} does not match the LQ batch {tuple(lq.shape)}")
+            noise = reflect_pad_to_multiple(noise, multiple)
+        sr = self.denoise(padded, prompts, negative_prompts, seeds, steps, guidance, strength, noise)
+        return sr[:, :, : height * self.scale, : width * self.scale]
+
+    @abc.abstractmethod
+    def denoise(
+        self,
+        lq: torch.Tensor,
+        prompts: Sequence[str],
+        negative_prompts: Sequence[str],
+        seeds: Sequence[int],
+        steps: int,
+        guidance: float,
+        strength: float,
+        noise: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """``sample`` for an LQ batch whose sides are multiples of ``size_multiple``: the SR batch
+        [B,3,scale*h,scale*w] on the CPU. ``noise`` is the initial noise ([B, noise_channels, h, w])
+        when ``noise_channels`` is set, else None (draw it from ``seeds``)."""
+
+    def noise_field(self, seed: int, height: int, width: int) -> torch.Tensor:
+        """The initial noise of an ``height`` x ``width`` LQ image: [noise_channels, h, w] float32
+        standard normal from a CPU generator, so a seed gives the same field on any device."""
+        if self.noise_channels is None:
+            raise TypeError(f"{type(self).__name__} draws its own noise (noise_channels is None)")
+        generator = torch.Generator("cpu").manual_seed(int(seed))
+        return torch.randn((self.noise_channels, height, width), generator=generator, dtype=torch.float32)
 
     def record_identity(self, spec: BackboneSpec, folder: Path, scale: int, scheduler: object) -> None:
         """Set what every candidate records about the model that made it (one place for all
@@ -83,6 +139,36 @@ class Backbone(abc.ABC):
                 f"Put the model folder (save_pretrained layout) there or point {path_key}= at it; "
                 "nothing is downloaded."
             )
+
+
+def check_lq_size(lq: torch.Tensor) -> tuple[int, int]:
+    """(height, width) of an LQ batch [B, 3, h, w]; LQSizeError when a side is below MIN_LQ_SIDE."""
+    if lq.ndim != 4 or lq.shape[1] != 3:
+        raise ValueError(f"expected an LQ batch of shape [B, 3, h, w], got {tuple(lq.shape)}")
+    height, width = int(lq.shape[2]), int(lq.shape[3])
+    if min(height, width) < MIN_LQ_SIDE:
+        raise LQSizeError(
+            f"LQ image {width}x{height} is too small to super-resolve: each side needs at least "
+            f"{MIN_LQ_SIDE} pixels"
+        )
+    return height, width
+
+
+def reflect_pad_to_multiple(images: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Pad [B, C, h, w] at the bottom and right by reflection up to multiples of ``multiple``.
+
+    Reflection continues the image's own texture and gradients into the margin (zeros or edge
+    copies would put an edge or a flat band there for the network to respond to). A pad larger
+    than the side is done in rounds, since one reflection can add at most side - 1 pixels.
+    """
+    height, width = images.shape[-2:]
+    bottom, right = -height % multiple, -width % multiple
+    while bottom or right:
+        step_bottom = min(bottom, images.shape[-2] - 1)
+        step_right = min(right, images.shape[-1] - 1)
+        images = F.pad(images, (0, step_right, 0, step_bottom), mode="reflect")
+        bottom, right = bottom - step_bottom, right - step_right
+    return images
 
 
 def weights_revision(folder: Path, length: int = 16) -> str:

@@ -5,12 +5,15 @@ is loaded with ``DiffusionPipeline.from_pretrained``, offline. SR pipelines get 
 img2img pipelines whose output has the input's size, set ``sample.backbone.upsample_input=true``
 to feed the bicubic-upsampled LQ. ``sample.backbone.scale`` is the expected SR factor, checked on
 every output. ``strength`` is passed when the pipeline accepts it; ``sample.backbone.options``
-are passed to every call (e.g. ``noise_level``).
+are passed to every call (e.g. ``noise_level``), except ``size_multiple``: the multiple the LQ
+sides are padded to, derived from the pipeline's UNet and VAE when not given. The pipeline draws
+its own noise from the seeds, so tiles of one image get independent noise.
 """
 
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,7 +24,20 @@ from diffusers import DiffusionPipeline
 from stages.backbones.base import Backbone, BackboneSpec, MissingWeightsError
 
 # Options of the spec that configure this adapter rather than the pipeline call.
-ADAPTER_OPTIONS = ("scale", "upsample_input", "noise_level")
+ADAPTER_OPTIONS = ("scale", "upsample_input", "noise_level", "size_multiple")
+
+
+def derived_size_multiple(pipe: DiffusionPipeline, upsample_input: bool, scale: int) -> int:
+    """The LQ side multiple a pipeline needs: its UNet halves the latents once per down block but
+    the last, and its VAE (when it has one) maps vae_scale_factor pixels to one latent."""
+    blocks = getattr(getattr(getattr(pipe, "unet", None), "config", None), "block_out_channels", None)
+    unet_factor = 2 ** (len(blocks) - 1) if blocks else 1
+    vae_factor = int(getattr(pipe, "vae_scale_factor", 1) or 1)
+    if upsample_input:
+        # The VAE sees the upsampled LQ: scale * side must be a multiple of vae x unet factor.
+        pixels = vae_factor * unet_factor
+        return pixels // math.gcd(pixels, scale)
+    return math.lcm(unet_factor, vae_factor)
 
 
 class DiffusersPipelineBackbone(Backbone):
@@ -45,8 +61,10 @@ class DiffusersPipelineBackbone(Backbone):
             self.call_options.setdefault("noise_level", spec.options.get("noise_level"))
         self.upsample_input = bool(spec.options.get("upsample_input", False))
         self.record_identity(spec, folder, int(spec.options.get("scale", 4)), getattr(self.pipe, "scheduler", None))
+        given = spec.options.get("size_multiple")
+        self.size_multiple = int(given) if given else derived_size_multiple(self.pipe, self.upsample_input, self.scale)
 
-    def sample(
+    def denoise(
         self,
         lq: torch.Tensor,
         prompts: Sequence[str],
@@ -54,7 +72,8 @@ class DiffusersPipelineBackbone(Backbone):
         seeds: Sequence[int],
         steps: int,
         guidance: float,
-        strength: float = 1.0,
+        strength: float,
+        noise: torch.Tensor | None,
     ) -> torch.Tensor:
         image = lq
         if self.upsample_input:

@@ -106,26 +106,31 @@ class TinySRPipeline(DiffusionPipeline):
     def __call__(
         self,
         lq: torch.Tensor,
-        generators: Sequence[torch.Generator],
+        generators: Sequence[torch.Generator] | None,
         steps: int,
         guidance: float,
         strength: float = 1.0,
+        noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Sample one SR image per LQ row; row i draws its noise from ``generators[i]``.
+        """Sample one SR image per LQ row; row i draws its noise from ``generators[i]``, or starts
+        from ``noise[i]`` ([3*scale^2, h, w], unshuffled residual space) when ``noise`` is given.
 
         ``strength`` < 1 starts SDEdit-style from the noised bicubic upsampling (residual 0) at
         that fraction of the schedule, trading diversity for fidelity.
         """
         if not 0.0 < strength <= 1.0:
             raise ValueError(f"strength must be in (0, 1], got {strength}")
-        if len(generators) != lq.shape[0]:
-            raise ValueError(f"{lq.shape[0]} LQ rows but {len(generators)} generators")
+        shape = (3 * self.scale**2, lq.shape[2], lq.shape[3])
+        if noise is None:
+            if generators is None or len(generators) != lq.shape[0]:
+                raise ValueError(f"{lq.shape[0]} LQ rows need as many generators (or a noise tensor)")
+            noise = torch.stack([torch.randn(shape, generator=g, dtype=torch.float32) for g in generators])
+        elif tuple(noise.shape) != (lq.shape[0], *shape):
+            raise ValueError(f"noise of shape {tuple(noise.shape)} for LQ {tuple(lq.shape)}: expected {(lq.shape[0], *shape)}")
         lq = lq.to(self.device, self.unet.dtype)
         scheduler = DDIMScheduler.from_config(self.scheduler.config)
         scheduler.set_timesteps(steps, device=self.device)
         timesteps = scheduler.timesteps[steps - max(1, round(steps * strength)) :]
-        shape = (3 * self.scale**2, lq.shape[2], lq.shape[3])
-        noise = torch.stack([torch.randn(shape, generator=g, dtype=torch.float32) for g in generators])
         noise = noise.to(self.device, lq.dtype)
         # The clean residual of "just bicubic" is zero, so noising it to t leaves scaled noise.
         latents = scheduler.add_noise(torch.zeros_like(noise), noise, timesteps[:1])
@@ -155,8 +160,11 @@ class TinyBackbone(Backbone):
         self.pipe.set_progress_bar_config(disable=True)
         self.pipe.to(spec.device)
         self.record_identity(spec, folder, self.pipe.scale, self.pipe.scheduler)
+        # Each down block but the last halves the resolution.
+        self.size_multiple = 2 ** (len(self.pipe.unet.config.block_out_channels) - 1)
+        self.noise_channels = 3 * self.scale**2
 
-    def sample(
+    def denoise(
         self,
         lq: torch.Tensor,
         prompts: Sequence[str],
@@ -164,7 +172,7 @@ class TinyBackbone(Backbone):
         seeds: Sequence[int],
         steps: int,
         guidance: float,
-        strength: float = 1.0,
+        strength: float,
+        noise: torch.Tensor | None,
     ) -> torch.Tensor:
-        generators = [torch.Generator("cpu").manual_seed(int(s)) for s in seeds]
-        return self.pipe(lq, generators, steps=steps, guidance=guidance, strength=strength).cpu()
+        return self.pipe(lq, None, steps=steps, guidance=guidance, strength=strength, noise=noise).cpu()

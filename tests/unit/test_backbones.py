@@ -52,7 +52,7 @@ class EchoBackbone(Backbone):
         self.revision = "echo-1"
         self.scheduler_name = "none"
 
-    def sample(self, lq, prompts, negative_prompts, seeds, steps, guidance, strength=1.0):
+    def denoise(self, lq, prompts, negative_prompts, seeds, steps, guidance, strength, noise):
         noise = torch.stack([torch.rand(lq.shape[1:], generator=torch.Generator().manual_seed(s)) for s in seeds])
         return F.interpolate((lq + 0.01 * noise).clamp(0, 1), scale_factor=2, mode="nearest")
 

@@ -151,3 +151,31 @@ def test_bad_sampler_settings_are_refused():
         SampleStage(load_config(["sample.guidance=[]"]))
     with pytest.raises(ValueError, match="sample.num_candidates=0"):
         SampleStage(load_config(["sample.num_candidates=0"]))
+
+
+def test_large_lq_goes_through_the_backbone_in_tiles(tmp_path, monkeypatch):
+    from stages.backbones.tiny import TinyBackbone
+
+    shapes = []
+    original = TinyBackbone.denoise
+    monkeypatch.setattr(TinyBackbone, "denoise", lambda self, lq, *a: shapes.append(tuple(lq.shape)) or original(self, lq, *a))
+    folder = small_tiny_folder(tmp_path / "tiny")
+    table = lq_table(1, hr_size=128)  # a 32x32 LQ
+    overrides = [f"sample.backbone.path={folder}", "sample.num_candidates=2", "sample.steps=[1]"]
+    tiled = candidates_schema.SPEC.to_rows(run(table, *overrides, "sample.tile=8", "sample.tile_pad=4"))
+    assert shapes == [(2, 3, 16, 16)] * 9  # 3 x 3 windows of 8 + 2 x 4, both candidates per call
+    shapes.clear()
+    whole = candidates_schema.SPEC.to_rows(run(table, *overrides, "sample.tile=0"))
+    assert shapes == [(2, 3, 32, 32)]
+    for row in (tiled[0], whole[0]):
+        assert (row.width, row.height) == (128, 128)
+        assert all(decode(c["image"]).shape == (128, 128, 3) for c in row.candidates)
+
+
+def test_too_small_lq_fails_alone(plugins):  # noqa: F811
+    ok = lq_table(1, hr_size=32)
+    tiny = lq_table(2, hr_size=8).slice(1)  # a 2x2 LQ
+    out = run(pa.concat_tables([ok, tiny]), "sample.backbone.name=echo")
+    errors = dict(zip(out.column("image_id").to_pylist(), out.column("error").to_pylist()))
+    assert errors[ok["image_id"][0].as_py()] is None
+    assert "2x2 is too small" in errors[tiny["image_id"][0].as_py()]
