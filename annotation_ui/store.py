@@ -565,12 +565,16 @@ class Store:
                     sa.insert(skips).values(annotator=annotator, session=session, pair_id=pair_id, created_ts=self._clock())
                 )
 
-    def release(self, annotator: str) -> int:
-        """Give back every pair leased to ``annotator`` (they closed the tab or logged out);
-        returns how many. Judgements are untouched, also one reopened by undo."""
+    def release(self, annotator: str, pair_id: str | None = None) -> int:
+        """Give back the pair ``pair_id`` (every pair when None) leased to ``annotator``: they
+        closed the tab or logged out. Returns how many; judgements are untouched, also one
+        reopened by undo."""
         leases = self._t["leases"]
+        where = [leases.c.annotator == annotator]
+        if pair_id is not None:
+            where.append(leases.c.pair_id == pair_id)
         with self._write() as conn:
-            return int(conn.execute(sa.delete(leases).where(leases.c.annotator == annotator)).rowcount)
+            return int(conn.execute(sa.delete(leases).where(*where)).rowcount)
 
     def undo_last(self, annotator: str) -> Claim | None:
         """Reopen the annotator's most recent judgement: its pair is leased to them again (same
@@ -728,6 +732,12 @@ class Store:
         with self._engine.connect() as conn:
             rows = [dict(r) for r in conn.execute(query).mappings()]
         return rows[::-1]
+
+    def task_rows(self) -> list[dict[str, Any]]:
+        """Every task's ids and IQA decision (no pictures), in serving order."""
+        tasks = self._t["tasks"]
+        with self._engine.connect() as conn:
+            return [dict(r) for r in conn.execute(sa.select(tasks).order_by(tasks.c.priority)).mappings()]
 
     def adjudication_rows(self) -> list[dict[str, Any]]:
         """Admins' decisions with their pair's candidates, oldest first."""
