@@ -243,14 +243,18 @@ def _admin_panel(demo: gr.Blocks, store: Store, users_file: Path, export_dir: Pa
         if not name or not users.is_admin(users_file, name):
             return
 
-        def report() -> tuple[str, str, Any]:
+        def report(current: str | None = None) -> tuple[str, str, Any]:
+            """The report, the review queue and the pair picker (keeping the admin's pick while
+            it is still waiting, so an auto-refresh never changes it under them)."""
             rows = store.judgement_rows()
             queue = disagreements(rows, {r["pair_id"] for r in store.adjudication_rows()})
             choices = [(f"{q['pair_id']} · {q['instance_id']}", q["pair_id"]) for q in queue]
+            waiting = [pair_id for _, pair_id in choices]
+            pick = current if current in waiting else (waiting[0] if waiting else None)
             return (
                 render_report(rows, store.counts(), store.annotators(), time.time()),
                 render_review_queue(queue),
-                gr.update(choices=choices, value=choices[0][1] if choices else None),
+                gr.update(choices=choices, value=pick),
             )
 
         def answers(pair_id: str | None) -> Any:
@@ -273,11 +277,11 @@ def _admin_panel(demo: gr.Blocks, store: Store, users_file: Path, export_dir: Pa
             if not admin or not users.is_admin(users_file, admin):
                 raise gr.Error("Admins only.")
             if not pair_id or not answer:
-                return ("<div class='notice warning'>Choose a pair and an answer first.</div>", *report())
+                return (_notice("Choose a pair and an answer first."), *report(pair_id))
             try:
                 store.adjudicate(admin, pair_id, answer, note or "")
             except StoreError as err:
-                return (_notice(f"Not recorded: {err}."), *report())
+                return (_notice(f"Not recorded: {err}."), *report(pair_id))
             return (_notice(f"Recorded: {pair_id} decided as {answer} by {admin}.", "info"), *report())
 
         def export(request: gr.Request) -> tuple:
@@ -297,14 +301,18 @@ def _admin_panel(demo: gr.Blocks, store: Store, users_file: Path, export_dir: Pa
         report_html = gr.HTML(first_report, elem_id="admin-report")
         queue_html = gr.HTML(first_queue, elem_id="admin-review")
         with gr.Row(elem_id="adjudicate-row"):
-            pair = gr.Dropdown(label="Pair to settle", elem_id="adjudicate-pair", **_dropdown_args(first_choices))
-            answer = gr.Radio(label="Decision", elem_id="adjudicate-answer", choices=[])
-            note = gr.Textbox(label="Note (optional)", elem_id="adjudicate-note", lines=1)
+            pair = gr.Dropdown(
+                label="Pair to settle", elem_id="adjudicate-pair", interactive=True, **_dropdown_args(first_choices)
+            )
+            answer = gr.Radio(
+                label="Decision", elem_id="adjudicate-answer", interactive=True, **_dropdown_args(answers(first_choices["value"]))
+            )
+            note = gr.Textbox(label="Note (optional)", elem_id="adjudicate-note", lines=1, interactive=True)
             settle = gr.Button("Record decision", elem_id="adjudicate", variant="primary", size="sm")
         outcome = gr.HTML(elem_id="adjudicate-outcome")
         outputs = [report_html, queue_html, pair]
-        timer.tick(report, outputs=outputs, show_progress="hidden")
-        refresh.click(report, outputs=outputs)
+        timer.tick(report, inputs=[pair], outputs=outputs, show_progress="hidden")
+        refresh.click(report, inputs=[pair], outputs=outputs)
         pair.change(answers, inputs=[pair], outputs=[answer])
         settle.click(adjudicate, inputs=[pair, answer, note], outputs=[outcome, *outputs])
         export_button.click(export, outputs=[csv_file, jsonl_file])

@@ -733,6 +733,13 @@ class Store:
             rows = [dict(r) for r in conn.execute(query).mappings()]
         return rows[::-1]
 
+    def leases(self) -> dict[str, str]:
+        """Live leases: pair_id -> the annotator who has it on screen."""
+        leases = self._t["leases"]
+        with self._engine.connect() as conn:
+            rows = conn.execute(sa.select(leases.c.pair_id, leases.c.annotator).where(leases.c.expires_at > self._clock()))
+            return {row.pair_id: row.annotator for row in rows}
+
     def task_rows(self) -> list[dict[str, Any]]:
         """Every task's ids and IQA decision (no pictures), in serving order."""
         tasks = self._t["tasks"]

@@ -10,10 +10,10 @@
   // A shortcut this soon after a key that is no shortcut is stray typing, not a judgement
   // (typing "a(1) b(2)" on the page once stored two judgements).
   const TYPING_PAUSE_MS = 1500;
-  // Two printable keys this close together are typing too ("fu" must not undo).
+  // An action key this soon after a view key (f, z, o) is typing too ("fur" must not undo).
   const BURST_MS = 200;
   const root = document.documentElement;
-  let zoom = 1, panX = 0, panY = 0, latched = false, spaceHeld = false;
+  let zoom = 1, panX = 0, panY = 0, latched = false, spaceHeld = false, outlineShown = true;
   let lastStray = -Infinity, lastPrintable = -Infinity, drag = null;
 
   function hint(text) {
@@ -40,7 +40,10 @@
     root.style.setProperty("--zoom-label", `"${zoom}\u00d7"`);
     root.style.setProperty("--pan-x", `${panX}px`);
     root.style.setProperty("--pan-y", `${panY}px`);
-    root.classList.toggle("flipped", latched !== spaceHeld);
+    const flipped = latched !== spaceHeld;
+    root.style.setProperty("--own-visibility", flipped ? "hidden" : "visible");
+    root.style.setProperty("--other-visibility", flipped ? "visible" : "hidden");
+    root.style.setProperty("--outline-display", outlineShown ? "block" : "none");
   }
   applyView();
 
@@ -63,8 +66,8 @@
     if (event.ctrlKey || event.metaKey || event.altKey) return;
     const now = performance.now();
     const printable = event.key.length === 1;
-    const burst = printable && now - lastPrintable < BURST_MS;
-    if (printable) lastPrintable = now;
+    const burst = now - lastPrintable < BURST_MS;
+    if (printable && !ACTIONS[event.key]) lastPrintable = now;
     if (event.key === " ") {
       event.preventDefault();
       if (!spaceHeld) { spaceHeld = true; applyView(); }
@@ -79,7 +82,7 @@
       applyView();
       return;
     }
-    if (key === "o") { root.classList.toggle("outline-off"); return; }
+    if (key === "o") { outlineShown = !outlineShown; applyView(); return; }
     if (key === "d") {
       const box = describeBox();
       if (box) { event.preventDefault(); box.focus(); }
@@ -136,8 +139,8 @@
       box.setAttribute("role", "alert");
       document.body.appendChild(box);
     }
-    if (kind === "ok") { box.remove(); root.classList.remove("server-down"); return; }
-    root.classList.add("server-down");
+    if (kind === "ok") { box.remove(); root.style.removeProperty("--server-errors"); return; }
+    root.style.setProperty("--server-errors", "hidden");
     box.className = kind;
     box.innerHTML = "";
     const message = document.createElement("span");

@@ -3,7 +3,14 @@ import pytest
 from PIL import Image
 
 from common.masks import encode_masks
-from common.overlay import DIM, HIGHLIGHT_OUTLINE, OUTLINE_COLOR, instance_color, outline_layer, render_overlay
+from common.overlay import (
+    DIM,
+    HIGHLIGHT_OUTLINE,
+    OUTLINE_COLOR,
+    instance_color,
+    outline_layer,
+    render_overlay,
+)
 
 
 @pytest.fixture

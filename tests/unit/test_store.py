@@ -241,7 +241,10 @@ def test_release_gives_the_pair_to_the_next_annotator_at_once(open_store):
     store.import_tasks(records(1), overlap_k=2)
     claim = store.claim("ann1")
     assert store.claim("ann2") is None
+    assert store.leases() == {claim.pair_id: "ann1"}
+    assert store.release("ann1", pair_id="elsewhere") == 0
     assert store.release("ann1") == 1
+    assert store.leases() == {}
     assert store.claim("ann2").pair_id == claim.pair_id
     with pytest.raises(LeaseLost):
         store.submit("ann1", claim.pair_id, "left")
