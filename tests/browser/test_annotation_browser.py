@@ -8,9 +8,14 @@ import io
 import json
 import os
 import re
+import signal
+import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from PIL import Image
@@ -355,3 +360,63 @@ def test_admin_sees_stats_without_claiming_exports_and_adjudicates(served, brows
     page.locator("#admin-review").filter(has_not_text=disputed).wait_for()
     page.screenshot(path=str(ARTIFACTS / "annotation_admin.png"), full_page=True)
     page.close()
+
+
+SERVE = """
+import sys
+from annotation_ui.app import launch
+from annotation_ui.store import Store
+store = Store(sys.argv[1])
+launch(store, sys.argv[2], port=int(sys.argv[3]), quiet=True)
+"""
+
+
+def start_server(url: str, users_file: Path, port: int) -> subprocess.Popen:
+    process = subprocess.Popen(
+        [sys.executable, "-c", SERVE, url, str(users_file), str(port)],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/", timeout=2).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    process.kill()
+    raise RuntimeError(f"the annotation server did not start on port {port}")
+
+
+@pytest.mark.slow
+def test_a_restart_shows_a_reload_notice_and_the_login_survives(tmp_path, browser):
+    """kill -9 the server: the page says it is reconnecting; once a new server is up it asks for
+    a reload, and after the reload the annotator is still logged in and nothing is lost."""
+    url = f"sqlite:///{tmp_path / 'annotations.db'}"
+    store = Store(url)
+    store.import_tasks(build_tasks(*synthetic_tables(images=1, instances_per_image=3)), overlap_k=1)
+    users_file = tmp_path / "users.json"
+    add_user(users_file, "alice", PASSWORD)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = start_server(url, users_file, port)
+    try:
+        page = log_in(browser, f"http://127.0.0.1:{port}/", "alice", "done today: 0")
+        page.keyboard.press("1")
+        wait_for_progress(page, "done today: 1")
+        server.send_signal(signal.SIGKILL)
+        server.wait()
+        banner = page.locator("#connection-banner")
+        banner.filter(has_text="Reconnecting").wait_for()
+        server = start_server(url, users_file, port)
+        banner.filter(has_text="Please reload").wait_for()
+        page.screenshot(path=str(ARTIFACTS / "annotation_restart.png"))
+        page.locator("#reload-page").click()
+        wait_for_progress(page, "done today: 1")  # logged in still, the judgement kept
+        assert page.locator("input[type=password]").count() == 0
+        assert [r["annotator"] for r in store.export_judgements().to_pylist()] == ["alice"]
+        page.close()
+    finally:
+        server.kill()
+        server.wait()
+        store.close()
