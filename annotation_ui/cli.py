@@ -10,7 +10,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from annotation_ui.app import launch
+from annotation_ui.app import DEFAULT_GUIDELINES, launch
 from annotation_ui.store import open_store
 from annotation_ui.tasks import import_from_tables
 from annotation_ui.users import UsersFileError, require_users
@@ -31,6 +31,20 @@ def users_file_path(cfg: DictConfig, explicit: str | None = None) -> Path:
     return Path(str(cfg.run_dir)) / "users.json"
 
 
+def guidelines_text(cfg: DictConfig) -> str:
+    """store.guidelines, else <run_dir>/guidelines.md when present, else the bundled guidelines."""
+    chosen = cfg.store.guidelines
+    if not chosen and "://" not in str(cfg.run_dir):
+        in_run = Path(str(cfg.run_dir)) / "guidelines.md"
+        chosen = str(in_run) if in_run.is_file() else None
+    if not chosen:
+        return DEFAULT_GUIDELINES
+    path = Path(str(chosen))
+    if not path.is_file():
+        raise FileNotFoundError(f"store.guidelines={chosen}: no such file (write your guidelines in Markdown there)")
+    return path.read_text(encoding="utf-8")
+
+
 def annotate(overrides: list[str]) -> int:
     """Import the run's pairs into the store (new ones only) and serve the annotation UI."""
     cfg = load_config(overrides)
@@ -47,7 +61,14 @@ def annotate(overrides: list[str]) -> int:
     print(f"store {store.dialect}: {counts['tasks']} tasks, {counts['judgements']} judgements")
     if counts["tasks"] == 0:
         print(f"warning: no tasks yet: run the pipeline up to stage=pair on run_dir={cfg.run_dir}", file=sys.stderr)
-    launch(store, users_file, host=str(cfg.host), port=int(cfg.port))
+    launch(
+        store,
+        users_file,
+        host=str(cfg.host),
+        port=int(cfg.port),
+        guidelines=guidelines_text(cfg),
+        session_goal=int(cfg.store.session_goal),
+    )
     return 0
 
 
