@@ -59,8 +59,12 @@
   document.addEventListener("keydown", (event) => {
     const target = event.target;
     if (isTyping(target)) {
-      // Escape leaves the description box, so the next key is a shortcut again.
-      if (event.key === "Escape") target.blur();
+      // Escape leaves the description box, so the next key is a shortcut again (at once: leaving
+      // the box is deliberate, not stray typing).
+      if (event.key === "Escape") {
+        target.blur();
+        lastStray = lastPrintable = -Infinity;
+      }
       return;
     }
     if (event.ctrlKey || event.metaKey || event.altKey) return;
