@@ -113,7 +113,10 @@
   });
 
   document.addEventListener("keyup", (event) => {
-    if (event.key === " " && spaceHeld) { spaceHeld = false; applyView(); }
+    if (event.key !== " " || isTyping(event.target)) return;
+    // A focused button would take the Space as a click: it is the flicker key here.
+    event.preventDefault();
+    if (spaceHeld) { spaceHeld = false; applyView(); }
   });
   window.addEventListener("blur", () => { if (spaceHeld) { spaceHeld = false; applyView(); } });
 

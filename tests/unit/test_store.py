@@ -406,3 +406,31 @@ def test_fifty_annotators_claiming_and_submitting_concurrently(open_store):
     assert sorted((r["pair_id"], r["annotator"]) for r in rows) == sorted(submitted)  # nothing lost
     assert len(set(submitted)) == len(submitted) == pairs * k  # nothing twice, every slot filled
     assert set(Counter(r["pair_id"] for r in rows).values()) == {k}
+
+
+def test_export_files_round_trip(open_store, tmp_path):
+    import csv
+    import json
+
+    from annotation_ui.export import COLUMNS, write_exports
+
+    store = open_store()
+    store.import_tasks(records(3), overlap_k=2)
+    for annotator, choice in (("ann1", "left"), ("ann2", "cant_tell")):
+        claim = store.claim(annotator)
+        store.submit(annotator, claim.pair_id, choice, 'a "quoted", multi\nline note', ms_taken=700, about="right")
+    store.adjudicate("boss", "p000", "b0", "settled")
+    csv_path, jsonl_path = write_exports(store, tmp_path / "out")
+    stored = store.export_judgements().to_pylist()
+    from_csv = list(csv.DictReader(csv_path.open(encoding="utf-8", newline="")))
+    from_jsonl = [json.loads(line) for line in jsonl_path.read_text(encoding="utf-8").splitlines()]
+    assert len(stored) == len(from_csv) == len(from_jsonl) == 3
+    assert list(from_csv[0]) == list(COLUMNS)
+    for row, csv_row, json_row in zip(stored, from_csv, from_jsonl):
+        assert {k: json_row[k] for k in row} == row
+        assert {k: csv_row[k] for k in row} == {k: str(v) for k, v in row.items()}
+    left_was = stored[0]["left_was"]
+    assert from_jsonl[0]["preferred_candidate"] == left_was  # "left" = the candidate shown left
+    assert from_jsonl[1]["preferred_candidate"] == ""  # can't tell prefers nothing
+    assert (from_jsonl[2]["role"], from_jsonl[2]["preferred_candidate"]) == ("adjudicator", "b0")
+    assert from_jsonl[0]["iqa_winner"] == "a0" and from_jsonl[0]["instance_id"] == "img0:0"
