@@ -104,7 +104,15 @@ def wait_for_new_pair(page, old: str) -> str:
 
 
 def pixels(page, selector: str) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(page.locator(selector).screenshot())).convert("RGB"))
+    """What ``selector`` shows once it has settled (pictures decoded, Gradio's loading fade over)."""
+    page.wait_for_function("[...document.querySelectorAll('#viewer img')].every(i => i.complete && i.naturalWidth > 0)")
+    shot = None
+    for _ in range(40):
+        previous, shot = shot, np.asarray(Image.open(io.BytesIO(page.locator(selector).screenshot())).convert("RGB"))
+        if previous is not None and np.array_equal(previous, shot):
+            return shot
+        page.wait_for_timeout(100)
+    raise AssertionError(f"{selector} never stopped changing")
 
 
 def claim_pair(store: Store, annotator: str, pair_id: str):
