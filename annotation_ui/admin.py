@@ -1,5 +1,6 @@
-"""The admin report: throughput, per-annotator counts and gold accuracy, agreement, recent
-descriptions, as HTML. Every value that came from a person is escaped."""
+"""The admin report: throughput, per-annotator counts, speed and gold accuracy, agreement, the
+review queue, recent descriptions, as HTML. Answers are shown as candidate ids with their IQA
+role, never as screen sides. Every value that came from a person is escaped."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from annotation_ui.agreement import summarize
+from annotation_ui.review import answer_text
 
 RECENT_DESCRIPTIONS = 20
 
@@ -25,6 +27,33 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], empty: str) -> 
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def _per_hour(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """Judgements per hour of each annotator over their active span (first to last judgement,
+    at least one hour, so a short burst is not extrapolated)."""
+    stamps: dict[str, list[float]] = {}
+    for row in rows:
+        stamps.setdefault(row["annotator"], []).append(row["created_ts"])
+    return {name: len(ts) / max(1.0, (max(ts) - min(ts)) / 3600.0) for name, ts in stamps.items()}
+
+
+def render_review_queue(queue: Sequence[Mapping[str, Any]]) -> str:
+    """The pairs waiting for an admin's decision (``review.disagreements``)."""
+    rows = [
+        (
+            item["pair_id"],
+            item["instance_id"],
+            f"{item['candidate_a']} (IQA winner) vs {item['candidate_b']} (IQA loser)",
+            "; ".join(f"{who}: {answer}" + (f" ({text})" if text else "") for who, answer, text in item["votes"]),
+        )
+        for item in queue
+    ]
+    return (
+        f"<div class='admin-review'><h3>Review queue ({len(queue)})</h3>"
+        + _table(["pair", "instance", "candidates", "votes"], rows, "No disagreements waiting.")
+        + "</div>"
+    )
+
+
 def render_report(
     rows: Sequence[Mapping[str, Any]],
     counts: Mapping[str, int],
@@ -34,8 +63,10 @@ def render_report(
     """HTML for the admin tab from ``Store.judgement_rows()``, ``Store.counts()`` and
     ``Store.annotators()`` (everyone who logged in, judged or not)."""
     stats = summarize(rows)
+    per_hour = _per_hour(rows)
     roles = {a["name"]: "admin" if a["is_admin"] else "annotator" for a in annotators}
     nobody = {"judgements": 0, "gold_seen": 0, "gold_accuracy": float("nan"), "median_ms": float("nan")}
+    last_hour_by = {name: sum(1 for r in rows if r["annotator"] == name and r["created_ts"] >= now - 3600) for name in roles}
     last_hour = sum(1 for r in rows if r["created_ts"] >= now - 3600)
     last_day = sum(1 for r in rows if r["created_ts"] >= now - 86400)
     per_annotator = [
@@ -43,6 +74,8 @@ def render_report(
             name,
             roles.get(name, "unknown"),
             s["judgements"],
+            last_hour_by.get(name, 0),
+            _number(per_hour.get(name, float("nan")), 1),
             s["gold_seen"],
             _number(s["gold_accuracy"], 2),
             _number(s["median_ms"] / 1000.0, 1),
@@ -51,18 +84,18 @@ def render_report(
     ]
     cohen = [(a, b, common, _number(kappa)) for (a, b), (kappa, common) in sorted(stats["cohen"].items())]
     recent = [
-        (r["created_at"][:19], r["annotator"], r["pair_id"], r["choice"], r["description"])
+        (r["created_at"][:19], r["annotator"], r["pair_id"], answer_text(r), r.get("described_candidate") or "pair", r["description"])
         for r in reversed(rows)
         if r["description"]
     ][:RECENT_DESCRIPTIONS]
     recent_rows = "".join(
         f"<tr><td>{html.escape(t)}</td><td>{html.escape(a)}</td><td>{html.escape(p)}</td>"
-        f"<td>{html.escape(c)}</td><td class='description'>{html.escape(d)}</td></tr>"
-        for t, a, p, c, d in recent
+        f"<td>{html.escape(c)}</td><td>{html.escape(about)}</td><td class='description'>{html.escape(d)}</td></tr>"
+        for t, a, p, c, about, d in recent
     )
     recent_html = (
-        f"<table><thead><tr><th>when (UTC)</th><th>annotator</th><th>pair</th><th>choice</th>"
-        f"<th>description</th></tr></thead><tbody>{recent_rows}</tbody></table>"
+        f"<table><thead><tr><th>when (UTC)</th><th>annotator</th><th>pair</th><th>answer</th>"
+        f"<th>about</th><th>description</th></tr></thead><tbody>{recent_rows}</tbody></table>"
         if recent
         else "<p>No descriptions yet.</p>"
     )
@@ -74,7 +107,7 @@ def render_report(
         f"{counts['judgements']} judgements ({last_hour} in the last hour, {last_day} in the last 24 hours).</p>"
         "<h3>Annotators</h3>"
         + _table(
-            ["annotator", "role", "judgements", "gold seen", "gold accuracy", "median seconds"],
+            ["annotator", "role", "judgements", "last hour", "per active hour", "gold seen", "gold accuracy", "median seconds"],
             per_annotator,
             "Nobody has logged in yet.",
         )

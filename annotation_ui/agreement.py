@@ -1,7 +1,7 @@
 """Agreement statistics for the admin view: between annotators, with gold answers, with IQA.
 
 Judgements are compared in candidate space, not screen space (left/right is randomised per
-annotator): each becomes "iqa_winner", "iqa_loser", "tie" or "both_bad".
+annotator): each becomes "iqa_winner", "iqa_loser", "tie", "both_bad" or "cant_tell".
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import cohen_kappa_score
 
-LABELS = ("iqa_winner", "iqa_loser", "tie", "both_bad")
+LABELS = ("iqa_winner", "iqa_loser", "tie", "both_bad", "cant_tell")
 
 
 def preferred_candidate(choice: str, left_was: str, candidate_a: str, candidate_b: str) -> str | None:
@@ -95,7 +95,7 @@ def summarize(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     per_pair: dict[str, Counter] = defaultdict(Counter)
     for (pair_id, _), label in labels.items():
         per_pair[pair_id][label] += 1
-    matrix = np.array([[c[label] for label in LABELS] for c in per_pair.values()]) if per_pair else np.zeros((0, 4))
+    matrix = np.array([[c[label] for label in LABELS] for c in per_pair.values()]) if per_pair else np.zeros((0, len(LABELS)))
     decided = [label for label in labels.values() if label in ("iqa_winner", "iqa_loser")]
     return {
         "per_annotator": per_annotator,

@@ -1,11 +1,16 @@
-"""The Gradio annotation app: log in, judge one instance pair at a time, undo, describe.
+"""The Gradio annotation app: log in, judge one instance pair at a time, skip, undo, describe.
 
-All per-user state lives in the store (leases, judgements) and in a per-session ``gr.State``
-(the pair on screen and when it was shown); nothing at module level is shared between users.
+All per-user state lives in the store (leases, judgements, skips, logins) and in per-session
+``gr.State`` (the pair on screen, when it was shown, the session's count); the only map shared
+between sessions is which pair each browser session shows, so closing a tab gives back exactly
+that pair. Admin components are rendered per session, only for admins, so an annotator's page
+(and its ``/config``) never contains them.
 """
 
 from __future__ import annotations
 
+import html
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -13,21 +18,34 @@ from typing import Any
 import gradio as gr
 
 from annotation_ui import users
-from annotation_ui.admin import render_report
-from annotation_ui.images import open_png, outlined_png
+from annotation_ui.admin import render_report, render_review_queue
+from annotation_ui.export import write_exports
+from annotation_ui.review import answer_text, disagreements
+from annotation_ui.sessions import persist_logins
 from annotation_ui.store import Claim, Store, StoreError
+from annotation_ui.viewer import context_html, message_html, task_html
 
 ASSETS = Path(__file__).parent / "assets"
-DEFAULT_OPACITY = 0.6
+DEFAULT_GUIDELINES = (ASSETS / "guidelines.md").read_text(encoding="utf-8")
+DEFAULT_SESSION_GOAL = 50
 # Concurrent handler calls per event; the store is thread-safe and each call is short.
 CONCURRENCY = 32
+# Seconds between refreshes of the admin tab.
+ADMIN_REFRESH_S = 10.0
+RECENT_OWN = 10
 BUTTONS = (
     ("left", "Left is better  [1 / ←]", "choose-left"),
     ("right", "Right is better  [2 / →]", "choose-right"),
     ("tie", "Tie  [3]", "choose-tie"),
     ("both_bad", "Both bad  [4]", "choose-both-bad"),
+    ("cant_tell", "Can't tell  [5]", "choose-cant-tell"),
 )
-NOTHING_LEFT = "Nothing left to judge for you right now. Thank you!"
+ABOUT_CHOICES = [("the left one", "left"), ("the right one", "right"), ("both / the pair", "both")]
+LEGEND = (
+    "**Keys** · 1 / ← left better · 2 / → right better · 3 tie · 4 both bad · 5 can't tell · s skip · "
+    "u undo · f or hold Space: flicker · z zoom 1×/2×/4×/8× (drag to pan) · o outline on/off · "
+    "d describe (Esc leaves the box)"
+)
 
 
 def _user(request: gr.Request) -> str:
@@ -37,118 +55,271 @@ def _user(request: gr.Request) -> str:
     return name
 
 
-def _progress_text(store: Store, annotator: str, note: str = "") -> str:
-    progress = store.progress(annotator)
-    text = f"**{annotator}** · done today: **{progress.done_today}** · queue: **{progress.queue_size}**"
-    return f"{text}  \n{note}" if note else text
+def _notice(text: str, kind: str = "warning") -> str:
+    return f"<div class='notice {kind}' role='status'>{html.escape(text)}</div>" if text else ""
 
 
-def _pictures(store: Store, state: dict, opacity: float) -> tuple[Any, Any, Any]:
-    """Left crop, right crop (instance outlined at ``opacity``) and the whole-image context."""
-    media = store.media(state["pair_id"])
-    left_is_a = state["left_was"] == media.candidate_a
-    left_png, right_png = (media.crop_a, media.crop_b) if left_is_a else (media.crop_b, media.crop_a)
-    return (
-        outlined_png(left_png, media.mask, opacity),
-        outlined_png(right_png, media.mask, opacity),
-        open_png(media.context, "RGB"),
-    )
-
-
-def build_app(store: Store, users_file: str | Path) -> gr.Blocks:
-    """The annotation UI over ``store``; admins (per ``users_file``) also get the admin tab."""
+def build_app(
+    store: Store,
+    users_file: str | Path,
+    *,
+    guidelines: str = DEFAULT_GUIDELINES,
+    session_goal: int = DEFAULT_SESSION_GOAL,
+) -> gr.Blocks:
+    """The annotation UI over ``store``; admins (per ``users_file``) also get the admin tab.
+    ``guidelines`` is Markdown shown to annotators; ``session_goal`` sizes the progress bar."""
     users_file = Path(users_file)
+    on_screen: dict[str, tuple[str, str]] = {}  # browser session -> (annotator, pair on screen)
+    export_dir = Path(tempfile.mkdtemp(prefix="srprefs-export-"))
 
-    def show(claim: Claim | None, annotator: str, opacity: float, note: str = "") -> tuple:
-        """Outputs for a task on screen (or for an empty queue)."""
+    def progress_html(annotator: str, done: int) -> str:
+        progress = store.progress(annotator)
+        return (
+            f"<div class='progress-line'><b>{html.escape(annotator)}</b> · done today: <b>{progress.done_today}</b>"
+            f" · queue: <b>{progress.queue_size}</b> · this session: <b>{done}</b> / {session_goal}"
+            f"<progress id='goal' value='{min(done, session_goal)}' max='{session_goal}'></progress></div>"
+        )
+
+    def recent_html(annotator: str) -> str:
+        rows = store.judgement_rows(annotator=annotator, limit=RECENT_OWN)[::-1]
+        if not rows:
+            return "<p>No judgements yet.</p>"
+        body = "".join(
+            f"<tr><td>{html.escape(r['created_at'][11:19])}</td><td>{html.escape(r['instance_id'])}</td>"
+            f"<td>{html.escape(answer_text(r))}</td><td class='description'>{html.escape(r['description'])}</td></tr>"
+            for r in rows
+        )
+        return (
+            "<table class='recent'><thead><tr><th>time (UTC)</th><th>instance</th><th>your answer</th>"
+            f"<th>description</th></tr></thead><tbody>{body}</tbody></table>"
+        )
+
+    def show(claim: Claim | None, annotator: str, session: str, done: int, note: str = "") -> tuple:
+        """Outputs for a task on screen, or for an empty queue (the "all done" state)."""
         if claim is None:
-            return (None, None, None, None, "", _progress_text(store, annotator, note or NOTHING_LEFT))
+            on_screen.pop(session, None)
+            viewer = message_html(
+                "All done", "Nothing is left for you to judge right now. Thank you! Press Check again later."
+            )
+            return (None, viewer, context_html(None), "", "both", progress_html(annotator, done), _notice(note, "info"),
+                    gr.update(visible=True), gr.update(visible=False), recent_html(annotator), done)
+        on_screen[session] = (annotator, claim.pair_id)
         state = {"pair_id": claim.pair_id, "left_was": claim.left_was, "shown_at": time.time()}
-        left, right, context = _pictures(store, state, opacity)
+        media = store.media(claim.pair_id)
         if claim.previous_choice:
-            note = (note + "  \n" if note else "") + f"Editing your last judgement (it was **{claim.previous_choice}**)."
-        return (state, left, right, context, claim.previous_description, _progress_text(store, annotator, note))
+            note = (note + " " if note else "") + f"Editing your earlier judgement (it was {claim.previous_choice})."
+        return (state, task_html(claim.pair_id, claim.left_was, media), context_html(media), claim.previous_description,
+                "both", progress_html(annotator, done), _notice(note, "info"), gr.update(visible=False),
+                gr.update(visible=False), recent_html(annotator), done)
 
-    def on_load(opacity: float, request: gr.Request) -> tuple:
+    def rejected(error: StoreError) -> tuple:
+        """A submit the store refused: everything stays on screen (the typed text too), and why."""
+        text = f"Not recorded: {error}. Your text is still in the box; copy it if you need it, then press Check again."
+        skip = gr.skip()
+        return (skip, skip, skip, skip, skip, skip, _notice(text), gr.update(visible=True), skip, skip, skip)
+
+    def on_load(done: int, request: gr.Request) -> tuple:
         annotator = _user(request)
         admin = users.is_admin(users_file, annotator)
         store.register_annotator(annotator, is_admin=admin)
-        return (*show(store.claim(annotator), annotator, opacity), gr.Tab(visible=admin))
+        if admin:  # admins often come for the stats: claim nothing until they ask for a task
+            viewer = message_html("Admin", "Open the Admin tab for statistics, or press Start labelling to take a task.")
+            outputs = (None, viewer, context_html(None), "", "both", progress_html(annotator, done), "",
+                       gr.update(visible=False), gr.update(visible=True), recent_html(annotator), done)
+        else:
+            outputs = show(store.claim(annotator, request.session_hash), annotator, request.session_hash, done)
+        return (*outputs, gr.Tab(visible=admin))
+
+    def next_task(done: int, request: gr.Request) -> tuple:
+        annotator = _user(request)
+        return show(store.claim(annotator, request.session_hash), annotator, request.session_hash, done)
 
     def judge(choice: str):
-        def handler(state: dict | None, description: str, opacity: float, request: gr.Request) -> tuple:
+        def handler(state: dict | None, description: str, about: str, done: int, request: gr.Request) -> tuple:
             annotator = _user(request)
             if not state:
-                raise gr.Error("No pair on screen: load the next task first.")
+                return rejected(StoreError("no pair is on screen"))
             ms_taken = int((time.time() - state["shown_at"]) * 1000)
-            note = ""
             try:
-                store.submit(annotator, state["pair_id"], choice, (description or "").strip(), ms_taken)
+                store.submit(annotator, state["pair_id"], choice, (description or "").strip(), ms_taken, about=about)
             except StoreError as err:
-                note = f"Not recorded: {err}."
-            return show(store.claim(annotator), annotator, opacity, note)
+                return rejected(err)
+            return show(store.claim(annotator, request.session_hash), annotator, request.session_hash, done + 1)
 
         handler.__name__ = f"judge_{choice}"
         return handler
 
-    def undo(state: dict | None, opacity: float, request: gr.Request) -> tuple:
+    def skip(state: dict | None, done: int, request: gr.Request) -> tuple:
+        annotator = _user(request)
+        if not state:
+            return rejected(StoreError("no pair is on screen"))
+        try:
+            store.skip(annotator, state["pair_id"], request.session_hash)
+        except StoreError as err:
+            return rejected(err)
+        return show(store.claim(annotator, request.session_hash), annotator, request.session_hash, done,
+                    "Skipped: the pair went back to the queue.")
+
+    def undo(done: int, request: gr.Request) -> tuple:
         annotator = _user(request)
         try:
             claim = store.undo_last(annotator)
         except StoreError as err:
-            raise gr.Error(str(err)) from None
+            return rejected(err)
         if claim is None:
-            return show(store.claim(annotator), annotator, opacity, "Nothing to undo.")
-        return show(claim, annotator, opacity)
+            return show(store.claim(annotator, request.session_hash), annotator, request.session_hash, done,
+                        "Nothing to undo.")
+        return show(claim, annotator, request.session_hash, max(0, done - 1))
 
-    def redraw(state: dict | None, opacity: float) -> tuple:
-        if not state:
-            return None, None
-        left, right, _ = _pictures(store, state, opacity)
-        return left, right
-
-    def admin_report(request: gr.Request) -> str:
-        if not users.is_admin(users_file, _user(request)):
-            raise gr.Error("Admins only.")
-        return render_report(store.judgement_rows(), store.counts(), store.annotators(), time.time())
+    def release_on_screen(request: gr.Request) -> None:
+        """The tab closed, reloaded or logged out: its pair goes back to the queue at once."""
+        held = on_screen.pop(request.session_hash, None)
+        if held is not None:
+            store.release(*held)
 
     with gr.Blocks(title="srprefs · annotate") as demo:
         state = gr.State(None)
-        with gr.Tab("Annotate"):
-            progress = gr.Markdown(elem_id="progress")
-            gr.Markdown(
-                "Which candidate renders the **outlined region** better? Keys: 1 / ← left, 2 / → right, "
-                "3 tie, 4 both bad, u undo (Esc leaves the text box)."
-            )
-            with gr.Row():
-                left = gr.Image(label="Left", type="pil", format="png", interactive=False, elem_id="left-image", buttons=["fullscreen"])
-                right = gr.Image(label="Right", type="pil", format="png", interactive=False, elem_id="right-image", buttons=["fullscreen"])
-            with gr.Row():
-                buttons = {choice: gr.Button(text, elem_id=elem_id, variant="primary") for choice, text, elem_id in BUTTONS}
-                undo_button = gr.Button("Undo  [u]", elem_id="undo")
-            description = gr.Textbox(
-                label="What did you see? (optional, e.g. 'the face on the right has plastic skin')",
-                lines=2,
-                elem_id="description",
-            )
-            with gr.Row():
-                opacity = gr.Slider(0.0, 1.0, value=DEFAULT_OPACITY, step=0.05, label="Outline opacity", elem_id="opacity")
-                context = gr.Image(
-                    label="Whole image", type="pil", format="png", interactive=False, height=256, elem_id="context-image", buttons=["fullscreen"]
-                )
-        with gr.Tab("Admin", visible=False) as admin_tab:
-            refresh = gr.Button("Refresh", elem_id="admin-refresh")
-            report = gr.HTML(elem_id="admin-report")
+        done = gr.State(0)
+        with gr.Tabs():
+            with gr.Tab("Annotate", id="annotate"):
+                with gr.Row(elem_id="topbar", equal_height=True):
+                    progress = gr.HTML(elem_id="progress")
+                    logout = gr.Button("Log out", elem_id="logout", size="sm", scale=0, min_width=90)
+                notice = gr.HTML(elem_id="notice")
+                with gr.Row(elem_id="task-row"):
+                    viewer = gr.HTML(message_html("Loading", "…"), elem_id="viewer-box", scale=3)
+                    with gr.Column(scale=2, elem_id="side-column"):
+                        context = gr.HTML(elem_id="context-box")
+                        with gr.Accordion("Guidelines", open=False, elem_id="guidelines"):
+                            gr.Markdown(guidelines)
+                        with gr.Accordion("Your recent judgements", open=False, elem_id="recent-box"):
+                            recent = gr.HTML(elem_id="recent")
+                with gr.Row(elem_id="choices"):
+                    buttons = {
+                        choice: gr.Button(text, elem_id=elem_id, variant="primary", size="sm")
+                        for choice, text, elem_id in BUTTONS
+                    }
+                    skip_button = gr.Button("Skip  [s]", elem_id="skip", size="sm")
+                    undo_button = gr.Button("Undo  [u]", elem_id="undo", size="sm")
+                    check_again = gr.Button("Check again", elem_id="check-again", size="sm", visible=False)
+                    start = gr.Button("Start labelling", elem_id="start", size="sm", visible=False)
+                gr.Markdown(LEGEND, elem_id="legend")
+                with gr.Row(elem_id="describe-row"):
+                    description = gr.Textbox(
+                        label="What did you see? [d] (optional, e.g. 'plastic skin', 'fur smeared')",
+                        lines=1,
+                        max_lines=3,
+                        elem_id="description",
+                        scale=4,
+                    )
+                    about = gr.Radio(ABOUT_CHOICES, value="both", label="Your note is about", elem_id="about", scale=2)
+            with gr.Tab("Admin", id="admin", visible=False) as admin_tab:
+                _admin_panel(demo, store, users_file, export_dir)
 
-        task_outputs = [state, left, right, context, description, progress]
+        task_outputs = [state, viewer, context, description, about, progress, notice, check_again, start, recent, done]
         # Also the API clients' way in: it shows the annotator's current task.
-        demo.load(on_load, inputs=[opacity], outputs=[*task_outputs, admin_tab], api_name="next_task")
+        demo.load(on_load, inputs=[done], outputs=[*task_outputs, admin_tab], api_name="next_task")
         for choice, button in buttons.items():
-            button.click(judge(choice), inputs=[state, description, opacity], outputs=task_outputs, api_name=f"judge_{choice}")
-        undo_button.click(undo, inputs=[state, opacity], outputs=task_outputs, api_name="undo")
-        opacity.release(redraw, inputs=[state, opacity], outputs=[left, right], api_name="redraw")
-        refresh.click(admin_report, outputs=report, api_name="admin_report")
+            button.click(
+                judge(choice), inputs=[state, description, about, done], outputs=task_outputs, api_name=f"judge_{choice}"
+            )
+        skip_button.click(skip, inputs=[state, done], outputs=task_outputs, api_name="skip")
+        undo_button.click(undo, inputs=[done], outputs=task_outputs, api_name="undo")
+        check_again.click(next_task, inputs=[done], outputs=task_outputs, api_name="check_again")
+        start.click(next_task, inputs=[done], outputs=task_outputs, api_name="start")
+        logout.click(release_on_screen, api_name="release").then(
+            None, js="() => { window.location.href = window.location.pathname.replace(/\\/?$/, '/') + 'logout'; }"
+        )
+        demo.unload(release_on_screen)
     return demo
+
+
+def _admin_panel(demo: gr.Blocks, store: Store, users_file: Path, export_dir: Path) -> None:
+    """The admin tab's contents, rendered for admins only (an annotator's page has none of it)."""
+
+    @gr.render(triggers=[demo.load])
+    def admin_panel(request: gr.Request) -> None:
+        name = getattr(request, "username", None)
+        if not name or not users.is_admin(users_file, name):
+            return
+
+        def report(current: str | None = None) -> tuple[str, str, Any]:
+            """The report, the review queue and the pair picker (keeping the admin's pick while
+            it is still waiting, so an auto-refresh never changes it under them)."""
+            rows = store.judgement_rows()
+            queue = disagreements(rows, {r["pair_id"] for r in store.adjudication_rows()})
+            choices = [(f"{q['pair_id']} · {q['instance_id']}", q["pair_id"]) for q in queue]
+            waiting = [pair_id for _, pair_id in choices]
+            pick = current if current in waiting else (waiting[0] if waiting else None)
+            return (
+                render_report(rows, store.counts(), store.annotators(), time.time()),
+                render_review_queue(queue),
+                gr.update(choices=choices, value=pick),
+            )
+
+        def answers(pair_id: str | None) -> Any:
+            tasks = {t["pair_id"]: t for t in store.task_rows()} if pair_id else {}
+            task = tasks.get(pair_id)
+            if task is None:
+                return gr.update(choices=[], value=None)
+            return gr.update(
+                choices=[
+                    (f"{task['candidate_a']} (IQA winner)", task["candidate_a"]),
+                    (f"{task['candidate_b']} (IQA loser)", task["candidate_b"]),
+                    ("tie", "tie"),
+                    ("both bad", "both_bad"),
+                ],
+                value=None,
+            )
+
+        def adjudicate(pair_id: str | None, answer: str | None, note: str, request: gr.Request) -> tuple:
+            admin = getattr(request, "username", None)
+            if not admin or not users.is_admin(users_file, admin):
+                raise gr.Error("Admins only.")
+            if not pair_id or not answer:
+                return (_notice("Choose a pair and an answer first."), *report(pair_id))
+            try:
+                store.adjudicate(admin, pair_id, answer, note or "")
+            except StoreError as err:
+                return (_notice(f"Not recorded: {err}."), *report(pair_id))
+            return (_notice(f"Recorded: {pair_id} decided as {answer} by {admin}.", "info"), *report())
+
+        def export(request: gr.Request) -> tuple:
+            if not users.is_admin(users_file, getattr(request, "username", "")):
+                raise gr.Error("Admins only.")
+            csv_path, jsonl_path = write_exports(store, Path(tempfile.mkdtemp(dir=export_dir)))
+            return gr.update(value=str(csv_path), visible=True), gr.update(value=str(jsonl_path), visible=True)
+
+        first_report, first_queue, first_choices = report()
+        timer = gr.Timer(ADMIN_REFRESH_S)
+        with gr.Row():
+            refresh = gr.Button("Refresh now", elem_id="admin-refresh", size="sm", scale=0)
+            export_button = gr.Button("Export judgements", elem_id="admin-export", size="sm", scale=0)
+            csv_file = gr.DownloadButton("judgements.csv", elem_id="export-csv", visible=False, size="sm", scale=0)
+            jsonl_file = gr.DownloadButton("judgements.jsonl", elem_id="export-jsonl", visible=False, size="sm", scale=0)
+        gr.Markdown(f"Refreshes every {ADMIN_REFRESH_S:.0f} s.")
+        report_html = gr.HTML(first_report, elem_id="admin-report")
+        queue_html = gr.HTML(first_queue, elem_id="admin-review")
+        with gr.Row(elem_id="adjudicate-row"):
+            pair = gr.Dropdown(
+                label="Pair to settle", elem_id="adjudicate-pair", interactive=True, **_dropdown_args(first_choices)
+            )
+            answer = gr.Radio(
+                label="Decision", elem_id="adjudicate-answer", interactive=True, **_dropdown_args(answers(first_choices["value"]))
+            )
+            note = gr.Textbox(label="Note (optional)", elem_id="adjudicate-note", lines=1, interactive=True)
+            settle = gr.Button("Record decision", elem_id="adjudicate", variant="primary", size="sm")
+        outcome = gr.HTML(elem_id="adjudicate-outcome")
+        outputs = [report_html, queue_html, pair]
+        timer.tick(report, inputs=[pair], outputs=outputs, show_progress="hidden")
+        refresh.click(report, inputs=[pair], outputs=outputs)
+        pair.change(answers, inputs=[pair], outputs=[answer])
+        settle.click(adjudicate, inputs=[pair, answer, note], outputs=[outcome, *outputs])
+        export_button.click(export, outputs=[csv_file, jsonl_file])
+
+
+def _dropdown_args(update: dict) -> dict:
+    return {"choices": update.get("choices", []), "value": update.get("value")}
 
 
 def launch(
@@ -159,27 +330,32 @@ def launch(
     port: int | None = 7860,
     prevent_thread_lock: bool = False,
     quiet: bool = False,
+    guidelines: str = DEFAULT_GUIDELINES,
+    session_goal: int = DEFAULT_SESSION_GOAL,
 ) -> gr.Blocks:
-    """Serve the app with login against ``users_file``; returns the running Blocks (its
-    ``local_url`` says where; ``close()`` stops it)."""
+    """Serve the app with login against ``users_file``; logins are kept in ``store``, so they
+    survive a restart. Returns the running Blocks (``local_url`` says where; ``close()`` stops it)."""
     users_file = Path(users_file)
     users.require_users(users_file)
 
     def check_login(name: str, password: str) -> bool:
         return users.verify(users_file, name, password) is not None
 
-    demo = build_app(store, users_file)
+    demo = build_app(store, users_file, guidelines=guidelines, session_goal=session_goal)
     demo.queue(default_concurrency_limit=CONCURRENCY)
     demo.launch(
         auth=check_login,
         auth_message="srprefs annotation: log in with the name and password your admin gave you.",
         server_name=host,
         server_port=port,
-        prevent_thread_lock=prevent_thread_lock,
+        prevent_thread_lock=True,
         quiet=quiet,
         footer_links=[],
         run_history=False,
         js=(ASSETS / "keys.js").read_text(),
         css=(ASSETS / "app.css").read_text(),
     )
+    persist_logins(demo.server_app, store)
+    if not prevent_thread_lock:
+        demo.block_thread()
     return demo

@@ -31,9 +31,11 @@ class RunTables:
     where: str
 
 
-def annotate(store: Store, users_file: Path, tables: RunTables | None, cfg: DictConfig, run_label: str) -> int:
+def annotate(
+    store: Store, users_file: Path, tables: RunTables | None, cfg: DictConfig, run_label: str, guidelines: str
+) -> int:
     """Import ``tables``' pairs into ``store`` (new ones only; ``cfg.store`` and ``cfg.seed`` say
-    which) and serve the annotation UI on ``cfg.host``:``cfg.port``."""
+    which) and serve the annotation UI on ``cfg.host``:``cfg.port`` with ``guidelines`` (Markdown)."""
     require_users(users_file)
     if tables is not None:
         added = import_from_tables(store, tables.pairs, tables.candidates, tables.instances, cfg)
@@ -42,7 +44,14 @@ def annotate(store: Store, users_file: Path, tables: RunTables | None, cfg: Dict
     print(f"store {store.dialect}: {counts['tasks']} tasks, {counts['judgements']} judgements")
     if counts["tasks"] == 0:
         print(f"warning: no tasks yet: run the pipeline up to stage=pair on run_dir={run_label}", file=sys.stderr)
-    launch(store, users_file, host=str(cfg.host), port=int(cfg.port))
+    launch(
+        store,
+        users_file,
+        host=str(cfg.host),
+        port=int(cfg.port),
+        guidelines=guidelines,
+        session_goal=int(cfg.store.session_goal),
+    )
     return 0
 
 

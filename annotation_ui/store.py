@@ -150,7 +150,45 @@ def _tables(metadata: sa.MetaData) -> dict[str, sa.Table]:
         sa.Column("ms_taken", sa.BigInteger, nullable=False),
         sa.Column("created_at", sa.String(40), nullable=False),
         sa.Column("created_ts", sa.Float, nullable=False),
+        # The candidate the description is about ("" = the pair as a whole): screen sides are
+        # randomised, so "left" means nothing once the judgement leaves the screen.
+        sa.Column("described_candidate", sa.String(64), nullable=False, server_default=""),
         sa.UniqueConstraint("pair_id", "annotator", name="one_judgement_per_annotator"),
+    )
+    # Pairs an annotator skipped in one browser session: not shown to them again in it.
+    skips = sa.Table(
+        "skips",
+        metadata,
+        sa.Column("annotator", sa.String(128), primary_key=True),
+        sa.Column("session", sa.String(128), primary_key=True),
+        sa.Column("pair_id", sa.String(64), sa.ForeignKey(tasks.c.pair_id), primary_key=True),
+        sa.Column("created_ts", sa.Float, nullable=False),
+    )
+    # An admin's decision on a pair annotators disagree on; it overrides their votes at emit.
+    adjudications = sa.Table(
+        "adjudications",
+        metadata,
+        sa.Column("pair_id", sa.String(64), sa.ForeignKey(tasks.c.pair_id), primary_key=True),
+        sa.Column("admin", sa.String(128), nullable=False),
+        sa.Column("answer", sa.String(64), nullable=False),  # a candidate id, "tie" or "both_bad"
+        sa.Column("note", sa.Text, nullable=False),
+        sa.Column("created_at", sa.String(40), nullable=False),
+        sa.Column("created_ts", sa.Float, nullable=False),
+    )
+    # Login sessions (token -> user), so logins survive a server restart.
+    sessions = sa.Table(
+        "sessions",
+        metadata,
+        sa.Column("token", sa.String(128), primary_key=True),
+        sa.Column("annotator", sa.String(128), nullable=False, index=True),
+        sa.Column("created_ts", sa.Float, nullable=False),
+    )
+    # Process-independent secrets (e.g. the login cookie's name), created once.
+    secrets_table = sa.Table(
+        "secrets",
+        metadata,
+        sa.Column("name", sa.String(64), primary_key=True),
+        sa.Column("value", sa.String(256), nullable=False),
     )
     annotators = sa.Table(
         "annotators",
@@ -159,7 +197,32 @@ def _tables(metadata: sa.MetaData) -> dict[str, sa.Table]:
         sa.Column("is_admin", sa.Boolean, nullable=False),
         sa.Column("first_seen", sa.Float, nullable=False),
     )
-    return {"tasks": tasks, "media": media, "leases": leases, "judgements": judgements, "annotators": annotators}
+    return {
+        "tasks": tasks,
+        "media": media,
+        "leases": leases,
+        "judgements": judgements,
+        "annotators": annotators,
+        "skips": skips,
+        "adjudications": adjudications,
+        "sessions": sessions,
+        "secrets": secrets_table,
+    }
+
+
+def _add_missing_columns(conn: Connection, metadata: sa.MetaData) -> None:
+    """Columns added since a store was created (all have server defaults), added in place."""
+    inspector = sa.inspect(conn)
+    for table in metadata.sorted_tables:
+        present = {c["name"] for c in inspector.get_columns(table.name, schema=table.schema)}
+        for column in table.columns:
+            if column.name not in present:
+                kind = column.type.compile(dialect=conn.dialect)
+                default = column.server_default.arg if column.server_default is not None else ""
+                conn.exec_driver_sql(
+                    f"ALTER TABLE {conn.dialect.identifier_preparer.format_table(table)} "
+                    f"ADD COLUMN {column.name} {kind} NOT NULL DEFAULT '{default}'"
+                )
 
 
 def left_candidate(pair_id: str, annotator: str, candidate_a: str, candidate_b: str) -> str:
@@ -194,6 +257,17 @@ def _make_engine(url: str) -> Engine:
     return engine
 
 
+def _described_candidate(about: str | None, lease: Any) -> str:
+    """The candidate id a description is about, from a screen side or a candidate id."""
+    right_was = lease.candidate_b if lease.left_was == lease.candidate_a else lease.candidate_a
+    sides = {None: "", "": "", "both": "", "left": lease.left_was, "right": right_was}
+    if about in sides:
+        return sides[about]
+    if about in (lease.candidate_a, lease.candidate_b):
+        return about
+    raise ValueError(f"about={about!r}: expected left, right, both or a candidate of the pair")
+
+
 def _utc_iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat()
 
@@ -226,6 +300,7 @@ class Store:
             if db_schema:
                 conn.execute(sa.schema.CreateSchema(db_schema, if_not_exists=True))
             self._metadata.create_all(conn)
+            _add_missing_columns(conn, self._metadata)
         # Writers on SQLite take the database lock up front (BEGIN IMMEDIATE), so two claimers
         # never both read "free" and then race to write.
         self._writer = self._engine.execution_options(immediate=True)
@@ -318,10 +393,11 @@ class Store:
 
     # -- claiming and judging -----------------------------------------------------------
 
-    def claim(self, annotator: str) -> Claim | None:
+    def claim(self, annotator: str, session: str | None = None) -> Claim | None:
         """The annotator's current task: their live lease if they hold one, else the first
-        free pair (by priority) they have not judged. None when nothing is left for them."""
-        tasks, leases = self._t["tasks"], self._t["leases"]
+        free pair (by priority) they have not judged, nor skipped in this browser ``session``.
+        None when nothing is left for them."""
+        tasks, leases, judgements = self._t["tasks"], self._t["leases"], self._t["judgements"]
         now = self._clock()
         with self._write() as conn:
             if self.dialect == "postgresql":
@@ -341,12 +417,16 @@ class Store:
                     .where(leases.c.pair_id == own.pair_id)
                     .values(expires_at=now + self.lease_ttl_s)
                 )
-                return self._claim(own, annotator, own.left_was, now)
+                # A lease on a pair they judged is an edit after undo: show their judgement again.
+                previous = conn.execute(
+                    sa.select(judgements).where(judgements.c.pair_id == own.pair_id, judgements.c.annotator == annotator)
+                ).first()
+                return self._claim(own, annotator, own.left_was, now, previous=previous)
             skipped: list[str] = []
             for _ in range(CLAIM_ATTEMPTS):
                 query = (
                     sa.select(tasks.c.pair_id, tasks.c.candidate_a, tasks.c.candidate_b)
-                    .where(self._open_for(annotator, now))
+                    .where(self._open_for(annotator, now, session))
                     .order_by(tasks.c.priority)
                     .limit(1)
                     .with_for_update(skip_locked=True, of=tasks)
@@ -358,7 +438,9 @@ class Store:
                     return None
                 # We hold the row lock now; a fresh read sees leases committed since our snapshot.
                 still_open = conn.execute(
-                    sa.select(tasks.c.pair_id).where(tasks.c.pair_id == row.pair_id, self._open_for(annotator, now))
+                    sa.select(tasks.c.pair_id).where(
+                        tasks.c.pair_id == row.pair_id, self._open_for(annotator, now, session)
+                    )
                 ).first()
                 if still_open is None:
                     skipped.append(row.pair_id)
@@ -377,13 +459,20 @@ class Store:
                 return self._claim(row, annotator, left_was, now)
             return None
 
-    def _open_for(self, annotator: str, now: float) -> sa.ColumnElement[bool]:
-        """Tasks this annotator may be given now: still wanted, not leased, not judged by them."""
-        tasks, leases, judgements = self._t["tasks"], self._t["leases"], self._t["judgements"]
+    def _open_for(self, annotator: str, now: float, session: str | None = None) -> sa.ColumnElement[bool]:
+        """Tasks this annotator may be given now: still wanted, not leased, not judged by them,
+        not skipped by them in this session."""
+        tasks, leases, judgements, skips = self._t["tasks"], self._t["leases"], self._t["judgements"], self._t["skips"]
         live_lease = sa.exists().where(leases.c.pair_id == tasks.c.pair_id, leases.c.expires_at > now)
         judged = sa.exists().where(judgements.c.pair_id == tasks.c.pair_id, judgements.c.annotator == annotator)
         wanted = sa.or_(tasks.c.required.is_(None), tasks.c.done < tasks.c.required)
-        return sa.and_(wanted, ~live_lease, ~judged)
+        condition = sa.and_(wanted, ~live_lease, ~judged)
+        if session:
+            skipped = sa.exists().where(
+                skips.c.pair_id == tasks.c.pair_id, skips.c.annotator == annotator, skips.c.session == session
+            )
+            condition = sa.and_(condition, ~skipped)
+        return condition
 
     def _claim(self, task: Any, annotator: str, left_was: str, now: float, previous: Any = None) -> Claim:
         """A Claim from a row with pair_id, candidate_a and candidate_b."""
@@ -398,10 +487,21 @@ class Store:
             previous_description=previous.description if previous is not None else "",
         )
 
-    def submit(self, annotator: str, pair_id: str, choice: str, description: str = "", ms_taken: int = 0) -> None:
-        """Record a judgement on a pair leased to ``annotator`` and release the lease.
+    def submit(
+        self,
+        annotator: str,
+        pair_id: str,
+        choice: str,
+        description: str = "",
+        ms_taken: int = 0,
+        about: str | None = None,
+    ) -> None:
+        """Record a judgement on a pair leased to ``annotator`` and release the lease; on a pair
+        they judged before (an edit after undo) the judgement is replaced.
 
-        A lease past its TTL still counts while nobody else has taken the pair."""
+        ``about`` says which candidate the description is about: "left" or "right" (the screen
+        side, stored as that candidate's id), a candidate id of the pair, or None for the pair as
+        a whole. A lease past its TTL still counts while nobody else has taken the pair."""
         if choice not in CHOICES:
             raise ValueError(f"choice {choice!r} for pair {pair_id} is not one of {list(CHOICES)}")
         tasks, leases, judgements = self._t["tasks"], self._t["leases"], self._t["judgements"]
@@ -410,7 +510,7 @@ class Store:
             # Lock the task row first (claimers skip it while we write; the same lock order as
             # claim, so the two never deadlock) and read our lease in the same round trip.
             lease = conn.execute(
-                sa.select(leases.c.left_was)
+                sa.select(leases.c.left_was, tasks.c.candidate_a, tasks.c.candidate_b)
                 .select_from(tasks)
                 .join(leases, sa.and_(leases.c.pair_id == tasks.c.pair_id, leases.c.annotator == annotator))
                 .where(tasks.c.pair_id == pair_id)
@@ -421,27 +521,63 @@ class Store:
                     f"pair {pair_id} is not leased to {annotator}: it was already judged, or its lease "
                     f"expired and someone else took it"
                 )
-            try:
-                conn.execute(
-                    sa.insert(judgements).values(
-                        pair_id=pair_id,
-                        annotator=annotator,
-                        choice=choice,
-                        left_was=lease.left_was,
-                        description=description or "",
-                        ms_taken=max(0, int(ms_taken)),
-                        created_at=_utc_iso(now),
-                        created_ts=now,
-                    )
-                )
-            except IntegrityError:
-                raise LeaseLost(f"{annotator} has already judged pair {pair_id}") from None
-            conn.execute(sa.update(tasks).where(tasks.c.pair_id == pair_id).values(done=tasks.c.done + 1))
+            values = {
+                "choice": choice,
+                "left_was": lease.left_was,
+                "description": description or "",
+                "described_candidate": _described_candidate(about, lease) if (description or "").strip() else "",
+                "ms_taken": max(0, int(ms_taken)),
+                "created_at": _utc_iso(now),
+                "created_ts": now,
+            }
+            edited = conn.execute(
+                sa.update(judgements)
+                .where(judgements.c.pair_id == pair_id, judgements.c.annotator == annotator)
+                .values(**values)
+            ).rowcount
+            if not edited:
+                try:
+                    conn.execute(sa.insert(judgements).values(pair_id=pair_id, annotator=annotator, **values))
+                except IntegrityError:
+                    raise LeaseLost(f"{annotator} has already judged pair {pair_id}") from None
+                conn.execute(sa.update(tasks).where(tasks.c.pair_id == pair_id).values(done=tasks.c.done + 1))
             conn.execute(sa.delete(leases).where(leases.c.pair_id == pair_id))
 
+    def skip(self, annotator: str, pair_id: str, session: str) -> None:
+        """Give the pair back to the queue now; it is not shown to ``annotator`` again in this
+        browser ``session`` (others, and their next session, still get it)."""
+        leases, skips = self._t["leases"], self._t["skips"]
+        with self._write() as conn:
+            released = conn.execute(
+                sa.delete(leases).where(leases.c.pair_id == pair_id, leases.c.annotator == annotator)
+            ).rowcount
+            if not released:
+                raise LeaseLost(f"pair {pair_id} is not leased to {annotator}, so there is nothing to skip")
+            already = conn.execute(
+                sa.select(skips.c.pair_id).where(
+                    skips.c.annotator == annotator, skips.c.session == session, skips.c.pair_id == pair_id
+                )
+            ).first()
+            if already is None:
+                conn.execute(
+                    sa.insert(skips).values(annotator=annotator, session=session, pair_id=pair_id, created_ts=self._clock())
+                )
+
+    def release(self, annotator: str, pair_id: str | None = None) -> int:
+        """Give back the pair ``pair_id`` (every pair when None) leased to ``annotator``: they
+        closed the tab or logged out. Returns how many; judgements are untouched, also one
+        reopened by undo."""
+        leases = self._t["leases"]
+        where = [leases.c.annotator == annotator]
+        if pair_id is not None:
+            where.append(leases.c.pair_id == pair_id)
+        with self._write() as conn:
+            return int(conn.execute(sa.delete(leases).where(*where)).rowcount)
+
     def undo_last(self, annotator: str) -> Claim | None:
-        """Take back the annotator's most recent judgement: it is deleted and its pair leased to
-        them again (same sides), to be judged anew. None when they have judged nothing."""
+        """Reopen the annotator's most recent judgement: its pair is leased to them again (same
+        sides) to be judged anew. The judgement stays stored until they submit the new one, so
+        closing the tab after an undo loses nothing. None when they have judged nothing."""
         tasks, leases, judgements = self._t["tasks"], self._t["leases"], self._t["judgements"]
         now = self._clock()
         with self._write() as conn:
@@ -463,8 +599,6 @@ class Store:
             ).first()
             if holder is not None and holder.annotator != annotator:
                 raise PairBusy(f"pair {last.pair_id} is being judged by someone else right now; try undo again shortly")
-            conn.execute(sa.delete(judgements).where(judgements.c.id == last.id))
-            conn.execute(sa.update(tasks).where(tasks.c.pair_id == last.pair_id).values(done=tasks.c.done - 1))
             # The pair they were looking at goes back to the queue; the undone one is theirs again.
             conn.execute(sa.delete(leases).where(sa.or_(leases.c.annotator == annotator, leases.c.pair_id == last.pair_id)))
             conn.execute(
@@ -477,6 +611,61 @@ class Store:
                 )
             )
             return self._claim(task, annotator, last.left_was, now, previous=last)
+
+    def adjudicate(self, admin: str, pair_id: str, answer: str, note: str = "") -> None:
+        """Record an admin's decision on a pair (a candidate id, "tie" or "both_bad"); a second
+        call replaces the first. At emit it overrides the annotators' votes."""
+        tasks, adjudications = self._t["tasks"], self._t["adjudications"]
+        now = self._clock()
+        with self._write() as conn:
+            task = conn.execute(
+                sa.select(tasks.c.candidate_a, tasks.c.candidate_b).where(tasks.c.pair_id == pair_id)
+            ).first()
+            if task is None:
+                raise StoreError(f"pair {pair_id} is not in the store")
+            allowed = (task.candidate_a, task.candidate_b, "tie", "both_bad")
+            if answer not in allowed:
+                raise StoreError(f"answer {answer!r} for pair {pair_id}: expected one of {list(allowed)}")
+            values = {"admin": admin, "answer": answer, "note": note or "", "created_at": _utc_iso(now), "created_ts": now}
+            conn.execute(sa.delete(adjudications).where(adjudications.c.pair_id == pair_id))
+            conn.execute(sa.insert(adjudications).values(pair_id=pair_id, **values))
+
+    # -- login sessions -----------------------------------------------------------------
+
+    def secret(self, name: str, make: Callable[[], str]) -> str:
+        """The stored secret ``name``, created with ``make()`` the first time it is asked for."""
+        table = self._t["secrets"]
+        with self._write() as conn:
+            found = conn.execute(sa.select(table.c.value).where(table.c.name == name)).scalar()
+            if found is None:
+                found = make()
+                conn.execute(sa.insert(table).values(name=name, value=found))
+            return str(found)
+
+    def save_session(self, token: str, annotator: str) -> None:
+        sessions = self._t["sessions"]
+        with self._write() as conn:
+            conn.execute(sa.delete(sessions).where(sessions.c.token == token))
+            conn.execute(sa.insert(sessions).values(token=token, annotator=annotator, created_ts=self._clock()))
+
+    def session_user(self, token: str, max_age_s: float) -> str | None:
+        sessions = self._t["sessions"]
+        with self._engine.connect() as conn:
+            return conn.execute(
+                sa.select(sessions.c.annotator).where(
+                    sessions.c.token == token, sessions.c.created_ts > self._clock() - max_age_s
+                )
+            ).scalar()
+
+    def sessions(self) -> dict[str, str]:
+        sessions = self._t["sessions"]
+        with self._engine.connect() as conn:
+            return {row.token: row.annotator for row in conn.execute(sa.select(sessions))}
+
+    def delete_session(self, token: str) -> None:
+        sessions = self._t["sessions"]
+        with self._write() as conn:
+            conn.execute(sa.delete(sessions).where(sessions.c.token == token))
 
     # -- reading ------------------------------------------------------------------------
 
@@ -518,20 +707,51 @@ class Store:
             ).scalar_one()
         return Progress(done_today=int(done_today), queue_size=int(queue))
 
-    def judgement_rows(self) -> list[dict[str, Any]]:
-        """Every judgement with its pair's IQA decision and gold answer (for the admin view)."""
+    def judgement_rows(self, annotator: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        """The annotators' judgements with their pair's IQA decision and gold answer, oldest
+        first (for the admin view); only ``annotator``'s, and only the newest ``limit``, when given."""
         tasks, judgements = self._t["tasks"], self._t["judgements"]
+        query = (
+            sa.select(
+                judgements,
+                tasks.c.instance_id,
+                tasks.c.candidate_a,
+                tasks.c.candidate_b,
+                tasks.c.gold_answer,
+                tasks.c.needs_review,
+            )
+            .join(tasks, tasks.c.pair_id == judgements.c.pair_id)
+            .order_by(judgements.c.id.desc())
+        )
+        if annotator is not None:
+            query = query.where(judgements.c.annotator == annotator)
+        if limit is not None:
+            query = query.limit(limit)
+        with self._engine.connect() as conn:
+            rows = [dict(r) for r in conn.execute(query).mappings()]
+        return rows[::-1]
+
+    def leases(self) -> dict[str, str]:
+        """Live leases: pair_id -> the annotator who has it on screen."""
+        leases = self._t["leases"]
+        with self._engine.connect() as conn:
+            rows = conn.execute(sa.select(leases.c.pair_id, leases.c.annotator).where(leases.c.expires_at > self._clock()))
+            return {row.pair_id: row.annotator for row in rows}
+
+    def task_rows(self) -> list[dict[str, Any]]:
+        """Every task's ids and IQA decision (no pictures), in serving order."""
+        tasks = self._t["tasks"]
+        with self._engine.connect() as conn:
+            return [dict(r) for r in conn.execute(sa.select(tasks).order_by(tasks.c.priority)).mappings()]
+
+    def adjudication_rows(self) -> list[dict[str, Any]]:
+        """Admins' decisions with their pair's candidates, oldest first."""
+        tasks, adjudications = self._t["tasks"], self._t["adjudications"]
         with self._engine.connect() as conn:
             rows = conn.execute(
-                sa.select(
-                    judgements,
-                    tasks.c.candidate_a,
-                    tasks.c.candidate_b,
-                    tasks.c.gold_answer,
-                    tasks.c.needs_review,
-                )
-                .join(tasks, tasks.c.pair_id == judgements.c.pair_id)
-                .order_by(judgements.c.id)
+                sa.select(adjudications, tasks.c.candidate_a, tasks.c.candidate_b)
+                .join(tasks, tasks.c.pair_id == adjudications.c.pair_id)
+                .order_by(adjudications.c.created_ts)
             ).mappings()
             return [dict(r) for r in rows]
 
@@ -557,8 +777,25 @@ class Store:
             }
 
     def export_judgements(self) -> pa.Table:
-        """All judgements as a ``judgements`` table (schemas.judgements), oldest first."""
+        """All judgements as a ``judgements`` table (schemas.judgements): the annotators' oldest
+        first, then the admins' adjudications (role "adjudicator")."""
         columns = judgements_schema.SPEC.columns
-        rows = [{name: row[name] for name in columns} for row in self.judgement_rows()]
+        rows = [{**{name: row.get(name) for name in columns}, "role": "annotator"} for row in self.judgement_rows()]
+        for row in self.adjudication_rows():
+            decided_candidate = row["answer"] in (row["candidate_a"], row["candidate_b"])
+            rows.append(
+                {
+                    "pair_id": row["pair_id"],
+                    "annotator": row["admin"],
+                    # A chosen candidate is stored as "left" with that candidate on the left.
+                    "choice": "left" if decided_candidate else row["answer"],
+                    "left_was": row["answer"] if decided_candidate else row["candidate_a"],
+                    "description": row["note"],
+                    "described_candidate": "",
+                    "role": "adjudicator",
+                    "ms_taken": 0,
+                    "created_at": row["created_at"],
+                }
+            )
         return judgements_schema.SPEC.to_table(rows)
 

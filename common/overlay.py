@@ -22,6 +22,8 @@ from common.masks import decode_mask
 # Outside the highlighted instances the image is darkened to this fraction of its brightness.
 DIM = 0.45
 HIGHLIGHT_OUTLINE = (255, 255, 255)
+# Outline colour over a single instance: magenta is rare in natural images, visible on light and dark.
+OUTLINE_COLOR = (255, 0, 255)
 GOLDEN_RATIO_CONJUGATE = 0.618033988749895
 
 
@@ -72,6 +74,26 @@ def render_overlay(
         edge = ndimage.binary_dilation(find_boundaries(decoded[k], mode="inner")) & decoded[k]
         canvas[edge] = HIGHLIGHT_OUTLINE
     return Image.fromarray(np.clip(np.rint(canvas), 0, 255).astype(np.uint8), mode="RGB")
+
+
+def outline_layer(
+    mask: np.ndarray, color: tuple[int, int, int] = OUTLINE_COLOR, width: int = 2, outside: bool = True
+) -> Image.Image:
+    """A transparent RGBA image of the mask's size with only the instance's outline, to lay over
+    any picture of the same size (the annotation UI toggles and fades it in the browser).
+
+    The outline is a ``width``-pixel band just outside the mask by default, so it never covers
+    the instance's own pixels, however thin the instance; ``outside=False`` draws it inside."""
+    if width < 1:
+        raise ValueError(f"outline width must be at least 1 pixel, got {width}")
+    region = np.asarray(mask, dtype=bool)
+    if outside:
+        band = ndimage.binary_dilation(region, iterations=width) & ~region
+    else:
+        band = region & ~ndimage.binary_erosion(region, iterations=width, border_value=0)
+    layer = np.zeros((*region.shape, 4), dtype=np.uint8)
+    layer[band] = (*color, 255)
+    return Image.fromarray(layer, mode="RGBA")
 
 
 def _rgb_array(image: Image.Image | np.ndarray) -> np.ndarray:

@@ -57,6 +57,22 @@ def open_store(cfg: DictConfig) -> Store:
     return Store(store_url(cfg), db_schema=cfg.store.db_schema, lease_ttl_s=cfg.store.lease_ttl_s)
 
 
+def guidelines_text(cfg: DictConfig) -> str:
+    """store.guidelines, else <run_dir>/guidelines.md when present, else the bundled guidelines."""
+    chosen = cfg.store.guidelines
+    if not chosen and "://" not in str(cfg.run_dir):
+        in_run = Path(str(cfg.run_dir)) / "guidelines.md"
+        chosen = str(in_run) if in_run.is_file() else None
+    if not chosen:
+        from annotation_ui.app import DEFAULT_GUIDELINES
+
+        return DEFAULT_GUIDELINES
+    path = Path(str(chosen))
+    if not path.is_file():
+        raise FileNotFoundError(f"store.guidelines={chosen}: no such file (write your guidelines in Markdown there)")
+    return path.read_text(encoding="utf-8")
+
+
 def annotate(cfg: DictConfig) -> int:
     """`pipeline annotate`: import the run's new pairs into the store and serve the UI."""
     from annotation_ui import cli
@@ -71,7 +87,9 @@ def annotate(cfg: DictConfig) -> int:
             instances=run.read_table("instances"),
             where=run.path("tables/pairs"),
         )
-    return cli.annotate(open_store(cfg), users_file, tables, cfg, run_label=str(cfg.run_dir))
+    return cli.annotate(
+        open_store(cfg), users_file, tables, cfg, run_label=str(cfg.run_dir), guidelines=guidelines_text(cfg)
+    )
 
 
 def add_user(cfg: DictConfig, name: str, admin: bool, users_file: str | None) -> int:

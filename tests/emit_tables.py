@@ -131,7 +131,7 @@ def _rectangles(rng: np.random.Generator, count: int, size: int) -> list[np.ndar
 
 
 def judgements_table(rows: list[dict[str, Any]]) -> pa.Table:
-    defaults = {"description": "", "ms_taken": 1000}
+    defaults = {"description": "", "ms_taken": 1000, "described_candidate": "", "role": "annotator"}
     return judgements.SPEC.to_table(
         [{**defaults, **row, "created_at": row.get("created_at", f"2026-01-01T00:00:{i:02d}Z")}
          for i, row in enumerate(rows)]

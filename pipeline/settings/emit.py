@@ -15,6 +15,7 @@ class Judgements:
     rule: str = MISSING
     min_agreement: float = MISSING
     min_votes: int = MISSING
+    cant_tell_as_tie: bool = MISSING
 
 
 @dataclass

@@ -17,3 +17,5 @@ class Settings:
     min_crop: int = MISSING
     display_size: int = MISSING
     context_size: int = MISSING
+    guidelines: str | None = MISSING
+    session_goal: int = MISSING

@@ -8,19 +8,23 @@ pair's IQA label that is one of four outcomes:
 * ``overturn`` the person preferred the IQA loser: winner and loser swap;
 * ``tie``      neither is better: dropped from ``dspo``, kept as label 0.5 in ``pairs``;
 * ``both_bad`` neither is acceptable: the instance is dropped.
+* ``cant_tell`` the person saw no difference: counted like any vote, but a cant_tell decision
+  keeps the IQA label (it becomes a tie only with ``cant_tell_as_tie``).
 
 Several annotators: each annotator's latest judgement of a pair is their vote. Rule ``majority``
 takes the most frequent outcome when it is the only most frequent one, has at least
 ``min_votes`` votes in total and a share of at least ``min_agreement``; rule ``latest`` takes the
 most recent vote (a reviewer correcting earlier ones). A pair without a decision keeps its IQA
-label. The descriptions attached are those of the annotators whose vote is the decision.
+label. The descriptions attached are those of the annotators whose vote is the decision; a
+pair without a decision keeps all its descriptions (``MergeReport.undecided_notes``). An
+adjudication (role "adjudicator", an admin settling a disagreement) decides its pair outright.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pyarrow as pa
@@ -29,6 +33,8 @@ CONFIRM = "confirm"
 OVERTURN = "overturn"
 TIE = "tie"
 BOTH_BAD = "both_bad"
+CANT_TELL = "cant_tell"
+ADJUDICATOR = "adjudicator"
 RULES = ("majority", "latest")
 
 
@@ -36,12 +42,17 @@ class JudgementError(ValueError):
     """A judgement cannot be read against its pair; the message names the pair and annotator."""
 
 
+# A description with the candidate it is about: (candidate_id or "" for the pair, text).
+Note = tuple[str, str]
+
+
 @dataclass(frozen=True)
 class Decision:
-    outcome: str  # confirm / overturn / tie / both_bad
+    outcome: str  # confirm / overturn / tie / both_bad / cant_tell
     votes: int  # judgements counted for the pair
     agreeing: int  # of which voted for ``outcome``
     description: str  # descriptions of the agreeing annotators, one per line; "" when none
+    notes: tuple[Note, ...] = ()  # the same descriptions with the candidate each is about
 
 
 @dataclass(frozen=True)
@@ -49,12 +60,14 @@ class MergeReport:
     decisions: dict[str, Decision]  # pair_id -> decision, only pairs with a decision
     undecided: int  # pairs with judgements but no decision under the rule
     unknown_pairs: int  # judgements naming a pair_id this run does not have
+    # pair_id -> every description of a judged pair without a decision (kept for the instance)
+    undecided_notes: dict[str, tuple[Note, ...]] = field(default_factory=dict)
 
 
 def vote_outcome(judgement: Mapping[str, Any], win_candidate_id: str, lose_candidate_id: str) -> str:
     """Translate one on-screen judgement into confirm / overturn / tie / both_bad."""
     choice = judgement["choice"]
-    if choice in (TIE, BOTH_BAD):
+    if choice in (TIE, BOTH_BAD, CANT_TELL):
         return choice
     left = judgement["left_was"]
     pair = {win_candidate_id, lose_candidate_id}
@@ -75,9 +88,15 @@ def vote_outcome(judgement: Mapping[str, Any], win_candidate_id: str, lose_candi
 
 
 def decide_pairs(
-    pairs: pa.Table, judgements: pa.Table, rule: str, min_agreement: float, min_votes: int
+    pairs: pa.Table,
+    judgements: pa.Table,
+    rule: str,
+    min_agreement: float,
+    min_votes: int,
+    cant_tell_as_tie: bool = False,
 ) -> MergeReport:
-    """One decision per judged pair of ``pairs`` (the IQA-labelled table) under ``rule``."""
+    """One decision per judged pair of ``pairs`` (the IQA-labelled table) under ``rule``;
+    adjudications decide their pair whatever the votes."""
     if rule not in RULES:
         raise JudgementError(f"emit.judgements.rule={rule!r}: expected one of {list(RULES)}")
     if not 0.0 < min_agreement <= 1.0:
@@ -88,25 +107,51 @@ def decide_pairs(
     }
     votes = _latest_votes(judgements)
     decisions: dict[str, Decision] = {}
+    undecided_notes: dict[str, tuple[Note, ...]] = {}
     undecided = unknown = 0
     for pair_id, ballots in votes.items():
         if pair_id not in labels:
             unknown += 1
             continue
-        outcomes = [(vote_outcome(b, *labels[pair_id]), b) for b in ballots]
-        decision = _apply_rule(outcomes, rule, min_agreement, min_votes)
+        voters = [b for b in ballots if b.get("role") != ADJUDICATOR]
+        adjudications = [b for b in ballots if b.get("role") == ADJUDICATOR]
+        outcomes = [(vote_outcome(b, *labels[pair_id]), b) for b in voters]
+        if adjudications:
+            decision = _adjudicated(adjudications[-1], labels[pair_id], len(outcomes))
+        else:
+            decision = _apply_rule(outcomes, rule, min_agreement, min_votes)
         if decision is None:
             undecided += 1
+            undecided_notes[pair_id] = _notes(voters)
         else:
-            decisions[pair_id] = decision
-    return MergeReport(decisions, undecided, unknown)
+            decisions[pair_id] = _with_notes(decision, outcomes, cant_tell_as_tie)
+    return MergeReport(decisions, undecided, unknown, undecided_notes)
+
+
+def _adjudicated(ballot: dict[str, Any], label: tuple[str, str], votes: int) -> Decision:
+    return Decision(vote_outcome(ballot, *label), votes + 1, 1, _descriptions([ballot]), _notes([ballot]))
+
+
+def _with_notes(
+    decision: Decision, outcomes: list[tuple[str, dict[str, Any]]], cant_tell_as_tie: bool
+) -> Decision:
+    """``decision`` with the agreeing annotators' descriptions and the candidate each is about;
+    a cant_tell decision becomes a tie when so configured."""
+    outcome = TIE if cant_tell_as_tie and decision.outcome == CANT_TELL else decision.outcome
+    notes = decision.notes or _notes([ballot for vote, ballot in outcomes if vote == decision.outcome])
+    return replace(decision, outcome=outcome, notes=notes)
+
+
+def _notes(ballots: list[dict[str, Any]]) -> tuple[Note, ...]:
+    notes = ((b.get("described_candidate") or "", (b.get("description") or "").strip()) for b in ballots)
+    return tuple(dict.fromkeys(note for note in notes if note[1]))
 
 
 def _latest_votes(judgements: pa.Table) -> dict[str, list[dict[str, Any]]]:
-    """pair_id -> each annotator's latest judgement, oldest first."""
-    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    """pair_id -> each annotator's latest judgement (and latest adjudication), oldest first."""
+    latest: dict[tuple[str, str, str], dict[str, Any]] = {}
     for row in sorted(judgements.to_pylist(), key=lambda r: r["created_at"]):
-        latest[(row["pair_id"], row["annotator"])] = row
+        latest[(row["pair_id"], row["annotator"], row.get("role") or "annotator")] = row
     by_pair: dict[str, list[dict[str, Any]]] = {}
     for row in sorted(latest.values(), key=lambda r: r["created_at"]):
         by_pair.setdefault(row["pair_id"], []).append(row)

@@ -12,7 +12,7 @@ import pyarrow as pa
 from common.seeds import rng_for
 from schemas.dataset import CANDIDATE_PARAMS, DATASET_SCHEMA_VERSION, INSTANCE_COLUMNS
 from schemas.instances import instance_id
-from stages.emit.judgements import BOTH_BAD, OVERTURN, TIE, Decision
+from stages.emit.judgements import BOTH_BAD, CANT_TELL, OVERTURN, TIE, Decision, Note
 
 
 class EmitInputError(ValueError):
@@ -95,9 +95,16 @@ def _dspo_row(
     }
 
 
-def merge_instances(row: Mapping[str, Any], decisions: Mapping[str, Decision]) -> list[dict[str, Any]]:
+def merge_instances(
+    row: Mapping[str, Any],
+    decisions: Mapping[str, Decision],
+    undecided_notes: Mapping[str, tuple[Note, ...]] | None = None,
+) -> list[dict[str, Any]]:
     """The row's instances with people's decisions applied: both_bad dropped, overturned ones
-    flipped (their IQA margin negated), ties flagged, confirmed ones labelled "human"."""
+    flipped (their IQA margin negated), ties flagged, confirmed ones labelled "human"; a
+    cant_tell decision or no decision keeps the IQA label. Descriptions are attached in every
+    case, each tagged with the role of the candidate it is about."""
+    undecided_notes = undecided_notes or {}
     merged = []
     for k in range(len(row["masks"])):
         item = {name: row[name][k] for name in INSTANCE_COLUMNS}
@@ -106,14 +113,32 @@ def merge_instances(row: Mapping[str, Any], decisions: Mapping[str, Decision]) -
         if decision is not None:
             if decision.outcome == BOTH_BAD:
                 continue
-            item["label_source"] = "human"
-            item["description"] = decision.description
+            if decision.outcome != CANT_TELL:
+                item["label_source"] = "human"
             item["tie"] = decision.outcome == TIE
             if decision.outcome == OVERTURN:
                 item["win_index"], item["lose_index"] = item["lose_index"], item["win_index"]
                 item["margin"] = -item["margin"]
+            item["description"] = decision.description
+        notes = decision.notes if decision is not None else undecided_notes.get(item["pair_id"], ())
+        if notes:
+            win, lose = _candidate_id(row, item["win_index"]), _candidate_id(row, item["lose_index"])
+            item["description"] = describe_candidates(notes, win, lose)
         merged.append(item)
     return merged
+
+
+def _candidate_id(row: Mapping[str, Any], index: int) -> str | None:
+    params = row.get("candidate_params") or []
+    return params[index].get("candidate_id") if index < len(params) else None
+
+
+def describe_candidates(notes: tuple[Note, ...], win_candidate_id: str | None, lose_candidate_id: str | None) -> str:
+    """People's descriptions, one per line, each prefixed with the role in this instance of the
+    candidate it is about ("winner: ", "loser: "; none when it is about the pair): screen sides
+    were randomised per annotator, so only the role means something in the dataset."""
+    roles = {win_candidate_id: "winner: ", lose_candidate_id: "loser: "}
+    return "\n".join(dict.fromkeys(f"{roles.get(candidate, '') if candidate else ''}{text}" for candidate, text in notes))
 
 
 def dspo_row_with(row: Mapping[str, Any], instances: list[dict[str, Any]]) -> dict[str, Any] | None:

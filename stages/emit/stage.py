@@ -63,6 +63,7 @@ class EmitStage(Stage):
             rule=settings.judgements.rule,
             min_agreement=float(settings.judgements.min_agreement),
             min_votes=int(settings.judgements.min_votes),
+            cant_tell_as_tie=bool(settings.judgements.cant_tell_as_tie),
         )
         run.delete_dir(STAGING_DIR)  # what a killed emit left
         writers = self._writers(run, fractions)
@@ -98,7 +99,7 @@ class EmitStage(Stage):
         for record_batch in record_batches:
             for row in record_batch.to_pylist():
                 split = split_of(row["image_id"], fractions)
-                instances = merge_instances(row, merge.decisions)
+                instances = merge_instances(row, merge.decisions, merge.undecided_notes)
                 dspo_row = dspo_row_with(row, instances)
                 if dspo_row is None:
                     tally.dropped_images += 1

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import base64
+import io
+import re
+
 import httpx
 import numpy as np
 import pytest
 from gradio_client import Client
 from PIL import Image
 
-from annotation_ui.app import DEFAULT_OPACITY, launch
-from annotation_ui.images import outlined_png
+from annotation_ui.app import launch
 from annotation_ui.store import Store
 from annotation_ui.synthetic import synthetic_tables
 from annotation_ui.tasks import Rendering, build_tasks
@@ -17,6 +20,9 @@ from annotation_ui.users import add_user
 from pipeline.config import load_config
 
 PASSWORD = "correct horse battery"
+# next_task / judge_* outputs: state, viewer, context, description, about, progress, notice,
+# check_again, start, recent, session count (gr.State outputs are not returned to API clients).
+VIEWER, DESCRIPTION, PROGRESS, NOTICE = 0, 2, 4, 5
 
 
 @pytest.fixture(scope="module")
@@ -34,10 +40,19 @@ def served(tmp_path_factory):
     store.close()
 
 
+def embedded_images(viewer_html: str) -> dict[str, np.ndarray]:
+    """The viewer's pictures by class (crop own / crop other / outline), left panel first."""
+    found = re.findall(r"<img class='([^']+)'(?: id='[^']+')? src='data:image/png;base64,([^']+)'", viewer_html)
+    return {f"{k}:{cls}": np.asarray(Image.open(io.BytesIO(base64.b64decode(data))))
+            for k, (cls, data) in enumerate(found)}
+
+
 def test_unauthenticated_calls_are_rejected(served):
     url, store = served
-    response = httpx.post(f"{url}gradio_api/call/judge_left", json={"data": [None, "", 0.5]})
-    assert response.status_code == 401
+    for route in ("gradio_api/call/judge_left", "gradio_api/call/skip", "gradio_api/call/release"):
+        response = httpx.post(f"{url}{route}", json={"data": []})
+        assert response.status_code == 401, route
+    assert httpx.get(f"{url}config").status_code == 401
     with pytest.raises(Exception, match="(?i)login|auth|401"):
         Client(url, auth=("alice", "wrong password"), verbose=False)
     assert store.counts()["judgements"] == 0
@@ -46,39 +61,45 @@ def test_unauthenticated_calls_are_rejected(served):
 def test_a_judgement_round_trip(served):
     url, store = served
     client = Client(url, auth=("alice", PASSWORD), verbose=False)
-    left_file, _right, context_file, description, progress = client.predict(DEFAULT_OPACITY, api_name="/next_task")
-    assert "alice" in progress and "done today: **0**" in progress
-    assert description == ""
-    [lease] = [c for c in [store.claim("alice")] if c is not None]
-    media = store.media(lease.pair_id)
-    shown_left = media.crop_a if lease.left_was == media.candidate_a else media.crop_b
-    expected = np.asarray(outlined_png(shown_left, media.mask, DEFAULT_OPACITY))
-    assert np.array_equal(np.asarray(Image.open(left_file).convert("RGB")), expected)  # the right crop, on the left
-    assert Image.open(context_file).size[0] > 0
-    left_file, right_file = client.predict(1.0, api_name="/redraw")  # the opacity slider
-    assert np.array_equal(np.asarray(Image.open(left_file).convert("RGB")), np.asarray(outlined_png(shown_left, media.mask, 1.0)))
+    outputs = client.predict(api_name="/next_task")
+    assert "alice" in outputs[PROGRESS] and "done today: <b>0</b>" in outputs[PROGRESS]
+    assert outputs[DESCRIPTION] == ""
+    claim = store.claim("alice")
+    media = store.media(claim.pair_id)
+    shown_left = media.crop_a if claim.left_was == media.candidate_a else media.crop_b
+    shown_right = media.crop_b if claim.left_was == media.candidate_a else media.crop_a
+    images = embedded_images(outputs[VIEWER])
+    # The left box shows the left candidate and, for the flicker, the right one; then the outline.
+    assert np.array_equal(images["0:crop own"], np.asarray(Image.open(io.BytesIO(shown_left))))
+    assert np.array_equal(images["1:crop other"], np.asarray(Image.open(io.BytesIO(shown_right))))
+    mask = np.asarray(Image.open(io.BytesIO(media.mask))) > 127
+    outline = images["2:outline"][..., 3] > 0
+    assert outline.any() and not (outline & mask).any()  # drawn outside the instance
 
-    *_, progress = client.predict("the <b>sky</b> is smeared", DEFAULT_OPACITY, api_name="/judge_left")
-    assert "done today: **1**" in progress
+    outputs = client.predict("the <b>sky</b> is smeared", "right", api_name="/judge_left")
+    assert "done today: <b>1</b>" in outputs[PROGRESS]
     [row] = store.export_judgements().to_pylist()
-    assert (row["pair_id"], row["annotator"], row["choice"]) == (lease.pair_id, "alice", "left")
-    assert row["left_was"] == lease.left_was and row["description"] == "the <b>sky</b> is smeared"
+    assert (row["pair_id"], row["annotator"], row["choice"]) == (claim.pair_id, "alice", "left")
+    assert row["description"] == "the <b>sky</b> is smeared"
+    assert row["described_candidate"] == claim.right_was  # stored as the candidate, not the side
 
-    # Undo puts the judgement back on screen with its description.
-    outputs = client.predict(DEFAULT_OPACITY, api_name="/undo")
-    assert outputs[3] == "the <b>sky</b> is smeared" and "Editing your last judgement" in outputs[4]
-    assert store.counts()["judgements"] == 0
-    client.predict("", DEFAULT_OPACITY, api_name="/judge_right")
-    assert store.export_judgements().to_pylist()[0]["choice"] == "right"
+    # Undo puts the judgement back on screen with its description; it stays stored meanwhile.
+    outputs = client.predict(api_name="/undo")
+    assert outputs[DESCRIPTION] == "the <b>sky</b> is smeared" and "Editing your earlier judgement" in outputs[NOTICE]
+    assert store.counts()["judgements"] == 1
+    client.predict("", "both", api_name="/judge_right")
+    [row] = store.export_judgements().to_pylist()
+    assert row["choice"] == "right" and row["described_candidate"] == ""
 
 
-def test_admin_report_is_for_admins_and_escapes_descriptions(served):
+def test_skip_and_release_through_the_api(served):
     url, store = served
-    with pytest.raises(Exception, match="Admins only"):
-        Client(url, auth=("alice", PASSWORD), verbose=False).predict(api_name="/admin_report")
-    client = Client(url, auth=("boss", PASSWORD), verbose=False)
-    client.predict(DEFAULT_OPACITY, api_name="/next_task")
-    client.predict("<script>alert(1)</script>", DEFAULT_OPACITY, api_name="/judge_tie")
-    report = client.predict(api_name="/admin_report")
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in report and "<script>" not in report
-    assert "boss" in report and "Fleiss" in report
+    client = Client(url, auth=("alice", PASSWORD), verbose=False)
+    client.predict(api_name="/next_task")
+    held = [pair for pair, who in store.leases().items() if who == "alice"]
+    assert len(held) == 1
+    outputs = client.predict(api_name="/skip")
+    assert "Skipped" in outputs[NOTICE]
+    assert held[0] not in store.leases()
+    client.predict(api_name="/release")
+    assert "alice" not in store.leases().values()

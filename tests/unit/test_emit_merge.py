@@ -7,6 +7,7 @@ import pytest
 from schemas import pairs as pairs_schema
 from stages.emit.judgements import (
     BOTH_BAD,
+    CANT_TELL,
     CONFIRM,
     OVERTURN,
     TIE,
@@ -63,8 +64,8 @@ def test_single_annotator_decides_and_descriptions_attach():
         vote("p3", "a", "tie", "W3"),
     ])
     assert report.decisions == {
-        "p1": Decision(CONFIRM, 1, 1, "sharper fur"),
-        "p2": Decision(OVERTURN, 1, 1, "fewer artefacts"),
+        "p1": Decision(CONFIRM, 1, 1, "sharper fur", (("", "sharper fur"),)),
+        "p2": Decision(OVERTURN, 1, 1, "fewer artefacts", (("", "fewer artefacts"),)),
         "p3": Decision(TIE, 1, 1, ""),
     }
     assert report.undecided == report.unknown_pairs == 0
@@ -79,7 +80,7 @@ def test_majority_rule_and_its_thresholds():
         vote("p2", "b", "left", "L2"),  # 1:1 -> no decision
     ]
     report = decide(votes)
-    assert report.decisions["p1"] == Decision(CONFIRM, 3, 2, "a says\nb says")
+    assert report.decisions["p1"] == Decision(CONFIRM, 3, 2, "a says\nb says", (("", "a says"), ("", "b says")))
     assert "p2" not in report.decisions and report.undecided == 1
     # 2 of 3 is below a 0.75 agreement requirement; 3 votes are fewer than 4 required.
     assert "p1" not in decide(votes, min_agreement=0.75).decisions
@@ -100,8 +101,32 @@ def test_latest_rule_takes_the_most_recent_vote():
         vote("p1", "b", "left", "W1", created_at="2026-01-01T00:00:02Z"),
         vote("p1", "expert", "both_bad", "W1", "both blurry", created_at="2026-01-01T00:00:09Z"),
     ]
-    assert decide(votes, rule="latest").decisions["p1"] == Decision(BOTH_BAD, 3, 1, "both blurry")
+    assert decide(votes, rule="latest").decisions["p1"] == Decision(BOTH_BAD, 3, 1, "both blurry", (("", "both blurry"),))
     assert decide(votes).decisions["p1"].outcome == CONFIRM
+
+
+def test_an_adjudication_decides_whatever_the_votes():
+    votes = [
+        vote("p1", "a", "left", "W1"),
+        vote("p1", "b", "left", "W1"),
+        vote("p1", "boss", "left", "L1", "the loser's fur is real", role="adjudicator"),
+    ]
+    decision = decide(votes).decisions["p1"]
+    assert (decision.outcome, decision.votes, decision.agreeing) == (OVERTURN, 3, 1)
+    assert decision.notes == (("", "the loser's fur is real"),)
+    # The admin also voted as an annotator: both count, as different roles.
+    votes.append(vote("p1", "boss", "left", "W1", created_at="2026-01-01T00:00:00Z"))
+    assert decide(votes).decisions["p1"].votes == 4
+
+
+def test_cant_tell_is_a_vote_and_keeps_the_iqa_label():
+    votes = [vote("p1", "a", "cant_tell", "W1"), vote("p1", "b", "cant_tell", "L1"), vote("p1", "c", "left", "W1")]
+    assert decide(votes).decisions["p1"].outcome == CANT_TELL
+    as_tie = decide_pairs(PAIRS, judgements_table(votes), "majority", 0.5, 1, cant_tell_as_tie=True)
+    assert as_tie.decisions["p1"].outcome == TIE
+    row = dspo_row()
+    [kept, *_] = merge_instances(row, {"p1": Decision(CANT_TELL, 3, 2, "")})
+    assert (kept["win_index"], kept["label_source"], kept["tie"]) == (0, "iqa", False)
 
 
 def test_judgements_of_unknown_pairs_are_counted_not_applied():

@@ -65,6 +65,47 @@ def test_judgements_from_the_run_reach_both_configs(synthetic):
     assert "(score.mode): map (" in card
 
 
+def test_descriptions_reach_the_dataset_with_the_candidate_they_describe(synthetic):
+    """Five described pairs: decided, overturned, tied, undecided (1:1), can't tell. Every
+    description is emitted on its instance, tagged winner/loser by the candidate it is about."""
+    pairs = synthetic.tables["pairs"].to_pylist()
+    confirm, overturn, tie, split, unsure = pairs[:5]
+
+    def vote(pair, annotator, choice, described, text):
+        return {"pair_id": pair["pair_id"], "annotator": annotator, "choice": choice,
+                "left_was": pair["win_candidate_id"], "description": text,
+                "described_candidate": pair[f"{described}_candidate_id"] if described else ""}
+
+    votes = [
+        vote(confirm, "a", "left", "win", "fine hair"),
+        vote(overturn, "a", "right", "win", "plastic skin"),  # about the IQA winner, now the loser
+        vote(tie, "a", "tie", "lose", "both soft, this one less"),
+        vote(split, "a", "left", "win", "sharper"),
+        vote(split, "b", "right", None, "hard to say"),
+        vote(unsure, "a", "cant_tell", None, "no visible difference"),
+    ]
+    synthetic.run.write_shard("judgements", 0, judgements_table(votes))
+    stats = run_emit(synthetic)
+    assert stats["judgements"]["undecided"] == 1 and stats["judgements"]["cant_tell"] == 1
+    root = synthetic.run.root
+    dspo = {}
+    for row in read_config(root, "dspo").to_pylist():
+        for k, pid in enumerate(row["pair_id"]):
+            dspo[pid] = {name: row[name][k] for name in dataset.INSTANCE_COLUMNS}
+    captions = {r["pair_id"]: r for r in read_config(root, "pairs").to_pylist()}
+    assert dspo[confirm["pair_id"]]["description"] == "winner: fine hair"
+    assert dspo[overturn["pair_id"]]["description"] == "loser: plastic skin"
+    assert dspo[split["pair_id"]]["description"] == "winner: sharper\nhard to say"
+    assert dspo[split["pair_id"]]["label_source"] == "iqa"  # undecided: the IQA label stays
+    assert dspo[unsure["pair_id"]]["description"] == "no visible difference"
+    assert dspo[unsure["pair_id"]]["label_source"] == "iqa"  # can't tell is no preference
+    assert captions[tie["pair_id"]]["caption"] == "loser: both soft, this one less"
+    assert captions[unsure["pair_id"]]["label_0"] in (0.0, 1.0)  # never 0.5 unless configured
+    run_emit(synthetic, "emit.judgements.cant_tell_as_tie=true")
+    captions = {r["pair_id"]: r for r in read_config(root, "pairs").to_pylist()}
+    assert captions[unsure["pair_id"]]["label_0"] == 0.5
+
+
 def test_without_hr_without_pairs_with_a_test_split(tmp_path):
     synthetic = build_run(str(tmp_path), n_images=12)
     stats = run_emit(synthetic, "emit.include_hr=false", "emit.pairs=false",

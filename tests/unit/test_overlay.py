@@ -3,7 +3,14 @@ import pytest
 from PIL import Image
 
 from common.masks import encode_masks
-from common.overlay import DIM, HIGHLIGHT_OUTLINE, instance_color, render_overlay
+from common.overlay import (
+    DIM,
+    HIGHLIGHT_OUTLINE,
+    OUTLINE_COLOR,
+    instance_color,
+    outline_layer,
+    render_overlay,
+)
 
 
 @pytest.fixture
@@ -87,3 +94,27 @@ def test_bad_image_is_named(scene):
     _, masks = scene
     with pytest.raises(ValueError, match="uint8 array"):
         render_overlay(np.zeros((20, 30), np.uint8), masks)
+
+
+def test_outline_layer_lies_outside_a_one_pixel_wide_instance():
+    thin = np.zeros((9, 9), bool)
+    thin[1:8, 4] = True  # a one-pixel-wide line: an inner outline would hide it entirely
+    layer = np.asarray(outline_layer(thin, width=1))
+    assert layer.shape == (9, 9, 4)
+    drawn = layer[..., 3] == 255
+    assert not (drawn & thin).any()  # no instance pixel covered
+    # One pixel around the line, by hand: columns 3 and 5 beside it, the ends above and below.
+    expected = np.zeros((9, 9), bool)
+    expected[1:8, 3] = expected[1:8, 5] = True
+    expected[0, 4] = expected[8, 4] = True
+    assert np.array_equal(drawn, expected)
+    assert (layer[drawn][:, :3] == OUTLINE_COLOR).all() and (layer[~drawn] == 0).all()
+
+
+def test_outline_layer_inside_and_bad_width():
+    square = np.zeros((8, 8), bool)
+    square[2:6, 2:6] = True
+    inside = np.asarray(outline_layer(square, width=1, outside=False))[..., 3] == 255
+    assert inside.sum() == 12 and not (inside & ~square).any()  # the 4x4 square's rim
+    with pytest.raises(ValueError, match="width"):
+        outline_layer(square, width=0)

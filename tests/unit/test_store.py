@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 import sqlalchemy as sa
 
-from annotation_ui.store import LeaseLost, PairBusy, Store, TaskRecord, left_candidate
+from annotation_ui.store import LeaseLost, PairBusy, Store, StoreError, TaskRecord, left_candidate
 from schemas import judgements as judgements_schema
 
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -183,13 +183,141 @@ def test_undo_reopens_the_last_judgement_for_editing(open_store):
     undone = store.undo_last("ann")
     assert undone.pair_id == first.pair_id and undone.left_was == first.left_was
     assert (undone.previous_choice, undone.previous_description) == ("left", "first look")
-    assert store.counts()["judgements"] == 0
-    assert store.claim("ann").pair_id == first.pair_id  # the edited pair is the current task
+    assert store.counts()["judgements"] == 1  # kept until the new judgement replaces it
+    reloaded = store.claim("ann")  # the edited pair is the current task, still shown as an edit
+    assert (reloaded.pair_id, reloaded.previous_choice) == (first.pair_id, "left")
     store.submit("ann", first.pair_id, "right", "second look")
     # The pair that was on screen before the undo went back to the queue and comes next.
     assert store.claim("ann").pair_id == second.pair_id
     [row] = store.export_judgements().to_pylist()
     assert (row["choice"], row["description"]) == ("right", "second look")
+    assert store.counts()["complete"] == 1  # an edit is not a second judgement
+
+
+def test_closing_the_tab_after_an_undo_keeps_the_judgement(open_store):
+    store = open_store()
+    store.import_tasks(records(2), overlap_k=1)
+    claim = store.claim("ann")
+    store.submit("ann", claim.pair_id, "tie", "same to me")
+    store.undo_last("ann")
+    assert store.release("ann") == 1  # the tab closed (or the user logged out)
+    [row] = store.export_judgements().to_pylist()
+    assert (row["pair_id"], row["choice"], row["description"]) == (claim.pair_id, "tie", "same to me")
+    assert store.counts()["leased"] == 0
+    assert store.claim("ann").pair_id != claim.pair_id  # judged: not given to them again
+
+
+def test_cant_tell_is_a_stored_answer_of_its_own(open_store):
+    store = open_store()
+    store.import_tasks(records(2), overlap_k=1)
+    claim = store.claim("ann")
+    store.submit("ann", claim.pair_id, "cant_tell", ms_taken=900)
+    [row] = store.export_judgements().to_pylist()
+    assert row["choice"] == "cant_tell" and row["role"] == "annotator"
+    assert store.counts()["complete"] == 1  # it counts as a judgement of the pair
+    judgements_schema.SPEC.validate(store.export_judgements())
+
+
+def test_skip_releases_the_lease_and_hides_the_pair_for_the_session(open_store):
+    store = open_store()
+    store.import_tasks(records(2), overlap_k=1)
+    first = store.claim("ann", session="tab1")
+    store.skip("ann", first.pair_id, session="tab1")
+    assert store.counts()["leased"] == 0  # released at once
+    assert store.claim("other").pair_id == first.pair_id  # back in the queue for everyone else
+    store.release("other")
+    second = store.claim("ann", session="tab1")
+    assert second.pair_id != first.pair_id  # not shown to ann again in this session
+    store.submit("ann", second.pair_id, "left")
+    assert store.claim("ann", session="tab1") is None
+    assert store.claim("ann", session="tab2").pair_id == first.pair_id  # a new session may see it
+    with pytest.raises(LeaseLost, match="nothing to skip"):
+        store.skip("ann", second.pair_id, session="tab2")
+    assert store.counts()["judgements"] == 1
+
+
+def test_release_gives_the_pair_to_the_next_annotator_at_once(open_store):
+    store = open_store(lease_ttl_s=3600)
+    store.import_tasks(records(1), overlap_k=2)
+    claim = store.claim("ann1")
+    assert store.claim("ann2") is None
+    assert store.leases() == {claim.pair_id: "ann1"}
+    assert store.release("ann1", pair_id="elsewhere") == 0
+    assert store.release("ann1") == 1
+    assert store.leases() == {}
+    assert store.claim("ann2").pair_id == claim.pair_id
+    with pytest.raises(LeaseLost):
+        store.submit("ann1", claim.pair_id, "left")
+
+
+def test_descriptions_are_stored_against_the_candidate_not_the_side(open_store):
+    store = open_store()
+    store.import_tasks(records(3), overlap_k=1)
+    for about in ("left", "right", None):
+        claim = store.claim("ann")
+        store.submit("ann", claim.pair_id, "left", f"about {about}", about=about)
+    rows = store.export_judgements().to_pylist()
+    lefts = [r["left_was"] for r in rows]
+    rights = [{f"a{i}", f"b{i}"} - {left} for i, left in enumerate(lefts)]
+    assert rows[0]["described_candidate"] == lefts[0]
+    assert {rows[1]["described_candidate"]} == rights[1]
+    assert rows[2]["described_candidate"] == ""
+    claim = store.claim("ann")
+    assert claim is None
+    store.import_tasks(records(4), overlap_k=1)
+    claim = store.claim("ann")
+    with pytest.raises(ValueError, match="about='up'"):
+        store.submit("ann", claim.pair_id, "left", "text", about="up")
+
+
+def test_adjudication_overrides_and_is_exported_as_such(open_store):
+    store = open_store()
+    store.import_tasks(records(1), overlap_k=2)
+    for annotator, choice in (("ann1", "left"), ("ann2", "right")):
+        store.submit(annotator, store.claim(annotator).pair_id, choice)
+    with pytest.raises(StoreError, match="expected one of"):
+        store.adjudicate("boss", "p000", "c9")
+    store.adjudicate("boss", "p000", "b0", "the fur on b0 is real")
+    store.adjudicate("boss", "p000", "a0", "on second look, a0")
+    rows = store.export_judgements().to_pylist()
+    assert [r["role"] for r in rows] == ["annotator", "annotator", "adjudicator"]
+    adjudication = rows[-1]
+    assert (adjudication["annotator"], adjudication["choice"], adjudication["left_was"]) == ("boss", "left", "a0")
+    assert adjudication["description"] == "on second look, a0"
+    judgements_schema.SPEC.validate(store.export_judgements())
+
+
+def test_sessions_and_secrets_survive_reopening(open_store):
+    clock = FakeClock()
+    store = open_store(clock=clock)
+    secret = store.secret("cookie", lambda: "s3cr3t")
+    store.save_session("tok", "ann")
+    store.close()
+    reopened = open_store(clock=clock)
+    assert reopened.secret("cookie", lambda: "other") == secret == "s3cr3t"
+    assert reopened.session_user("tok", max_age_s=60) == "ann"
+    assert reopened.sessions() == {"tok": "ann"}
+    clock.now += 61
+    assert reopened.session_user("tok", max_age_s=60) is None
+    reopened.delete_session("tok")
+    assert reopened.sessions() == {}
+
+
+def test_a_store_from_before_described_candidate_gets_the_column(tmp_path):
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TABLE judgements (id INTEGER PRIMARY KEY, pair_id VARCHAR(64), annotator VARCHAR(128), "
+            "choice VARCHAR(16), left_was VARCHAR(64), description TEXT, ms_taken BIGINT, "
+            "created_at VARCHAR(40), created_ts FLOAT)"
+        )
+    engine.dispose()
+    store = Store(url)
+    store.import_tasks(records(1), overlap_k=1)
+    store.submit("ann", store.claim("ann").pair_id, "left", "kept", about="left")
+    assert store.export_judgements().to_pylist()[0]["described_candidate"] in ("a0", "b0")
+    store.close()
 
 
 def test_undo_refuses_while_someone_else_judges_the_pair(open_store):
@@ -278,3 +406,31 @@ def test_fifty_annotators_claiming_and_submitting_concurrently(open_store):
     assert sorted((r["pair_id"], r["annotator"]) for r in rows) == sorted(submitted)  # nothing lost
     assert len(set(submitted)) == len(submitted) == pairs * k  # nothing twice, every slot filled
     assert set(Counter(r["pair_id"] for r in rows).values()) == {k}
+
+
+def test_export_files_round_trip(open_store, tmp_path):
+    import csv
+    import json
+
+    from annotation_ui.export import COLUMNS, write_exports
+
+    store = open_store()
+    store.import_tasks(records(3), overlap_k=2)
+    for annotator, choice in (("ann1", "left"), ("ann2", "cant_tell")):
+        claim = store.claim(annotator)
+        store.submit(annotator, claim.pair_id, choice, 'a "quoted", multi\nline note', ms_taken=700, about="right")
+    store.adjudicate("boss", "p000", "b0", "settled")
+    csv_path, jsonl_path = write_exports(store, tmp_path / "out")
+    stored = store.export_judgements().to_pylist()
+    from_csv = list(csv.DictReader(csv_path.open(encoding="utf-8", newline="")))
+    from_jsonl = [json.loads(line) for line in jsonl_path.read_text(encoding="utf-8").splitlines()]
+    assert len(stored) == len(from_csv) == len(from_jsonl) == 3
+    assert list(from_csv[0]) == list(COLUMNS)
+    for row, csv_row, json_row in zip(stored, from_csv, from_jsonl):
+        assert {k: json_row[k] for k in row} == row
+        assert {k: csv_row[k] for k in row} == {k: str(v) for k, v in row.items()}
+    left_was = stored[0]["left_was"]
+    assert from_jsonl[0]["preferred_candidate"] == left_was  # "left" = the candidate shown left
+    assert from_jsonl[1]["preferred_candidate"] == ""  # can't tell prefers nothing
+    assert (from_jsonl[2]["role"], from_jsonl[2]["preferred_candidate"]) == ("adjudicator", "b0")
+    assert from_jsonl[0]["iqa_winner"] == "a0" and from_jsonl[0]["instance_id"] == "img0:0"

@@ -96,3 +96,22 @@ def test_report_escapes_everything_people_wrote():
     assert "<td>idle</td><td>admin</td><td>0</td>" in report  # logged in, judged nothing yet
     empty = render_report([], {"tasks": 0, "complete": 0, "leased": 0, "judgements": 0}, [], now=0.0)
     assert "Nobody has logged in yet." in empty
+
+
+def test_review_queue_compares_candidates_not_sides():
+    from annotation_ui.review import answer_text, disagreements
+
+    def row(pair, annotator, choice, left_was, description=""):
+        return {"pair_id": pair, "annotator": annotator, "choice": choice, "left_was": left_was,
+                "candidate_a": "W", "candidate_b": "L", "instance_id": f"img:{pair}", "description": description}
+
+    rows = [
+        row("same", "a", "left", "W"), row("same", "b", "right", "L"),  # both prefer W: agreement
+        row("split", "a", "left", "W"), row("split", "b", "left", "L", "L is sharper"),
+        row("unsure", "a", "tie", "W"), row("unsure", "b", "cant_tell", "L"),
+        row("alone", "a", "left", "L"),
+    ]
+    queue = disagreements(rows, settled={"unsure"})
+    assert [item["pair_id"] for item in queue] == ["split"]
+    assert queue[0]["votes"] == [("a", "W (IQA winner)", ""), ("b", "L (IQA loser)", "L is sharper")]
+    assert answer_text(row("x", "c", "cant_tell", "W")) == "can't tell"

@@ -8,6 +8,7 @@ import stat
 
 import pytest
 
+from annotation_ui.app import DEFAULT_GUIDELINES
 from annotation_ui.users import UsersFileError, add_user, is_admin, load_users, verify
 from pipeline import annotation
 from pipeline.config import load_config
@@ -67,6 +68,18 @@ def test_users_file_location(tmp_path, monkeypatch):
     configured = load_config([f"run_dir={tmp_path}", f"store.users_file={tmp_path / 'cfg.json'}"])
     assert annotation.users_file_path(configured) == tmp_path / "cfg.json"
     assert annotation.users_file_path(configured, str(tmp_path / "flag.json")) == tmp_path / "flag.json"
+
+
+def test_guidelines_come_from_the_config_the_run_dir_or_the_bundle(tmp_path):
+    cfg = load_config([f"run_dir={tmp_path}"])
+    assert annotation.guidelines_text(cfg) == DEFAULT_GUIDELINES and "faithful" in DEFAULT_GUIDELINES.lower()
+    (tmp_path / "guidelines.md").write_text("# Team rules\nPrefer texture.")
+    assert annotation.guidelines_text(cfg) == "# Team rules\nPrefer texture."
+    own = tmp_path / "ours.md"
+    own.write_text("ours")
+    assert annotation.guidelines_text(load_config([f"run_dir={tmp_path}", f"store.guidelines={own}"])) == "ours"
+    with pytest.raises(FileNotFoundError, match="store.guidelines=.*missing.md: no such file"):
+        annotation.guidelines_text(load_config([f"run_dir={tmp_path}", f"store.guidelines={tmp_path / 'missing.md'}"]))
 
 
 def test_users_add_command_reads_the_password_from_stdin(tmp_path, monkeypatch, capsys):
