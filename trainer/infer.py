@@ -52,7 +52,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--checkpoint", default="tiny", help="dspo-train output folder, or 'tiny'")
     parser.add_argument("--suffix", default="", help="appended to each output's name: photo -> photo<suffix>.png")
     parser.add_argument("--ext", choices=("png", "jpg", "same"), default="png",
-                        help="output format; 'same' keeps the input's (images with alpha are always PNG)")
+                        help="output format; 'same' keeps the input's (images with alpha become PNG where it has none)")
     parser.add_argument("--overwrite", action="store_true", help="replace outputs that exist (default: skip them)")
     parser.add_argument("--prompt", default="high quality, sharp, detailed photo")
     parser.add_argument("--negative_prompt", default="blurry, noisy, jpeg artifacts, oversmoothed, low quality")
