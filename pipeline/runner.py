@@ -16,6 +16,7 @@ from pipeline.frozen import check_and_freeze
 from pipeline.registry import ORDER, PRIMARY_INPUT, PRODUCERS, stage_class
 from pipeline.rundir import RunDir
 from stages.base import Stage
+from stages.pair import PAIR_STATS, preference_facts
 
 log = logging.getLogger(__name__)
 SOURCES_STATE = "_state/sources.json"
@@ -154,4 +155,10 @@ def format_status(run: RunDir) -> str:
     for s in info["stages"]:
         shards = f"{s.shards_done}/{s.shards_total}" if s.shards_total else "-"
         lines.append(f"{s.stage:<9} {shards:>9} {s.ok:>7} {s.failed:>7} {s.seconds:>9.1f}")
+    if run.exists(PAIR_STATS):
+        stats = run.read_json(PAIR_STATS)
+        lines.append("preferences (pair stage, stats/pair.json):")
+        if stats.get("warning"):
+            lines.append(f"  WARNING: {stats['warning']}")
+        lines += [f"  {label}: {text}" for label, text in preference_facts(stats).items()]
     return "\n".join(lines)

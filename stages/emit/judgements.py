@@ -1,8 +1,7 @@
 """Human judgements -> one decision per pair, by a configurable multi-annotator rule.
 
-A judgement records what a person clicked on screen: ``choice`` left/right/tie/both_bad, and
-``left_was``, the candidate shown on the left (the side is randomised per task). Relative to the
-pair's IQA label that is one of four outcomes:
+What one judgement means relative to the pair's IQA label (confirm / overturn / tie /
+both_bad) is decided in one place, ``stages.votes``:
 
 * ``confirm``  the person preferred the IQA winner: the label stays, its source becomes "human";
 * ``overturn`` the person preferred the IQA loser: winner and loser swap;
@@ -12,8 +11,11 @@ pair's IQA label that is one of four outcomes:
 Several annotators: each annotator's latest judgement of a pair is their vote. Rule ``majority``
 takes the most frequent outcome when it is the only most frequent one, has at least
 ``min_votes`` votes in total and a share of at least ``min_agreement``; rule ``latest`` takes the
-most recent vote (a reviewer correcting earlier ones). A pair without a decision keeps its IQA
-label. The descriptions attached are those of the annotators whose vote is the decision.
+most recent vote (a reviewer correcting earlier ones); rule ``dawid_skene`` weighs each vote by
+its annotator's reliability estimated over all the run's votes (``stages.crowd``) and takes the
+most probable outcome when its posterior probability is at least ``min_agreement``. A pair
+without a decision keeps its IQA label. The descriptions attached are those of the annotators
+whose vote is the decision.
 """
 
 from __future__ import annotations
@@ -25,15 +27,12 @@ from typing import Any
 
 import pyarrow as pa
 
-CONFIRM = "confirm"
-OVERTURN = "overturn"
-TIE = "tie"
-BOTH_BAD = "both_bad"
-RULES = ("majority", "latest")
+from stages.crowd import dawid_skene
+from stages.votes import BOTH_BAD, CONFIRM, OVERTURN, TIE, JudgementError, judgement_outcome
 
+__all__ = ["BOTH_BAD", "CONFIRM", "OVERTURN", "RULES", "TIE", "Decision", "JudgementError", "MergeReport", "decide_pairs", "vote_outcome"]
 
-class JudgementError(ValueError):
-    """A judgement cannot be read against its pair; the message names the pair and annotator."""
+RULES = ("majority", "latest", "dawid_skene")
 
 
 @dataclass(frozen=True)
@@ -53,25 +52,10 @@ class MergeReport:
 
 def vote_outcome(judgement: Mapping[str, Any], win_candidate_id: str, lose_candidate_id: str) -> str:
     """Translate one on-screen judgement into confirm / overturn / tie / both_bad."""
-    choice = judgement["choice"]
-    if choice in (TIE, BOTH_BAD):
-        return choice
-    left = judgement["left_was"]
-    pair = {win_candidate_id, lose_candidate_id}
-    if left not in pair:
-        raise JudgementError(
-            f"judgement of pair {judgement['pair_id']} by {judgement['annotator']!r}: left_was {left!r} is "
-            f"neither candidate of the pair ({win_candidate_id}, {lose_candidate_id})"
-        )
-    if choice == "left":
-        preferred = left
-    elif choice == "right":
-        (preferred,) = pair - {left}
-    else:
-        raise JudgementError(
-            f"judgement of pair {judgement['pair_id']} by {judgement['annotator']!r}: unknown choice {choice!r}"
-        )
-    return CONFIRM if preferred == win_candidate_id else OVERTURN
+    try:
+        return judgement_outcome(judgement["choice"], judgement["left_was"], win_candidate_id, lose_candidate_id)
+    except JudgementError as err:
+        raise JudgementError(f"judgement of pair {judgement['pair_id']} by {judgement['annotator']!r}: {err}") from None
 
 
 def decide_pairs(
@@ -87,14 +71,23 @@ def decide_pairs(
         for row in pairs.select(["pair_id", "win_candidate_id", "lose_candidate_id"]).to_pylist()
     }
     votes = _latest_votes(judgements)
+    outcomes_by_pair = {
+        pair_id: [(vote_outcome(b, *labels[pair_id]), b) for b in ballots]
+        for pair_id, ballots in votes.items()
+        if pair_id in labels
+    }
+    crowd = _crowd_decisions(outcomes_by_pair, min_agreement, min_votes) if rule == "dawid_skene" else None
     decisions: dict[str, Decision] = {}
     undecided = unknown = 0
-    for pair_id, ballots in votes.items():
+    for pair_id in votes:
         if pair_id not in labels:
             unknown += 1
             continue
-        outcomes = [(vote_outcome(b, *labels[pair_id]), b) for b in ballots]
-        decision = _apply_rule(outcomes, rule, min_agreement, min_votes)
+        outcomes = outcomes_by_pair[pair_id]
+        if crowd is not None:
+            decision = crowd.get(pair_id)
+        else:
+            decision = _apply_rule(outcomes, rule, min_agreement, min_votes)
         if decision is None:
             undecided += 1
         else:
@@ -129,6 +122,24 @@ def _apply_rule(
         return None
     agreeing = [ballot for outcome, ballot in outcomes if outcome == chosen]
     return Decision(chosen, len(outcomes), top, _descriptions(agreeing))
+
+
+def _crowd_decisions(
+    outcomes_by_pair: Mapping[str, list[tuple[str, dict[str, Any]]]], min_confidence: float, min_votes: int
+) -> dict[str, Decision]:
+    """Dawid–Skene decisions of the pairs with at least ``min_votes`` votes whose most probable
+    outcome has a posterior probability of at least ``min_confidence``. Every vote informs the
+    annotators' reliabilities, including votes on pairs that end up undecided."""
+    votes = [(pair_id, ballot["annotator"], outcome) for pair_id, items in outcomes_by_pair.items() for outcome, ballot in items]
+    estimate = dawid_skene(votes)
+    decisions = {}
+    for pair_id, items in outcomes_by_pair.items():
+        chosen = estimate.labels[pair_id]
+        if len(items) < min_votes or estimate.confidence[pair_id] < min_confidence:
+            continue
+        agreeing = [ballot for outcome, ballot in items if outcome == chosen]
+        decisions[pair_id] = Decision(chosen, len(items), len(agreeing), _descriptions(agreeing))
+    return decisions
 
 
 def _descriptions(ballots: list[dict[str, Any]]) -> str:
