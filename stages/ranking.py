@@ -64,12 +64,14 @@ def with_votes(strengths: np.ndarray, first: int, second: int, for_first: float,
     """Strengths refit after people compared candidates ``first`` and ``second``.
 
     The IQA evidence enters as the win probabilities its strengths imply, one comparison's worth
-    per two candidates (the metrics' weights sum to 1); each person's vote counts as one more
-    comparison (a tie as half a win each way), so a person outweighs all the metrics of one pair.
+    per two candidates (the metrics' weights sum to 1). ``for_first`` / ``for_second`` count
+    people's votes (a tie as half each way); each vote weighs N comparisons, as much as all the
+    IQA evidence about either candidate, so what people decided about the two candidates holds
+    against the metrics' transitive evidence through the other candidates.
     """
     strengths = np.asarray(strengths, dtype=np.float64)
     wins = 1.0 / (1.0 + np.exp(strengths[None, :] - strengths[:, None]))
     np.fill_diagonal(wins, 0.0)
-    wins[first, second] += for_first
-    wins[second, first] += for_second
+    wins[first, second] += len(strengths) * for_first
+    wins[second, first] += len(strengths) * for_second
     return bradley_terry(wins)
