@@ -134,7 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for setting in args.setting:
         overrides = [f"sample.{item}" for item in setting.split()]
         results.append(measure(run, overrides))
-        print(format_table(results[-1:]).splitlines()[-2], flush=True)
+        # Each row as soon as it is measured (a long sweep may be stopped early).
+        print(format_table(results[-1:]).splitlines()[-2], f"(bicubic {results[-1]['psnr_bicubic']:.3f} dB)", flush=True)
     print(format_table(results))
     if args.output_json:
         with open(args.output_json, "w") as f:
