@@ -388,13 +388,14 @@ def preference_facts(stats: Mapping[str, Any]) -> dict[str, str]:
     (stats/pair.json): label -> text, for the card and the report."""
     facts: dict[str, str] = {}
     extremes, kept = stats.get("best_vs_worst") or {}, stats.get("kept") or {}
-    if kept.get("margin"):
-        facts["calibrated margin of the pairs (1 = just visible)"] = _spread(kept["margin"], "")
-    for name, spread in sorted((kept.get("deltas") or {}).items()):
-        if spread:
-            facts[f"{name} difference winner - loser"] = _spread(spread, UNITS.get(name, ""))
+    for label, summary in (("kept pairs", kept), ("best vs worst candidate of every instance", extremes)):
+        if summary.get("margin"):
+            facts[f"{label}: calibrated margin (1 = just visible)"] = _spread(summary["margin"], "")
+        for name, spread in sorted((summary.get("deltas") or {}).items()):
+            if spread:
+                facts[f"{label}: {name} difference (winner - loser)"] = _spread(spread, UNITS.get(name, ""))
     if kept.get("agreement"):
-        facts["share of metrics preferring the winner"] = _spread(kept["agreement"], "")
+        facts["kept pairs: share of metrics preferring the winner"] = _spread(kept["agreement"], "")
     if extremes.get("instances"):
         facts["instances whose candidates are indistinguishable (best vs worst below visibility)"] = (
             f"{extremes['indistinguishable']:.0%} of {extremes['instances']}"

@@ -13,7 +13,7 @@ from pipeline.config import load_config
 from schemas import TABLES
 from schemas.pairs import pair_id
 from schemas.scores import metrics_dict, metrics_struct
-from stages.pair import WARNING, PairStage
+from stages.pair import WARNING, PairStage, preference_facts
 
 # Two full-reference metrics, equal reward weights (0.5 each), visibility scales 0.5 dB / 0.01.
 TWO_METRICS = ("score.fr_metrics=[psnr,ssim]", "score.nr_metrics=[]", "pair.scales.psnr=0.5", "pair.scales.ssim=0.01")
@@ -237,3 +237,8 @@ def test_finalize_writes_run_statistics_in_real_units(tmp_path: Path) -> None:
     assert stats["scales"] == {"psnr": 0.5, "ssim": 0.01}
     agreement = stats["metric_agreement"]
     assert agreement["psnr|ssim"]["instances"] == 5  # b:1 all tied: no ranking to compare
+    # What the CLI, the card and the report print, in real units.
+    facts = preference_facts(stats)
+    assert facts["kept pairs: psnr difference (winner - loser)"].startswith("median 2 dB (10th-90th percentile 1.68 to")
+    assert facts["instances whose candidates are indistinguishable (best vs worst below visibility)"] == "40% of 5"
+    assert facts["pairs kept (confident / for review)"] == "3 (3 / 0); instances dropped: area 1, margin 2, agreement 0"
