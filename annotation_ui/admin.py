@@ -65,7 +65,8 @@ def render_report(
     stats = summarize(rows)
     per_hour = _per_hour(rows)
     roles = {a["name"]: "admin" if a["is_admin"] else "annotator" for a in annotators}
-    nobody = {"judgements": 0, "gold_seen": 0, "gold_accuracy": float("nan"), "median_ms": float("nan")}
+    nobody = {"judgements": 0, "gold_seen": 0, "gold_accuracy": float("nan"), "median_ms": float("nan"),
+              "reliability": float("nan")}
     last_hour_by = {name: sum(1 for r in rows if r["annotator"] == name and r["created_ts"] >= now - 3600) for name in roles}
     last_hour = sum(1 for r in rows if r["created_ts"] >= now - 3600)
     last_day = sum(1 for r in rows if r["created_ts"] >= now - 86400)
@@ -78,6 +79,7 @@ def render_report(
             _number(per_hour.get(name, float("nan")), 1),
             s["gold_seen"],
             _number(s["gold_accuracy"], 2),
+            _number(s["reliability"], 2),
             _number(s["median_ms"] / 1000.0, 1),
         )
         for name, s in sorted({**dict.fromkeys(roles, nobody), **stats["per_annotator"]}.items())
@@ -107,7 +109,8 @@ def render_report(
         f"{counts['judgements']} judgements ({last_hour} in the last hour, {last_day} in the last 24 hours).</p>"
         "<h3>Annotators</h3>"
         + _table(
-            ["annotator", "role", "judgements", "last hour", "per active hour", "gold seen", "gold accuracy", "median seconds"],
+            ["annotator", "role", "judgements", "last hour", "per active hour", "gold seen", "gold accuracy",
+             "reliability (Dawid-Skene)", "median seconds"],
             per_annotator,
             "Nobody has logged in yet.",
         )

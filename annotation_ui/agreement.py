@@ -1,7 +1,9 @@
-"""Agreement statistics for the admin view: between annotators, with gold answers, with IQA.
+"""Agreement statistics for the admin view: between annotators, with gold answers, with IQA, and
+each annotator's reliability estimated by Dawid–Skene (common.crowd).
 
 Judgements are compared in candidate space, not screen space (left/right is randomised per
-annotator): each becomes "iqa_winner", "iqa_loser", "tie", "both_bad" or "cant_tell".
+annotator): each becomes "iqa_winner", "iqa_loser", "tie", "both_bad" or "cant_tell", by the same
+rule that emit uses to merge votes into labels (common.votes).
 """
 
 from __future__ import annotations
@@ -14,30 +16,42 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import cohen_kappa_score
 
+from common.crowd import dawid_skene
+from common.votes import BOTH_BAD, CANT_TELL, CONFIRM, OVERTURN, TIE, judgement_outcome
+
 LABELS = ("iqa_winner", "iqa_loser", "tie", "both_bad", "cant_tell")
 
 
-def preferred_candidate(choice: str, left_was: str, candidate_a: str, candidate_b: str) -> str | None:
-    """The candidate a judgement prefers (None for tie / both_bad)."""
-    if choice == "left":
-        return left_was
-    if choice == "right":
-        return candidate_b if left_was == candidate_a else candidate_a
-    return None
+# The outcomes of common.votes, named for people reading the admin tab.
+_LABEL_OF = {CONFIRM: "iqa_winner", OVERTURN: "iqa_loser", TIE: "tie", BOTH_BAD: "both_bad", CANT_TELL: "cant_tell"}
 
 
 def canonical_label(row: Mapping[str, Any]) -> str:
     """A judgement row (with candidate_a = IQA winner) as one of LABELS."""
-    preferred = preferred_candidate(row["choice"], row["left_was"], row["candidate_a"], row["candidate_b"])
-    if preferred is None:
-        return row["choice"]
-    return "iqa_winner" if preferred == row["candidate_a"] else "iqa_loser"
+    return _LABEL_OF[judgement_outcome(row["choice"], row["left_was"], row["candidate_a"], row["candidate_b"])]
+
+
+def gold_label(row: Mapping[str, Any]) -> str:
+    """A gold answer (a candidate id, tie or both_bad) as one of LABELS."""
+    answer = row["gold_answer"]
+    if answer == row["candidate_a"]:
+        return "iqa_winner"
+    if answer == row["candidate_b"]:
+        return "iqa_loser"
+    return answer
 
 
 def gold_correct(row: Mapping[str, Any]) -> bool:
     """Whether a judgement on a gold item matches its answer (a candidate id, tie or both_bad)."""
-    preferred = preferred_candidate(row["choice"], row["left_was"], row["candidate_a"], row["candidate_b"])
-    return (preferred or row["choice"]) == row["gold_answer"]
+    return canonical_label(row) == gold_label(row)
+
+
+def reliability(labels: Mapping[tuple[str, str], str], rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """Each annotator's Dawid–Skene reliability (probability that their label is the true one),
+    with the gold answers pinned where the pair is a gold item."""
+    gold = {r["pair_id"]: gold_label(r) for r in rows if r["gold_answer"] is not None}
+    votes = [(pair_id, annotator, label) for (pair_id, annotator), label in labels.items()]
+    return dawid_skene(votes, gold).reliability
 
 
 def fleiss_kappa(counts: np.ndarray) -> float:
@@ -80,9 +94,10 @@ def cohen_kappa_pairs(labels: Mapping[tuple[str, str], str], min_common: int = 2
 
 
 def summarize(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Per-annotator counts and gold accuracy, Cohen's kappa per annotator pair, Fleiss' kappa
+    """Per-annotator counts, gold accuracy and Dawid–Skene reliability, Cohen's kappa per annotator pair, Fleiss' kappa
     over all pairs with two or more judgements, and how often people agree with IQA."""
     labels = {(r["pair_id"], r["annotator"]): canonical_label(r) for r in rows}
+    reliable = reliability(labels, rows)
     per_annotator: dict[str, dict[str, Any]] = {}
     for annotator, group in _group(rows, "annotator").items():
         gold = [r for r in group if r["gold_answer"] is not None]
@@ -91,6 +106,7 @@ def summarize(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             "gold_seen": len(gold),
             "gold_accuracy": (sum(gold_correct(r) for r in gold) / len(gold)) if gold else float("nan"),
             "median_ms": float(np.median([r["ms_taken"] for r in group])),
+            "reliability": reliable.get(annotator, float("nan")),
         }
     per_pair: dict[str, Counter] = defaultdict(Counter)
     for (pair_id, _), label in labels.items():

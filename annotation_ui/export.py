@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from annotation_ui.agreement import preferred_candidate
 from annotation_ui.store import Store
+from common.votes import preferred_candidate
 from schemas import judgements as judgements_schema
 
 # The judgements table's columns, then what the pair was and what the judgement prefers in

@@ -10,7 +10,8 @@ from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from annotation_ui.agreement import canonical_label, preferred_candidate
+from annotation_ui.agreement import canonical_label
+from common.votes import preferred_candidate
 
 ANSWER_NAMES = {"tie": "tie", "both_bad": "both bad", "cant_tell": "can't tell"}
 

@@ -16,6 +16,7 @@ from pipeline.registry import EXTERNAL_TABLES, ORDER, PRIMARY_INPUT, PRODUCERS, 
 from pipeline.rundir import SOURCES_STATE, RunDir
 from schemas import TABLES
 from stages.base import Stage
+from stages.pair_facts import PAIR_STATS, preference_facts
 
 
 class NotReadyError(RuntimeError):
@@ -160,4 +161,10 @@ def format_status(run: RunDir) -> str:
             f"emit's final step did not finish: {run.uri}/dataset is missing or older than the emit "
             "shards; rerun `pipeline run stage=emit`"
         )
+    if run.exists(PAIR_STATS):
+        stats = run.read_json(PAIR_STATS)
+        lines.append("preferences (pair stage, stats/pair.json):")
+        if stats.get("warning"):
+            lines.append(f"  WARNING: {stats['warning']}")
+        lines += [f"  {label}: {text}" for label, text in preference_facts(stats).items()]
     return "\n".join(lines)

@@ -20,10 +20,10 @@ import pyarrow as pa
 from datasets import Features, Image, List, Value
 
 from schemas.candidates import CANDIDATE
-from schemas.pairs import LABEL_SOURCES
+from schemas.pairs import DELTAS, LABEL_SOURCES
 from schemas.table import RLE, SchemaError, TableSpec
 
-DATASET_SCHEMA_VERSION = 1
+DATASET_SCHEMA_VERSION = 2
 CONFIG_DSPO = "dspo"
 CONFIG_PAIRS = "pairs"
 SPLITS = ("train", "validation", "test")
@@ -40,7 +40,13 @@ INSTANCE_COLUMNS: dict[str, Any] = {
     "lose_index": List(Value("int32")),
     "area": List(Value("int64")),  # instance area in pixels
     "weight": List(Value("float64")),  # area / sum of the areas kept in this row; sums to 1
-    "margin": List(Value("float64")),  # reward(win) - reward(lose) by the IQA reward
+    # Calibrated IQA margin (stages/pair.py): reward-weighted mean over the metrics of
+    # (win - lose) / visibility scale; 1.0 = just visible, 0 = identical; negated when overturned.
+    "margin": List(Value("float64")),
+    "deltas": List(DELTAS),  # win - lose per metric in its own units (dB, SSIM...), + = win better
+    "agreement": List(Value("float64")),  # weighted share of metrics preferring win (ties half)
+    "strengths": List(List(Value("float64"))),  # Bradley-Terry strength of each candidate here
+    "confident": List(Value("bool")),  # the IQA margin and agreement passed pair.min_margin/min_agreement
     "label_source": List(Value("string")),  # iqa / human
     "description": List(Value("string")),  # what annotators wrote; "" when nothing
 }
@@ -71,6 +77,8 @@ PAIRS_FEATURES = Features(
         "mask": RLE,
         "weight": Value("float64"),
         "margin": Value("float64"),
+        "deltas": DELTAS,
+        "agreement": Value("float64"),
         "label_source": Value("string"),
         "image_id": Value("string"),
         "instance_id": Value("string"),
@@ -146,6 +154,11 @@ def _check_dspo_row(row: Mapping[str, Any], index: int) -> None:
                 )
         if win == lose:
             raise DatasetFormatError(f"{where}: instance {k} has win_index == lose_index == {win}")
+    for k, strengths in enumerate(row["strengths"]):
+        if len(strengths) != n_candidates:
+            raise DatasetFormatError(
+                f"{where}: column 'strengths' instance {k} has {len(strengths)} values, 'candidates' has {n_candidates}"
+            )
     weights = row["weight"]
     if any(w is None or not w > 0 for w in weights):
         raise DatasetFormatError(f"{where}: column 'weight' has a non-positive or null value: {weights}")

@@ -101,8 +101,9 @@ def build_run(
             rows["pairs"].append(
                 pairs.PairsRow(
                     pair_id(instance_id(image_id, m), win_id, lose_id), image_id, instance_id(image_id, m), m,
-                    win_id, lose_id, win, lose, float(rewards[win] - rewards[lose]), area, area / sum(areas),
-                    False, "iqa",
+                    win_id, lose_id, win, lose, float(rewards[win] - rewards[lose]),
+                    metrics_struct({"psnr": 10 * float(rewards[win] - rewards[lose])}), 1.0,
+                    [float(r) for r in rewards], True, area, area / sum(areas), False, "iqa",
                 )
             )
     specs = {"hr": hr.SPEC, "lq": lq.SPEC, "candidates": candidates.SPEC, "instances": instances.SPEC,

@@ -50,6 +50,8 @@ class CardFacts:
     dropped_images: int  # images whose every instance was dropped by people (both_bad / tie)
     config_yaml: str
     notes: Sequence[str] = field(default_factory=list)
+    preferences: Mapping[str, str] = field(default_factory=dict)  # stages.pair.preference_facts
+    warning: str | None = None  # the pair stage's warning, e.g. candidates that barely differ
 
 
 def render_card(header: DatasetCardData, facts: CardFacts) -> str:
@@ -68,6 +70,7 @@ def _body(f: CardFacts) -> str:
             [[c, s, n] for c, splits in f.split_rows.items() for s, n in splits.items()],
         ),
         "## How it was made\n\n" + _how_made(f),
+        "## How strong the preferences are\n\n" + _strength(f),
         "## How to load\n\n" + _how_to_load(),
         "## Columns\n\n" + _columns(),
         "## Source images: provenance and licence\n\n" + _provenance(f.sources),
@@ -99,6 +102,15 @@ def _how_made(f: CardFacts) -> str:
         "* Splits are assigned by a hash of `image_id`, so a source image is in exactly one split.",
     ]
     lines += [f"* {note}" for note in f.notes]
+    return "\n".join(lines)
+
+
+def _strength(f: CardFacts) -> str:
+    if not f.preferences:
+        return "The pair stage left no statistics (stats/pair.json) for this run."
+    lines = [f"* {label}: {text}" for label, text in f.preferences.items()]
+    if f.warning:
+        lines.insert(0, f"**Warning: {f.warning}.**\n")
     return "\n".join(lines)
 
 
@@ -139,7 +151,15 @@ def _columns() -> str:
         ("pair_id", "per instance: id of the preference pair"),
         ("win_index / lose_index", "per instance: index into candidates of the preferred / rejected one"),
         ("area / weight", "per instance: area in pixels / area share (sums to 1 per row)"),
-        ("margin", "per instance: IQA reward(win) - reward(lose); negative when people overturned the IQA"),
+        ("margin", "per instance: calibrated IQA margin, the reward-weighted mean over metrics of "
+                   "(win - lose) / visibility scale (1 = just visible, 0 = identical); negative when people "
+                   "overturned the IQA"),
+        ("deltas", "per instance: {name, value} lists, win - lose per metric in its own units "
+                   "(dB for psnr), positive = the winner is better"),
+        ("agreement", "per instance: weighted share of the metrics preferring the winner (ties count half)"),
+        ("strengths", "per instance: Bradley-Terry strength of every candidate (log scale, mean 0)"),
+        ("confident", "per instance: the IQA margin and agreement passed the pair stage's thresholds "
+                      "(false only for pairs people decided)"),
         ("label_source", "per instance: iqa or human"),
         ("description", "per instance: what annotators wrote ('' when nothing)"),
         ("prompt / degradation_text", "text prompt used for sampling / description of the degradation"),
@@ -150,7 +170,7 @@ def _columns() -> str:
         ("caption", "the annotators' description, else the prompt"),
         ("lq", "LQ input as raw PNG bytes"),
         ("mask", "COCO RLE of the instance the preference is about"),
-        ("weight, margin, label_source, image_id, instance_id, pair_id", "as in dspo"),
+        ("weight, margin, deltas, agreement, label_source, image_id, instance_id, pair_id", "as in dspo"),
     ]
     return (
         "`dspo` (default):\n\n"

@@ -14,8 +14,10 @@ pair's IQA label that is one of four outcomes:
 Several annotators: each annotator's latest judgement of a pair is their vote. Rule ``majority``
 takes the most frequent outcome when it is the only most frequent one, has at least
 ``min_votes`` votes in total and a share of at least ``min_agreement``; rule ``latest`` takes the
-most recent vote (a reviewer correcting earlier ones). A pair without a decision keeps its IQA
-label. The descriptions attached are those of the annotators whose vote is the decision; a
+most recent vote (a reviewer correcting earlier ones); rule ``dawid_skene`` weighs each vote by
+its annotator's reliability estimated over all the run's votes (``common.crowd``) and takes the
+most probable outcome when its posterior probability is at least ``min_agreement``. A pair
+without a decision keeps its IQA label. The descriptions attached are those of the annotators whose vote is the decision; a
 pair without a decision keeps all its descriptions (``MergeReport.undecided_notes``). An
 adjudication (role "adjudicator", an admin settling a disagreement) decides its pair outright.
 """
@@ -29,17 +31,16 @@ from typing import Any
 
 import pyarrow as pa
 
-CONFIRM = "confirm"
-OVERTURN = "overturn"
-TIE = "tie"
-BOTH_BAD = "both_bad"
-CANT_TELL = "cant_tell"
+from common.crowd import dawid_skene
+from common.votes import BOTH_BAD, CANT_TELL, CONFIRM, OVERTURN, TIE, JudgementError, judgement_outcome
+
+__all__ = [
+    "BOTH_BAD", "CANT_TELL", "CONFIRM", "OVERTURN", "RULES", "TIE",
+    "Decision", "JudgementError", "MergeReport", "decide_pairs", "vote_outcome",
+]
+
 ADJUDICATOR = "adjudicator"
-RULES = ("majority", "latest")
-
-
-class JudgementError(ValueError):
-    """A judgement cannot be read against its pair; the message names the pair and annotator."""
+RULES = ("majority", "latest", "dawid_skene")
 
 
 # A description with the candidate it is about: (candidate_id or "" for the pair, text).
@@ -65,26 +66,11 @@ class MergeReport:
 
 
 def vote_outcome(judgement: Mapping[str, Any], win_candidate_id: str, lose_candidate_id: str) -> str:
-    """Translate one on-screen judgement into confirm / overturn / tie / both_bad."""
-    choice = judgement["choice"]
-    if choice in (TIE, BOTH_BAD, CANT_TELL):
-        return choice
-    left = judgement["left_was"]
-    pair = {win_candidate_id, lose_candidate_id}
-    if left not in pair:
-        raise JudgementError(
-            f"judgement of pair {judgement['pair_id']} by {judgement['annotator']!r}: left_was {left!r} is "
-            f"neither candidate of the pair ({win_candidate_id}, {lose_candidate_id})"
-        )
-    if choice == "left":
-        preferred = left
-    elif choice == "right":
-        (preferred,) = pair - {left}
-    else:
-        raise JudgementError(
-            f"judgement of pair {judgement['pair_id']} by {judgement['annotator']!r}: unknown choice {choice!r}"
-        )
-    return CONFIRM if preferred == win_candidate_id else OVERTURN
+    """Translate one on-screen judgement into confirm / overturn / tie / both_bad / cant_tell."""
+    try:
+        return judgement_outcome(judgement["choice"], judgement["left_was"], win_candidate_id, lose_candidate_id)
+    except JudgementError as err:
+        raise JudgementError(f"judgement of pair {judgement['pair_id']} by {judgement['annotator']!r}: {err}") from None
 
 
 def decide_pairs(
@@ -106,6 +92,13 @@ def decide_pairs(
         for row in pairs.select(["pair_id", "win_candidate_id", "lose_candidate_id"]).to_pylist()
     }
     votes = _latest_votes(judgements)
+    voters = {pair_id: [b for b in ballots if b.get("role") != ADJUDICATOR] for pair_id, ballots in votes.items()}
+    outcomes_by_pair = {
+        pair_id: [(vote_outcome(b, *labels[pair_id]), b) for b in ballots]
+        for pair_id, ballots in voters.items()
+        if pair_id in labels
+    }
+    crowd = _crowd_decisions(outcomes_by_pair, min_agreement, min_votes) if rule == "dawid_skene" else None
     decisions: dict[str, Decision] = {}
     undecided_notes: dict[str, tuple[Note, ...]] = {}
     undecided = unknown = 0
@@ -113,16 +106,17 @@ def decide_pairs(
         if pair_id not in labels:
             unknown += 1
             continue
-        voters = [b for b in ballots if b.get("role") != ADJUDICATOR]
         adjudications = [b for b in ballots if b.get("role") == ADJUDICATOR]
-        outcomes = [(vote_outcome(b, *labels[pair_id]), b) for b in voters]
+        outcomes = outcomes_by_pair[pair_id]
         if adjudications:
             decision = _adjudicated(adjudications[-1], labels[pair_id], len(outcomes))
+        elif crowd is not None:
+            decision = crowd.get(pair_id)
         else:
             decision = _apply_rule(outcomes, rule, min_agreement, min_votes)
         if decision is None:
             undecided += 1
-            undecided_notes[pair_id] = _notes(voters)
+            undecided_notes[pair_id] = _notes(voters[pair_id])
         else:
             decisions[pair_id] = _with_notes(decision, outcomes, cant_tell_as_tie)
     return MergeReport(decisions, undecided, unknown, undecided_notes)
@@ -174,6 +168,24 @@ def _apply_rule(
         return None
     agreeing = [ballot for outcome, ballot in outcomes if outcome == chosen]
     return Decision(chosen, len(outcomes), top, _descriptions(agreeing))
+
+
+def _crowd_decisions(
+    outcomes_by_pair: Mapping[str, list[tuple[str, dict[str, Any]]]], min_confidence: float, min_votes: int
+) -> dict[str, Decision]:
+    """Dawid–Skene decisions of the pairs with at least ``min_votes`` votes whose most probable
+    outcome has a posterior probability of at least ``min_confidence``. Every vote informs the
+    annotators' reliabilities, including votes on pairs that end up undecided."""
+    votes = [(pair_id, ballot["annotator"], outcome) for pair_id, items in outcomes_by_pair.items() for outcome, ballot in items]
+    estimate = dawid_skene(votes)
+    decisions = {}
+    for pair_id, items in outcomes_by_pair.items():
+        chosen = estimate.labels[pair_id]
+        if len(items) < min_votes or estimate.confidence[pair_id] < min_confidence:
+            continue
+        agreeing = [ballot for outcome, ballot in items if outcome == chosen]
+        decisions[pair_id] = Decision(chosen, len(items), len(agreeing), _descriptions(agreeing))
+    return decisions
 
 
 def _descriptions(ballots: list[dict[str, Any]]) -> str:

@@ -198,6 +198,6 @@ def _sample_html(sample: SamplePair) -> str:
     return (
         f'<div class="sample" data-pair-id="{esc(sample.pair_id)}"><div class="tiles">{tiles}</div>'
         f'<div class="meta">image {esc(sample.image_id)} · pair {esc(sample.pair_id)} · {verdict} · '
-        f"label {esc(sample.label_source)} · IQA margin {sample.margin:+.4f} · weight {sample.weight:.3f}"
+        f"label {esc(sample.label_source)} · calibrated IQA margin {sample.margin:+.2f} (1 = just visible) · weight {sample.weight:.3f}"
         f"</div>{description}</div>"
     )

@@ -3,29 +3,22 @@ applied to it, and the Pick-a-Pic style ``pairs`` rows derived from it."""
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from common.seeds import rng_for
 from schemas.dataset import CANDIDATE_PARAMS, DATASET_SCHEMA_VERSION, INSTANCE_COLUMNS
 from schemas.instances import instance_id
 from stages.emit.judgements import BOTH_BAD, CANT_TELL, OVERTURN, TIE, Decision, Note
+from stages.ranking import with_votes
+from stages.weights import instance_weights
 
 
 class EmitInputError(ValueError):
     """The run's tables disagree about an image; the message names the image and the pair."""
-
-
-def instance_weights(instance_index: list[int], areas: list[int]) -> list[float]:
-    """Per pair: w_m = area_m / sum of the kept instances' areas (the DSPO instance weight),
-    shared equally by the instance's pairs (pair.top_k > 1 gives several), summing to 1."""
-    area_of = dict(zip(instance_index, areas))
-    pairs_of = Counter(instance_index)
-    total = float(sum(area_of.values()))
-    return [area_of[i] / total / pairs_of[i] for i in instance_index]
 
 
 def assemble_dspo_rows(batch: Mapping[str, pa.Table], include_hr: bool) -> list[dict[str, Any]]:
@@ -87,6 +80,10 @@ def _dspo_row(
         "area": areas,
         "weight": instance_weights(indices, areas),
         "margin": [p["margin"] for p in pairs],
+        "deltas": [p["deltas"] for p in pairs],
+        "agreement": [p["agreement"] for p in pairs],
+        "strengths": [p["strengths"] for p in pairs],
+        "confident": [p["confident"] for p in pairs],
         "label_source": [p["label_source"] for p in pairs],
         "description": [""] * len(pairs),
         "prompt": candidates["prompt"] or "",
@@ -101,24 +98,28 @@ def merge_instances(
     undecided_notes: Mapping[str, tuple[Note, ...]] | None = None,
 ) -> list[dict[str, Any]]:
     """The row's instances with people's decisions applied: both_bad dropped, overturned ones
-    flipped (their IQA margin negated), ties flagged, confirmed ones labelled "human"; a
-    cant_tell decision or no decision keeps the IQA label. Descriptions are attached in every
-    case, each tagged with the role of the candidate it is about."""
+    flipped (``flip_preference``), ties flagged, confirmed ones labelled "human"; a cant_tell
+    decision or no decision keeps the IQA label, and pairs the IQA was not confident about
+    (pair.uncertain=review) are published only once people decided. Descriptions are attached
+    in every case, each tagged with the role of the candidate it is about."""
     undecided_notes = undecided_notes or {}
     merged = []
     for k in range(len(row["masks"])):
         item = {name: row[name][k] for name in INSTANCE_COLUMNS}
         item["tie"] = False
         decision = decisions.get(item["pair_id"])
-        if decision is not None:
-            if decision.outcome == BOTH_BAD:
-                continue
-            if decision.outcome != CANT_TELL:
-                item["label_source"] = "human"
+        decided = decision is not None and decision.outcome != CANT_TELL
+        if not decided and not item["confident"]:
+            continue  # neither the metrics nor people are sure: not published
+        if decision is not None and decision.outcome == BOTH_BAD:
+            continue
+        if decided:
+            item["label_source"] = "human"
             item["tie"] = decision.outcome == TIE
             if decision.outcome == OVERTURN:
-                item["win_index"], item["lose_index"] = item["lose_index"], item["win_index"]
-                item["margin"] = -item["margin"]
+                flip_preference(item)
+            item["strengths"] = strengths_with_decision(item, decision)
+        if decision is not None:
             item["description"] = decision.description
         notes = decision.notes if decision is not None else undecided_notes.get(item["pair_id"], ())
         if notes:
@@ -139,6 +140,24 @@ def describe_candidates(notes: tuple[Note, ...], win_candidate_id: str | None, l
     were randomised per annotator, so only the role means something in the dataset."""
     roles = {win_candidate_id: "winner: ", lose_candidate_id: "loser: "}
     return "\n".join(dict.fromkeys(f"{roles.get(candidate, '') if candidate else ''}{text}" for candidate, text in notes))
+
+
+def strengths_with_decision(item: Mapping[str, Any], decision: Decision) -> list[float]:
+    """The instance's Bradley–Terry strengths refit with people's votes: the agreeing votes go
+    to the (already flipped) winner, or half each way for a tie."""
+    votes = float(decision.agreeing)
+    for_win, for_lose = (votes / 2, votes / 2) if decision.outcome == TIE else (votes, 0.0)
+    strengths = with_votes(np.asarray(item["strengths"]), item["win_index"], item["lose_index"], for_win, for_lose)
+    return [float(s) for s in strengths]
+
+
+def flip_preference(item: dict[str, Any]) -> None:
+    """Swap winner and loser of an instance item: the IQA margin and deltas (win - lose) change
+    sign and the metric agreement (share preferring the winner) becomes its complement."""
+    item["win_index"], item["lose_index"] = item["lose_index"], item["win_index"]
+    item["margin"] = -item["margin"]
+    item["deltas"] = {"name": item["deltas"]["name"], "value": [-v for v in item["deltas"]["value"]]}
+    item["agreement"] = 1.0 - item["agreement"]
 
 
 def dspo_row_with(row: Mapping[str, Any], instances: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -176,6 +195,8 @@ def pairs_rows(row: Mapping[str, Any], instances: list[dict[str, Any]], seed: in
                 "mask": item["masks"],
                 "weight": weight,
                 "margin": item["margin"],
+                "deltas": item["deltas"],
+                "agreement": item["agreement"],
                 "label_source": item["label_source"],
                 "image_id": row["image_id"],
                 "instance_id": instance_id(row["image_id"], item["instance_index"]),

@@ -34,6 +34,7 @@ from stages.emit.files import ShardWriter, card_data, check_split_fractions, spl
 from stages.emit.judgements import MergeReport, decide_pairs
 from stages.emit.report import SamplePair, bar_chart, heatmap, histogram, render_report
 from stages.emit.rows import assemble_dspo_rows, dspo_row_with, merge_instances, pairs_rows
+from stages.pair_facts import PAIR_STATS, preference_facts
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +71,11 @@ class EmitStage(Stage):
         tally = _Tally()
         samples = _SampleReservoir(int(settings.report_samples), self.seed)
         self._write_rows(run.iter_table(dataset.SPEC.name), merge, fractions, writers, tally, samples)
-        facts = self._card_facts(run, scores, writers, tally, merge)
+        pair_stats = _pair_stats(run)
+        facts = self._card_facts(run, scores, writers, tally, merge, pair_stats)
         header = card_data(writers, license=str(settings.license), pretty_name=facts.name)
         run.write_bytes(f"{STAGING_DIR}/README.md", render_card(header, facts).encode())
-        report = self._report(run, facts, pairs, scores, tally, samples)
+        report = self._report(facts, pairs, scores, tally, samples, pair_stats)
         run.write_bytes(f"{STAGING_DIR}/report.html", report.encode())
         run.replace_dir(STAGING_DIR, DATASET_DIR)
         if settings.push_to_hub:
@@ -139,6 +141,7 @@ class EmitStage(Stage):
         writers: dict[str, dict[str, ShardWriter]],
         tally: _Tally,
         merge: MergeReport,
+        pair_stats: dict[str, Any],
     ) -> CardFacts:
         failed = {name: _failed_rows(run, name) for name in UPSTREAM_TABLES}
         outcomes = Counter(d.outcome for d in merge.decisions.values())
@@ -173,22 +176,26 @@ class EmitStage(Stage):
             },
             dropped_images=tally.dropped_images,
             config_yaml=OmegaConf.to_yaml(self.cfg),
+            preferences=preference_facts(pair_stats),
+            warning=pair_stats.get("warning"),
         )
 
     def _report(
         self,
-        run: RunContext,
         facts: CardFacts,
         pairs: pa.Table,
         scores: _ScoreSummary,
         tally: _Tally,
         samples: _SampleReservoir,
+        pair_stats: dict[str, Any],
     ) -> str:
         rewards = scores.rewards
         margins = pairs.column("margin").to_pylist()
         plots = [
             histogram("reward-histogram", "IQA reward per (candidate, instance)", rewards, "reward"),
-            histogram("margin-histogram", "IQA margin per pair (win - lose)", margins, "margin"),
+            histogram(
+                "margin-histogram", "Calibrated IQA margin per pair", margins, "margin (1 = just visible)"
+            ),
             bar_chart(
                 "pairs-per-image",
                 "Instances (pairs) per image in dspo",
@@ -196,8 +203,8 @@ class EmitStage(Stage):
                 "pairs in the image",
             ),
         ]
-        agreement = _metric_agreement(run)
-        notes = []
+        agreement = _metric_agreement(pair_stats)
+        notes = [f"Warning: {facts.warning}."] if facts.warning else []
         if agreement:
             plots.append(heatmap("metric-agreement", "Metric agreement (from the pair stage)", agreement))
         else:
@@ -214,6 +221,7 @@ class EmitStage(Stage):
                 "backbones": ", ".join(facts.backbones),
                 "segmenters": ", ".join(facts.segmenters),
                 "metrics": ", ".join(facts.metrics),
+                **facts.preferences,
             }
         )
         return render_report(facts.name, summary, plots, samples.samples(), notes)
@@ -235,6 +243,11 @@ def _rule_text(judgements: Any) -> str:
     if judgements.rule == "majority":
         return (
             f"majority, min_agreement {judgements.min_agreement}, min_votes {judgements.min_votes}"
+        )
+    if judgements.rule == "dawid_skene":
+        return (
+            f"dawid_skene (votes weighted by each annotator's estimated reliability), min posterior "
+            f"{judgements.min_agreement}, min_votes {judgements.min_votes}"
         )
     return f"{judgements.rule}, min_votes {judgements.min_votes}"
 
@@ -314,17 +327,21 @@ class _SampleReservoir:
         return [entry[2] for entry in sorted(self._heap, key=lambda e: (e[2].image_id, e[2].pair_id))]
 
 
-def _metric_agreement(run: RunContext) -> dict[str, dict[str, float]] | None:
-    """The pair stage's metric agreement (stats/pair.json: ``{"a|b": {"kendall_tau": t}}``) as
-    a symmetric matrix, when that file exists on a local run dir."""
+def _pair_stats(run: RunContext) -> dict[str, Any]:
+    """The pair stage's statistics (stats/pair.json) when that file exists on a local run dir."""
     try:
-        path = run.local_path("stats/pair.json")
-    except ValueError:  # a remote run dir: the report goes without this plot
-        return None
+        path = run.local_path(PAIR_STATS)
+    except ValueError:  # a remote run dir: card and report go without them
+        return {}
     if not os.path.exists(path):
-        return None
+        return {}
     with open(path, encoding="utf-8") as handle:
-        taus = json.load(handle).get("metric_agreement") or {}
+        return json.load(handle)
+
+
+def _metric_agreement(pair_stats: dict[str, Any]) -> dict[str, dict[str, float]] | None:
+    """The pair stage's metric agreement (``{"a|b": {"kendall_tau": t}}``) as a symmetric matrix."""
+    taus = pair_stats.get("metric_agreement") or {}
     matrix: dict[str, dict[str, float]] = {}
     for key, value in taus.items():
         a, b = key.split("|", 1)

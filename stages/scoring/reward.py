@@ -5,6 +5,12 @@ so 1 is that metric's best candidate and 0 its worst; the normalised values are 
 the full-reference group and within the no-reference group, and
 ``reward = alpha * FR + (1 - alpha) * NR`` (one group alone when the other has no metric).
 
+The reward only ranks candidates inside one instance (where normalising is harmless); it says
+nothing about how much better one candidate is, because any difference, however small, becomes
+a full-scale one. How sure a preference is comes from the raw metric differences against
+visibility scales, in the pair stage (stages/pair.py), which weighs the metrics as
+``reward_weights`` does.
+
 A metric that cannot tell the candidates apart for an instance (all values equal, up to float
 noise, or any value not finite) says nothing about it and is left out of its group's average
 there; a group with no informative metric scores every candidate 0.5.
@@ -62,3 +68,16 @@ def hybrid_reward(
     if not fr_metrics:
         return group(nr_metrics)
     return alpha * group(fr_metrics) + (1.0 - alpha) * group(nr_metrics)
+
+
+def reward_weights(fr_metrics: Sequence[str], nr_metrics: Sequence[str], alpha: float) -> dict[str, float]:
+    """Each metric's weight in the reward above (summing to 1): ``alpha`` shared equally by the
+    full-reference metrics, ``1 - alpha`` by the no-reference ones (one group alone takes all).
+    The pair stage combines per-metric calibrated differences with these same weights."""
+    if not nr_metrics:
+        groups = [(fr_metrics, 1.0)]
+    elif not fr_metrics:
+        groups = [(nr_metrics, 1.0)]
+    else:
+        groups = [(fr_metrics, alpha), (nr_metrics, 1.0 - alpha)]
+    return {name: share / len(names) for names, share in groups for name in names}

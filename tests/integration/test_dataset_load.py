@@ -14,7 +14,7 @@ from collections import Counter
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from datasets import Features
+from datasets import Features, List, Value
 from PIL import Image
 
 from common.seeds import rng_for
@@ -62,7 +62,8 @@ for split, data in dspo.items():
             "hr": pixels(r["hr"]),
             "candidates": [pixels(c) for c in r["candidates"]],
             "masks": [mask(m) for m in r["masks"]],
-            **{k: r[k] for k in ("pair_id", "win_index", "lose_index", "weight", "label_source", "description")},
+            **{k: r[k] for k in ("pair_id", "win_index", "lose_index", "weight", "label_source", "description",
+                                 "margin", "deltas", "agreement", "strengths", "confident")},
         }
         for r in data
     ]
@@ -73,10 +74,22 @@ for split, data in pairs.items():
             "jpg_0": sha(r["jpg_0"]),
             "jpg_1": sha(r["jpg_1"]),
             "mask": mask(r["mask"]),
-            **{k: r[k] for k in ("pair_id", "image_id", "label_0", "label_1", "caption", "weight")},
+            **{k: r[k] for k in ("pair_id", "image_id", "label_0", "label_1", "caption", "weight",
+                                 "margin", "deltas", "agreement")},
         }
         for r in data
     ]
+# An old Diffusion-DPO style consumer: only jpg_0 / jpg_1 / label_0 / caption, images opened
+# from raw bytes, label 0 / 1 rows kept (as the reference trainer's preprocessing does).
+import io
+from PIL import Image
+kept = 0
+for r in pairs["train"]:
+    if r["label_0"] in (0, 1):
+        images = [Image.open(io.BytesIO(r[k])).convert("RGB") for k in ("jpg_0", "jpg_1")]
+        assert images[0].size == images[1].size and isinstance(r["caption"], str)
+        kept += 1
+out["dpo_consumer_rows"] = kept
 json.dump(out, sys.stdout)
 """
 
@@ -120,6 +133,36 @@ def test_both_configs_and_splits_load_with_declared_features(emitted):
     assert row["types"] == ["PIL.PngImagePlugin", "PIL.PngImagePlugin"]
     assert loaded["pairs"]["train"][0]["types"] == ["bytes", "bytes"]
     assert stats["rows"]["dspo"] == {s: len(rows) for s, rows in loaded["dspo"].items()}
+
+
+def test_new_preference_fields_have_their_documented_types_and_values(emitted):
+    synthetic, _, loaded = emitted
+    features = Features.from_dict(loaded["features"]["dspo"])
+    delta = {"name": List(Value("string")), "value": List(Value("float64"))}
+    assert features["margin"] == List(Value("float64"))
+    assert features["deltas"] == List(delta)
+    assert features["agreement"] == List(Value("float64"))
+    assert features["strengths"] == List(List(Value("float64")))
+    assert features["confident"] == List(Value("bool"))
+    pairs_features = Features.from_dict(loaded["features"]["pairs"])
+    assert pairs_features["deltas"] == delta and pairs_features["agreement"] == Value("float64")
+    table = {r["pair_id"]: r for r in synthetic.tables["pairs"].to_pylist()}
+    for row in (r for split in loaded["dspo"].values() for r in split):
+        for k, pair_id in enumerate(row["pair_id"]):
+            pair = table[pair_id]
+            assert row["margin"][k] == pytest.approx(pair["margin"])
+            assert row["deltas"][k] == pair["deltas"]
+            assert row["agreement"][k] == pytest.approx(pair["agreement"])
+            assert row["strengths"][k] == pytest.approx(pair["strengths"])
+            assert row["confident"][k] is True
+    for row in (r for split in loaded["pairs"].values() for r in split):
+        assert row["deltas"] == table[row["pair_id"]]["deltas"]
+        assert row["margin"] == pytest.approx(table[row["pair_id"]]["margin"])
+
+
+def test_an_old_diffusion_dpo_consumer_still_loads_the_pairs(emitted):
+    _, _, loaded = emitted
+    assert loaded["dpo_consumer_rows"] == len(loaded["pairs"]["train"]) > 0
 
 
 def test_images_and_masks_round_trip(emitted):

@@ -17,7 +17,7 @@ from schemas.dataset import (
     validate_pairs_rows,
 )
 from stages.emit.files import ShardWriter, SplitConfigError, card_data, check_split_fractions, split_of
-from stages.emit.rows import instance_weights
+from stages.weights import instance_weights
 
 
 class MemoryRun:
@@ -119,6 +119,10 @@ def good_row(**changes):
         "area": [1, 3],
         "weight": [0.25, 0.75],
         "margin": [0.1, 0.2],
+        "deltas": [{"name": ["psnr"], "value": [0.05]}, {"name": ["psnr"], "value": [0.1]}],
+        "agreement": [1.0, 1.0],
+        "strengths": [[1.0, -1.0, 0.0], [-1.0, 0.0, 1.0]],
+        "confident": [True, True],
         "label_source": ["iqa", "human"],
         "description": ["", "sharp"],
     }
@@ -134,6 +138,7 @@ def test_validate_dspo_rows_accepts_good_rows():
     "changes, message",
     [
         ({"win_index": [0]}, "column 'win_index' has 1 items, 'masks' has 2"),
+        ({"strengths": [[1.0, -1.0], [0.0, 0.0, 0.0]]}, "column 'strengths' instance 0 has 2 values, 'candidates' has 3"),
         ({"lose_index": [1, 3]}, "column 'lose_index' instance 1 is 3, expected 0..2"),
         ({"lose_index": [0, 0]}, "instance 0 has win_index == lose_index == 0"),
         ({"weight": [0.5, 0.75]}, "column 'weight' sums to 1.25"),

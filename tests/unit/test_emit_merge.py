@@ -22,7 +22,8 @@ from tests.emit_tables import judgements_table
 # Pair p1: IQA prefers candidate "W1" over "L1"; p2: "W2" over "L2"; p3: "W3" over "L3".
 PAIRS = pairs_schema.SPEC.to_table(
     [
-        pairs_schema.PairsRow(f"p{k}", "img", f"img:{k}", k, f"W{k}", f"L{k}", 0, 1, 0.3, 10 * k, 0.5, False, "iqa")
+        pairs_schema.PairsRow(f"p{k}", "img", f"img:{k}", k, f"W{k}", f"L{k}", 0, 1, 3.0,
+                              {"name": ["psnr"], "value": [1.5]}, 1.0, [1.0, -1.0], True, 10 * k, 0.5, False, "iqa")
         for k in (1, 2, 3)
     ]
 )
@@ -154,6 +155,10 @@ def dspo_row():
         "area": [10, 30, 60],
         "weight": [0.1, 0.3, 0.6],
         "margin": [0.1, 0.2, 0.3],
+        "deltas": [{"name": ["psnr", "ssim"], "value": [0.05 * k, 0.001 * k]} for k in (1, 2, 3)],
+        "agreement": [1.0, 0.75, 0.5],
+        "strengths": [[1.0, -1.0, 0.0], [1.0, 0.0, -1.0], [0.0, 1.0, -1.0]],
+        "confident": [True, True, True],
         "label_source": ["iqa"] * 3,
         "description": [""] * 3,
         "prompt": "a photo",
@@ -173,6 +178,13 @@ def test_decisions_applied_to_dspo_and_pairs_rows():
     assert dspo["pair_id"] == ["p1", "p3"]
     assert dspo["win_index"] == [1, 1] and dspo["lose_index"] == [0, 2]
     assert dspo["margin"] == [-0.1, 0.3]
+    # The flipped pair's deltas (win - lose) change sign and its agreement is the complement.
+    assert dspo["deltas"][0] == {"name": ["psnr", "ssim"], "value": [-0.05, -0.001]}
+    assert dspo["agreement"] == [0.0, 0.5]
+    # People's votes enter the Bradley–Terry fit: the overturned IQA winner (candidate A,
+    # strength 1.0 against B's -1.0) now ranks below B; the confirmed p3 keeps its order.
+    assert dspo["strengths"][0][1] > dspo["strengths"][0][0]
+    assert dspo["strengths"][1][1] > dspo["strengths"][1][2]
     assert dspo["label_source"] == ["human", "human"]
     assert dspo["description"] == ["B is crisper", ""]
     assert dspo["weight"] == pytest.approx([10 / 70, 60 / 70])

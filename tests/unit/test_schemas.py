@@ -31,7 +31,8 @@ SAMPLE_ROWS = {
     "instances": instances.InstancesRow("a" * 16, 4, 4, [RLE], [16], [[0, 0, 4, 4]], ["rest"], "classical", "{}", "ok"),
     "scores": scores.ScoresRow("a" * 16, "c1", 0, "a:0", 0, scores.metrics_struct({"psnr": 30.0, "ssim": 0.9}), 0.5,
                                "map"),
-    "pairs": pairs.PairsRow("p1", "a" * 16, "a:0", 0, "c1", "c2", 0, 1, 0.4, 16, 1.0, False, "iqa"),
+    "pairs": pairs.PairsRow("p1", "a" * 16, "a:0", 0, "c1", "c2", 0, 1, 0.4,
+                            scores.metrics_struct({"psnr": 0.2}), 1.0, [0.3, -0.3], True, 16, 1.0, False, "iqa"),
     "judgements": judgements.JudgementsRow("p1", "ann", "left", "c1", "sharper", 1200, "2026-01-01T00:00:00Z"),
 }
 

@@ -115,3 +115,24 @@ def test_review_queue_compares_candidates_not_sides():
     assert [item["pair_id"] for item in queue] == ["split"]
     assert queue[0]["votes"] == [("a", "W (IQA winner)", ""), ("b", "L (IQA loser)", "L is sharper")]
     assert answer_text(row("x", "c", "cant_tell", "W")) == "can't tell"
+
+
+def test_reliability_finds_the_annotator_who_answers_against_what_they_see():
+    rng = np.random.default_rng(2)
+    rows = []
+    for k in range(40):
+        pair = f"p{k}"
+        better = "win" if rng.random() < 0.5 else "lose"  # what a careful person sees
+        worse = "lose" if better == "win" else "win"
+        gold = f"{pair}-{better}" if k < 5 else None
+        for who, accuracy in (("ann", 0.9), ("bo", 0.8), ("cy", 0.85), ("contrarian", 0.1)):
+            picked = better if rng.random() < accuracy else worse
+            rows.append(judgement(pair, who, "left", f"{pair}-{picked}", gold=gold))
+    stats = summarize(rows)
+    reliability = {who: s["reliability"] for who, s in stats["per_annotator"].items()}
+    assert min(reliability, key=reliability.get) == "contrarian" and reliability["contrarian"] < 0.3
+    assert all(reliability[who] > 0.7 for who in ("ann", "bo", "cy"))
+    people = [{"name": who, "is_admin": False} for who in reliability]
+    report = render_report(rows, {"tasks": 40, "complete": 40, "leased": 0, "judgements": len(rows)}, people, now=0.0)
+    assert "<th>reliability (Dawid-Skene)</th>" in report
+    assert f"<td>{reliability['contrarian']:.2f}</td>" in report
