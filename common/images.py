@@ -15,8 +15,10 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from common.errors import ItemError
 
-class BadImageError(ValueError):
+
+class BadImageError(ItemError):
     """The bytes are not a usable image; the message says why."""
 
 

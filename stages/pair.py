@@ -39,7 +39,7 @@ from scipy.stats import kendalltau
 from schemas.instances import instance_id as make_instance_id
 from schemas.pairs import PairsRow, pair_id
 from schemas.scores import metrics_dict
-from stages.base import Batch, RunContext, Stage, ok_rows
+from stages.base import Batch, ItemError, RunContext, Stage, ok_rows
 from stages.scoring.metrics import metric_info
 
 MARGIN_BINS = 10  # rewards lie in [0, 1], so margins do too
@@ -110,7 +110,7 @@ def image_pairs(
     dropped: Counter = Counter()
     for index in sorted(by_instance):
         if not 0 <= index < len(areas):
-            raise ValueError(f"image {image_id}: scores name instance {index}, the image has {len(areas)}")
+            raise ItemError(f"image {image_id}: scores name instance {index}, the image has {len(areas)}")
         pairs, reason = instance_pairs(image_id, index, int(areas[index]), by_instance[index], rules)
         if reason:
             dropped[reason] += 1
@@ -139,9 +139,7 @@ class PairStage(Stage):
             int(settings.min_area),
             int(settings.top_k),
             float(settings.review_margin),
-        )
-        if self.rules.top_k < 1:
-            raise ValueError(f"pair.top_k must be at least 1, got {self.rules.top_k}")
+        )  # bounds (top_k >= 1, ...) are checked with the config (pipeline/settings/pair.py)
 
     def process(self, batch: Batch) -> pa.Table:
         rows = []

@@ -1,12 +1,12 @@
 from dataclasses import dataclass
 
-from omegaconf import MISSING
+from pipeline.bounds import bounded
 
 
 @dataclass
 class Settings:
-    batch_size: int = MISSING
-    min_margin: float = MISSING
-    min_area: int = MISSING
-    top_k: int = MISSING
-    review_margin: float = MISSING
+    batch_size: int = bounded(1)
+    min_margin: float = bounded(0)
+    min_area: int = bounded(0)
+    top_k: int = bounded(1)
+    review_margin: float = bounded(0)

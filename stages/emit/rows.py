@@ -9,13 +9,14 @@ from typing import Any
 
 import pyarrow as pa
 
+from common.errors import ItemError
 from common.seeds import rng_for
 from schemas.dataset import CANDIDATE_PARAMS, DATASET_SCHEMA_VERSION, INSTANCE_COLUMNS
 from schemas.instances import instance_id
 from stages.emit.judgements import BOTH_BAD, OVERTURN, TIE, Decision
 
 
-class EmitInputError(ValueError):
+class EmitInputError(ItemError):
     """The run's tables disagree about an image; the message names the image and the pair."""
 
 

@@ -38,7 +38,7 @@ def test_ray_retries_a_shard_whose_worker_died(tmp_path, local_ray):
                        f"run_dir={tmp_path / 'run'}", "executor=ray"])
     run = RunDir(cfg.run_dir)
     stage = DyingOnceIngest(cfg)
-    ensure_sources(stage, run)
+    ensure_sources(stage, cfg, run)
     ray_executor.execute(stage, cfg, run, [0, 1], 4)
     assert len(list((tmp_path / "run" / "flags").iterdir())) == 2  # each shard's first worker died
     table = run.read_table("hr")

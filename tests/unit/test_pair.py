@@ -129,8 +129,8 @@ def test_pairs_are_deterministic() -> None:
 
 
 def test_bad_top_k_is_named() -> None:
-    with pytest.raises(ValueError, match="pair.top_k"):
-        PairStage(load_config(["pair.top_k=0"]))
+    with pytest.raises(ValueError, match=r"pair.top_k=0: must lie in \[1, inf\]"):
+        load_config(["pair.top_k=0"])
 
 
 class MemoryRun:

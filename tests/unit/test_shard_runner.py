@@ -4,11 +4,12 @@ import pyarrow as pa
 import pytest
 
 from pipeline.config import load_config
+from pipeline.errors import ShardFailedError
 from pipeline.executors.shard import run_shard
 from pipeline.rundir import RunDir
 from pipeline.runner import ensure_sources
 from schemas import SchemaError, candidates, hr, instances
-from stages.base import Stage
+from stages.base import ItemError, Stage
 from stages.ingest import IngestStage
 from tests.unit.test_schemas import SAMPLE_ROWS
 
@@ -17,7 +18,7 @@ class RefusesSecondImage(IngestStage):
     def process(self, batch):
         ids = batch["sources"].column("image_id").to_pylist()
         if self.bad in ids:
-            raise ValueError(f"cannot handle {self.bad}")
+            raise ItemError(f"cannot handle {self.bad}")
         return super().process(batch)
 
 
@@ -27,14 +28,14 @@ def test_a_raising_item_is_marked_failed_and_its_neighbours_survive(tmp_path, ba
                        "ingest.shard_size=4"])
     run = RunDir(cfg.run_dir)
     stage = RefusesSecondImage(cfg)
-    ensure_sources(stage, run)
+    ensure_sources(stage, cfg, run)
     stage.bad = run.read_shard("sources", 0).column("image_id")[1].as_py()
     stats = run_shard(stage, run, 0)
     rows = run.read_shard("hr", 0).to_pylist()
     assert [r["status"] for r in rows] == ["ok", "failed", "ok", "ok"]  # input order kept
-    assert rows[1]["error"] == f"ValueError: cannot handle {stage.bad}"
+    assert rows[1]["error"] == f"ItemError: cannot handle {stage.bad}"
     assert (stats["ok"], stats["failed"], stats["failed_here"]) == (3, 1, 1)
-    assert run.markers("ingest")[0]["errors"] == [f"{stage.bad}: ValueError: cannot handle {stage.bad}"]
+    assert run.markers("ingest")[0]["errors"] == [f"{stage.bad}: ItemError: cannot handle {stage.bad}"]
 
 
 def test_failed_upstream_rows_pass_through_as_failed(tmp_path):
@@ -72,6 +73,7 @@ def test_every_shard_written_passes_its_tables_full_validation(tmp_path):
     cfg = load_config([f"run_dir={tmp_path}"])
     run = RunDir(cfg.run_dir)
     run.write_shard("candidates", 0, candidates.SPEC.to_table([SAMPLE_ROWS["candidates"]]))
-    with pytest.raises(SchemaError, match="table 'instances': column 'areas' row 0 has 1 items, 'masks' has 2"):
+    with pytest.raises(ShardFailedError, match="table 'instances': column 'areas' row 0 has 1 items, 'masks' has 2") as info:
         run_shard(WritesUnevenInstances(cfg), run, 0)
+    assert isinstance(info.value.__cause__, SchemaError)
     assert run.shards("instances") == [] and run.markers("segment") == {}
