@@ -162,7 +162,7 @@ def _run_shard(
         failed_count = output.num_rows - ok_count
     too_many = _too_many_failed(stage, good.num_rows, failed_count - len(upstream))
     if too_many:
-        examples = "; ".join(_failed_here(output, upstream)[:3])
+        examples = "; ".join(([f"{i}: {e}" for i, e in failures] or _failed_here(output, upstream))[:3])
         raise ShardFailedError(f"stage {stage.name} shard {shard}: {too_many} (e.g. {examples})")
     run.write_shard(stage.output_table, shard, output)
     stats = {
