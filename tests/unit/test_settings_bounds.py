@@ -17,7 +17,7 @@ from pipeline.config import ConfigError, load_config, section_types
         ("sample.num_candidates=1", "sample.num_candidates=1: must lie in [2, 64]"),
         ("sample.num_candidates=1000000", "sample.num_candidates=1000000: must lie in [2, 64]"),
         ("sample.strength=[0.5,0]", "sample.strength=[0.5, 0.0] (element 0.0): must lie in (0, 1]"),
-        ("degrade.small_images=shrink", "degrade.small_images=shrink: expected one of pad, whole, fail"),
+        ("segment.segmenter=sam2", "segment.segmenter=sam2: expected one of classical, sam"),
         ("emit.judgements.rule=loudest", "emit.judgements.rule=loudest: expected one of majority, latest"),
         ("ingest.background=[0,0,256]", "ingest.background=[0, 0, 256] (element 256): must lie in [0, 255]"),
         ("pipeline.max_failed_fraction=1.5", "pipeline.max_failed_fraction=1.5: must lie in [0, 1]"),
