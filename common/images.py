@@ -17,12 +17,14 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from common.errors import ItemError
+
 # Modes without colour: 1-bit, 8-bit, 16-bit and 32-bit gray (I and F hold one channel).
 GRAY_MODES = frozenset({"1", "L", "I;16", "I;16B", "I;16L", "I;16N", "I", "F"})
 HIGH_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I", "F"})
 
 
-class BadImageError(ValueError):
+class BadImageError(ItemError):
     """The bytes are not a usable image; the message says why."""
 
 

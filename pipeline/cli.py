@@ -8,6 +8,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from pipeline.errors import ShardFailedError
+
 # The keys `pipeline --help` shows; their defaults and meanings come from pipeline/defaults/*.yaml.
 MAIN_KEYS = [
     "run_dir",
@@ -108,7 +110,10 @@ def _status(overrides: list[str]) -> int:
     from pipeline.runner import format_status
 
     cfg = load_config(overrides)
-    print(format_status(RunDir(cfg.run_dir)))
+    run = RunDir(cfg.run_dir)
+    if not run.is_run_dir():
+        raise FileNotFoundError(f"run_dir {cfg.run_dir} does not exist; `pipeline run run_dir=...` creates it")
+    print(format_status(run))
     return 0
 
 
@@ -157,6 +162,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "annotate":
             return annotation.annotate(cfg)
         return annotation.add_user(cfg, args.name, args.admin, args.users_file)
+    except ShardFailedError as err:  # the work failed (a bug, or too many bad items), not the command
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted; finished shards are kept, rerun the same command to resume", file=sys.stderr)
         return 130

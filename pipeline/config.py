@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 import pipeline.settings as settings_pkg
+from pipeline.bounds import bound_problems
 from pipeline.rundir import RunDir
 
 DEFAULTS_DIR = Path(__file__).parent / "defaults"
@@ -169,6 +170,7 @@ def resolve_config(overrides: list[str] | None = None, config_file: str | None =
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         raise ConfigError(f"config keys without a value: {missing}")
+    check_bounds(cfg)
     OmegaConf.set_readonly(cfg, True)
     sources = dict.fromkeys(flatten(to_container(cfg), empty_as_leaf=True), DEFAULT)
     for layer in layers:
@@ -176,6 +178,17 @@ def resolve_config(overrides: list[str] | None = None, config_file: str | None =
     defaults = flatten(to_container(_merge_layers([])), empty_as_leaf=True)
     frozen_values = flatten(to_container(frozen.values), empty_as_leaf=True) if frozen else {}
     return ResolvedConfig(cfg, sources, defaults, frozen_values)
+
+
+def check_bounds(cfg: DictConfig) -> None:
+    """Refuse values outside the bounds or choices the settings types declare (pipeline/bounds.py),
+    naming every such key at once."""
+    sections = section_types()
+    problems = bound_problems(sections.pop("root"), cfg, "")
+    for name, settings_type in sorted(sections.items()):
+        problems += bound_problems(settings_type, cfg[name], f"{name}.")
+    if problems:
+        raise ConfigError("config values out of range:\n  " + "\n  ".join(problems))
 
 
 def load_config(overrides: list[str] | None = None, config_file: str | None = None) -> DictConfig:

@@ -58,8 +58,9 @@ def _affected_stages(key: str) -> list[str]:
 
 
 def _has_outputs(run: RunDir, stage: str) -> bool:
-    # Ingest's listing of the input is fixed before its first shard finishes, and reruns reuse it.
-    return bool(run.markers(stage)) or (stage == "ingest" and bool(run.shards("sources")))
+    # Ingest's listing of the input is fixed before its first shard runs, and reruns reuse it; a
+    # listing a kill cut short (no _state/sources.json) is made again, so it fixes nothing yet.
+    return bool(run.markers(stage)) or (stage == "ingest" and run.exists(SOURCES_STATE))
 
 
 def _outputs(stages: list[str]) -> list[str]:

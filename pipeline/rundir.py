@@ -30,6 +30,8 @@ from schemas import TABLES
 
 # What listing the input found (count, duplicates); with tables/sources/ it fixes ingest's shards.
 SOURCES_STATE = "_state/sources.json"
+# In the name of a file being written; it is renamed into place once whole.
+TEMPORARY_MARK = ".tmp-"
 
 
 class RunDir:
@@ -60,12 +62,39 @@ class RunDir:
     def write_bytes(self, relpath: str, data: bytes) -> str:
         """Write atomically (temporary name, then move); returns the full path."""
         target = self.path(relpath)
-        self.fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
-        temporary = f"{target}.tmp-{uuid.uuid4().hex[:8]}"
-        with self.fs.open_output_stream(temporary) as stream:
-            stream.write(data)
+        temporary = f"{target}{TEMPORARY_MARK}{uuid.uuid4().hex[:8]}"
+        try:
+            self.fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
+            with self.fs.open_output_stream(temporary) as stream:
+                stream.write(data)
+        except OSError as err:  # e.g. a full disk: say which file, and leave no half of it
+            self._discard(temporary)
+            raise OSError(f"could not write {target} ({len(data)} bytes): {err}") from None
         self.fs.move(temporary, target)
         return target
+
+    def _discard(self, path: str) -> None:
+        try:
+            self.fs.delete_file(path)
+        except OSError:
+            pass  # never created, or the store refuses; the next run removes it
+
+    def remove_temporary_files(self, keep: tuple[str, ...] = ()) -> list[str]:
+        """Delete the temporary files (``*.tmp-*``) a killed run left; returns their paths.
+        Only safe while holding the run's lock (pipeline/lock.py); ``keep``: base-name prefixes
+        to leave alone (the lock's own heartbeat writes)."""
+        selector = pafs.FileSelector(self.root, recursive=True, allow_not_found=True)
+        removed = []
+        for info in self.fs.get_file_info(selector):
+            if info.type == pafs.FileType.File and TEMPORARY_MARK in info.base_name \
+                    and not info.base_name.startswith(keep):
+                self._discard(info.path)
+                removed.append(info.path)
+        return removed
+
+    def is_run_dir(self) -> bool:
+        """Whether ``uri`` is a folder that exists (it may still be empty)."""
+        return self.fs.get_file_info(self.root).type == pafs.FileType.Directory
 
     def open_output(self, relpath: str) -> pa.NativeFile:
         """A stream that writes ``relpath`` in place, for files of a folder that is written

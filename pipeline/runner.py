@@ -4,6 +4,7 @@ the executor, then the stage's finalize step; and summarise a run for `pipeline 
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,12 +12,15 @@ import pyarrow.parquet as pq
 from omegaconf import DictConfig
 
 from pipeline.executors.shard import SOURCES, pending_shards, primary_table
-from pipeline.frozen import check_and_freeze
+from pipeline.frozen import ConfigMismatchError, check_and_freeze
+from pipeline.lock import LOCK_FILE, RunDirLock
 from pipeline.registry import EXTERNAL_TABLES, ORDER, PRIMARY_INPUT, PRODUCERS, stage_class
 from pipeline.rundir import SOURCES_STATE, RunDir
 from schemas import TABLES
 from stages.base import Stage
 from stages.pair_facts import PAIR_STATS, preference_facts
+
+log = logging.getLogger(__name__)
 
 
 class NotReadyError(RuntimeError):
@@ -39,15 +43,27 @@ def _shard_rows(run: RunDir, table: str, shard: int) -> int:
         return pq.ParquetFile(handle).metadata.num_rows
 
 
-def ensure_sources(stage: Stage, run: RunDir) -> None:
-    """List the sources once per run; a rerun reuses the list so shards line up."""
+def ensure_sources(stage: Stage, cfg: DictConfig, run: RunDir) -> None:
+    """List the sources once per run; a rerun reuses the list so shards line up.
+
+    ``_state/sources.json`` is written last and is what makes a listing count: a listing a kill
+    cut short is deleted and made again. It records the input it lists, which must be the
+    frozen one (check_and_freeze refuses a changed input once the listing exists).
+    """
     if run.exists(SOURCES_STATE):
+        listed = run.read_json(SOURCES_STATE).get("input", cfg.input)
+        if listed != cfg.input:
+            raise ConfigMismatchError(
+                f"run_dir {run.uri} lists the sources of input={listed!r}, not input={cfg.input!r}; "
+                f"start a new run with another run_dir=..."
+            )
         return
+    run.delete_dir(f"tables/{SOURCES}")  # a listing a kill cut short
     listing = stage.list_sources()
     for shard, table in enumerate(listing.shards):
         run.write_shard(SOURCES, shard, TABLES[SOURCES].conform(table))
     duplicates = [{"duplicate": d, "same_as": f} for d, f in listing.duplicates]
-    run.write_json(SOURCES_STATE, {"count": listing.count, "duplicates": duplicates})
+    run.write_json(SOURCES_STATE, {"input": cfg.input, "count": listing.count, "duplicates": duplicates})
 
 
 def check_inputs(stage: Stage, run: RunDir) -> None:
@@ -99,26 +115,40 @@ def finalize(stage: Stage, cfg: DictConfig, run: RunDir, shards_changed: bool) -
         run.write_json(final, {"external_tables": inputs, "stats": stage.finalize(run)})
 
 
-def run_stage(cfg: DictConfig, name: str) -> StageSummary:
-    run = RunDir(cfg.run_dir)
-    check_and_freeze(run, cfg)
-    stage = stage_class(name)(cfg)
+def _run_checked(stage: Stage, cfg: DictConfig, run: RunDir) -> StageSummary:
+    """Run one stage whose settings are checked, in a run directory whose lock this process holds."""
     if primary_table(stage) == SOURCES:
-        ensure_sources(stage, run)
+        ensure_sources(stage, cfg, run)
     check_inputs(stage, run)
     pending = pending_shards(stage, run)
-    final = final_marker(name)
+    final = final_marker(stage.name)
     if pending:
         run.delete_file(final)  # new shards: the final step runs again, even after a kill
         rows = sum(_shard_rows(run, primary_table(stage), s) for s in pending)
         _executor(cfg).execute(stage, cfg, run, pending, rows)
     finalize(stage, cfg, run, shards_changed=bool(pending))
-    return summarise(run, name)
+    return summarise(run, stage.name)
 
 
 def run_stages(cfg: DictConfig, stage: str) -> list[StageSummary]:
-    names = ORDER if stage == "all" else [stage]
-    return [run_stage(cfg, name) for name in names]
+    """Run ``stage`` (or all of them, in order) on ``cfg.run_dir``.
+
+    Every stage the command will run is built first, so its settings are checked before any
+    work and before anything is frozen; then the run directory is locked against other runs,
+    the temporary files a killed run left are removed, and the settings are frozen.
+    """
+    stages = [stage_class(name)(cfg) for name in (ORDER if stage == "all" else [stage])]
+    run = RunDir(cfg.run_dir)
+    with RunDirLock(run, float(cfg.pipeline.lock_lease_s)):
+        removed = run.remove_temporary_files(keep=(LOCK_FILE.rsplit("/", 1)[1],))
+        if removed:
+            log.info("run_dir %s: removed %d temporary file(s) a killed run left", run.uri, len(removed))
+        check_and_freeze(run, cfg)
+        return [_run_checked(s, cfg, run) for s in stages]
+
+
+def run_stage(cfg: DictConfig, name: str) -> StageSummary:
+    return run_stages(cfg, name)[0]
 
 
 def final_marker(stage: str) -> str:

@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Protocol
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from common.errors import ItemError as ItemError  # re-exported: what stages raise for one bad item
 from schemas import TABLES
 from schemas.table import STATUS_OK, TableSpec, failed_row
 

@@ -20,7 +20,7 @@ from common.images import decode_stored_array, encode_png
 from common.seeds import rng_for
 from schemas import lq as lq_schema
 from schemas.table import STATUS_OK, image_struct
-from stages.base import Batch, Stage
+from stages.base import Batch, ItemError, Stage
 from stages.degradations import apply_degradation, check_settings, describe, draw_params, hr_target, to_uint8
 
 
@@ -48,7 +48,7 @@ class DegradeStage(Stage):
             height, width = image.shape[:2]
             params = draw_params(self.settings, rng_for(self.seed, self.name, image_id), (width, height))
         except (ValueError, OSError) as err:
-            raise ValueError(f"image {image_id}: {err}") from None
+            raise ItemError(f"image {image_id}: {err}") from None
         return params, hr_target(image, params)
 
     def process(self, batch: Batch) -> pa.Table:

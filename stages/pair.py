@@ -68,7 +68,7 @@ from scipy.stats import kendalltau
 from schemas.instances import instance_id as make_instance_id
 from schemas.pairs import PairsRow, pair_id
 from schemas.scores import metrics_dict, metrics_struct
-from stages.base import Batch, RunContext, Stage, ok_rows
+from stages.base import Batch, ItemError, RunContext, Stage, ok_rows
 from stages.pair_facts import PAIR_STATS
 from stages.ranking import bradley_terry, comparison_matrix, rank
 from stages.scoring.metrics import metric_info
@@ -210,7 +210,7 @@ def image_pairs(
     rows: list[PairsRow] = []
     for index in sorted(by_instance):
         if not 0 <= index < len(areas):
-            raise ValueError(f"image {image_id}: scores name instance {index}, the image has {len(areas)}")
+            raise ItemError(f"image {image_id}: scores name instance {index}, the image has {len(areas)}")
         result = instance_pairs(image_id, index, int(areas[index]), by_instance[index], rules)
         results.append(result)
         rows.extend(result.pairs)
@@ -246,12 +246,7 @@ def pair_rules(cfg: Any) -> PairRules:
         weights=weights,
         lower_better={n: metric_info(n).lower_better for n in weights},
     )
-    if rules.top_k < 1:
-        raise ValueError(f"pair.top_k must be at least 1, got {rules.top_k}")
-    if rules.uncertain not in UNCERTAIN:
-        raise ValueError(f"pair.uncertain={rules.uncertain!r}: expected one of {list(UNCERTAIN)}")
-    if not 0.0 <= rules.min_agreement <= 1.0:
-        raise ValueError(f"pair.min_agreement={rules.min_agreement}: expected a share in [0, 1]")
+    # top_k, uncertain and min_agreement are checked with the config (pipeline/settings/pair.py)
     return rules
 
 

@@ -67,17 +67,9 @@ class SampleStage(Stage):
     def __init__(self, cfg: Any) -> None:
         super().__init__(cfg)
         settings = self.settings
+        # Bounds (num_candidates, non-empty sampler lists, strength in (0, 1]) are checked with the
+        # config (pipeline/settings/sample.py).
         self.num_candidates = int(settings.num_candidates)
-        if self.num_candidates < 1:
-            raise ValueError(f"sample.num_candidates={self.num_candidates}: need at least 1")
-        for key in ("steps", "guidance", "strength"):
-            if len(settings[key]) == 0:
-                raise ValueError(f"sample.{key} is an empty list; give at least one value")
-        for strength in settings.strength:
-            if not 0.0 < strength <= 1.0:
-                raise ValueError(f"sample.strength has {strength}; each value must be in (0, 1]")
-        if int(settings.tile) < 0 or int(settings.tile_pad) < 0:
-            raise ValueError(f"sample.tile={settings.tile} and sample.tile_pad={settings.tile_pad} must be >= 0")
         check_template(settings.prompt.template)
         self.backbone_name = str(settings.backbone.name)
         self.backbone: Backbone | None = None

@@ -23,7 +23,7 @@ from common.images import decode_stored_array
 from common.masks import MaskError, decode_masks
 from schemas import scores as scores_schema
 from schemas.instances import instance_id
-from stages.base import Batch, Stage
+from stages.base import Batch, ItemError, Stage
 from stages.scoring.metrics import FR, NR, Metric, create_metric, metric_info
 from stages.scoring.reward import hybrid_reward
 from stages.scoring.scorer import ImageToScore, InstanceScorer, check_mode
@@ -115,14 +115,14 @@ def gather_images(batch: Batch) -> list[ImageToScore]:
         image_id = row["image_id"]
         for table, found in (("instances", instances), ("lq", targets)):
             if image_id not in found:
-                raise ValueError(f"image {image_id}: no usable row in table '{table}'")
+                raise ItemError(f"image {image_id}: no usable row in table '{table}'")
         candidates = row["candidates"] or []
         hr = decode_image(targets[image_id]["hr"], image_id, "hr")
         arrays = [decode_image(c["image"], image_id, f"candidate {c['candidate_id']}") for c in candidates]
         try:
             masks = decode_masks(instances[image_id]["masks"] or [], hr.shape[:2])
         except MaskError as err:
-            raise ValueError(f"image {image_id}: {err}") from None
+            raise ItemError(f"image {image_id}: {err}") from None
         stacked = np.stack(arrays) if arrays else np.empty((0, *hr.shape), np.uint8)
         images.append(ImageToScore(image_id, hr, stacked, masks, [c["candidate_id"] for c in candidates]))
     return images

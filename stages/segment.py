@@ -18,12 +18,11 @@ from PIL import Image
 from common.images import decode_stored, encode_png
 from common.overlay import render_overlay
 from schemas.table import STATUS_OK, dumps_params
-from stages.base import Batch, RunContext, Stage, ok_rows
+from stages.base import Batch, ItemError, RunContext, Stage, ok_rows
 from stages.segmenters import build_segmenter
 from stages.segmenters.base import Segmenter
 from stages.segmenters.postprocess import instance_columns, partition_masks
 
-SOURCES = ("hr", "candidate")
 PREVIEW_DIR = "previews/segment"
 
 
@@ -34,8 +33,6 @@ class SegmentStage(Stage):
 
     def __init__(self, cfg: Any) -> None:
         super().__init__(cfg)
-        if self.settings.source not in SOURCES:
-            raise ValueError(f"segment.source={self.settings.source!r}: expected one of {', '.join(SOURCES)}")
         self.segmenter: Segmenter | None = None
 
     def setup(self) -> None:
@@ -88,14 +85,14 @@ class SegmentStage(Stage):
         candidates = candidates_row["candidates"] or []
         index = int(self.settings.reference_candidate)
         if not -len(candidates) <= index < len(candidates):
-            raise ValueError(
+            raise ItemError(
                 f"image {image_id}: segment.reference_candidate={index} but the image has "
                 f"{len(candidates)} candidate(s)"
             )
         reference = candidates[index]
         image = _decode((reference.get("image") or {}).get("bytes"), f"image {image_id}: candidate {index}")
         if image.size != size:
-            raise ValueError(
+            raise ItemError(
                 f"image {image_id}: candidate {index} is {image.size[0]}x{image.size[1]}, the candidates "
                 f"table says {size[0]}x{size[1]}"
             )

@@ -6,15 +6,23 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from pipeline.executors.shard import run_shard
+from pipeline.errors import ShardFailedError
+from pipeline.executors.shard import run_shard, stages_failed
 from pipeline.rundir import RunDir
 from stages.base import Stage
 
 
 def execute(stage: Stage, cfg: Any, run: RunDir, shards: list[int], total_rows: int) -> list[dict[str, Any]]:
+    """Run ``shards``; a failed shard does not stop the others (their work is kept), and the
+    stage then fails naming every failed shard."""
     stage.setup()
-    results = []
+    results, failed = [], []
     with tqdm(total=total_rows, desc=stage.name, unit="img", disable=not cfg.progress) as bar:
         for shard in shards:
-            results.append(run_shard(stage, run, shard, on_rows=bar.update))
+            try:
+                results.append(run_shard(stage, run, shard, on_rows=bar.update))
+            except ShardFailedError as err:
+                failed.append(str(err))
+    if failed:
+        raise ShardFailedError(stages_failed(stage.name, failed))
     return results

@@ -18,15 +18,12 @@ import ray
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
-from pipeline.executors.shard import run_shard
+from pipeline.errors import ShardFailedError
+from pipeline.executors.shard import run_shard, stages_failed
 from pipeline.rundir import RunDir
 from stages.base import Stage
 
 log = logging.getLogger(__name__)
-
-
-class ShardFailedError(RuntimeError):
-    """A shard failed on every retry."""
 
 
 class StageWorker:
@@ -96,7 +93,7 @@ def execute(stage: Stage, cfg: DictConfig, run: RunDir, shards: list[int], total
     attempts = dict.fromkeys(shards, 0)
     idle = [new_actor() for _ in range(worker_count(cfg, stage, len(shards)))]
     running: dict[Any, tuple[Any, int]] = {}
-    results = []
+    results, failed = [], []
     with tqdm(total=len(shards), desc=f"{stage.name} (ray)", unit="shard", disable=not cfg.progress) as bar:
         while queue or running:
             while queue and idle:
@@ -109,6 +106,14 @@ def execute(stage: Stage, cfg: DictConfig, run: RunDir, shards: list[int], total
                 idle.append(actor)
                 bar.update(1)
             except ray.exceptions.RayError as err:
+                cause = getattr(err, "cause", None)
+                if isinstance(cause, ShardFailedError):
+                    # The stage failed the shard (a bug, too many bad items), its worker is fine,
+                    # and a retry would fail the same way.
+                    failed.append(str(cause))
+                    idle.append(actor)
+                    bar.update(1)
+                    continue
                 attempts[shard] += 1
                 if attempts[shard] > cfg.ray.max_retries:
                     raise ShardFailedError(
@@ -123,4 +128,6 @@ def execute(stage: Stage, cfg: DictConfig, run: RunDir, shards: list[int], total
                     idle.append(new_actor())
     for actor in idle:
         ray.kill(actor, no_restart=True)
+    if failed:
+        raise ShardFailedError(stages_failed(stage.name, failed))
     return results

@@ -1,8 +1,13 @@
 """Running one shard of one stage: the unit of work both executors schedule.
 
 Reads shard i of every input table, feeds the stage batches of ok rows (failed upstream rows
-pass through as failed), retries a failing batch item by item so one bad item cannot sink its
-neighbours, writes the output shard atomically and then its completion marker.
+pass through as failed), retries a batch that raised ``ItemError`` item by item so one bad item
+cannot sink its neighbours, writes the output shard atomically and then its completion marker.
+
+Any other exception is a bug, not bad data: the shard fails (no output, no marker, so a rerun
+retries it), its traceback goes to ``logs/<stage>/shard-<i>.log`` in the run dir, and the command
+exits non-zero. So does a shard where more than ``pipeline.max_failed_fraction`` of the items the
+stage processed failed: a dataset of mostly failed rows looks valid and is not.
 """
 
 from __future__ import annotations
@@ -11,17 +16,31 @@ import os
 import socket
 import sys
 import time
+import traceback
 from collections.abc import Callable
+from datetime import datetime, timezone
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipeline.errors import ShardFailedError
 from pipeline.rundir import RunDir
 from schemas.table import STATUS_OK
-from stages.base import Batch, Stage, ok_rows
+from stages.base import Batch, ItemError, Stage, ok_rows
 
 SOURCES = "sources"
+
+
+def stages_failed(stage: str, errors: list[str]) -> str:
+    """One message for the shards of ``stage`` that failed (``errors``: one line each)."""
+    return (f"stage {stage}: {len(errors)} shard(s) failed; rerun the same command to retry them once "
+            "the cause is fixed (finished shards are kept):\n  " + "\n  ".join(errors))
+
+
+def shard_log(stage: str, shard: int) -> str:
+    """Where a failed shard's traceback goes (relative to the run dir)."""
+    return f"logs/{stage}/shard-{shard:05d}.log"
 
 
 def primary_table(stage: Stage) -> str:
@@ -45,7 +64,7 @@ def _process_batch(stage: Stage, batch: Batch, failures: list[tuple[str, str]]) 
     primary = batch[primary_table(stage)]
     try:
         return [stage.process(batch)]
-    except Exception as err:
+    except ItemError as err:
         if primary.num_rows == 1:
             failures.append((primary.column("image_id")[0].as_py(), _error_text(err)))
             return []
@@ -56,7 +75,7 @@ def _process_batch(stage: Stage, batch: Batch, failures: list[tuple[str, str]]) 
         single = {name: _restrict(t, row.column("image_id")) for name, t in batch.items()}
         try:
             outputs.append(stage.process(single))
-        except Exception as err:
+        except ItemError as err:
             failures.append((row.column("image_id")[0].as_py(), _error_text(err)))
     return outputs
 
@@ -80,7 +99,42 @@ def _in_input_order(output: pa.Table, primary: pa.Table) -> pa.Table:
 def run_shard(
     stage: Stage, run: RunDir, shard: int, on_rows: Callable[[int], None] | None = None
 ) -> dict[str, Any]:
-    """Process shard ``shard`` of ``stage`` and write its output and marker; returns the stats."""
+    """Process shard ``shard`` of ``stage`` and write its output and marker; returns the stats.
+    Raises ShardFailedError (naming the log that holds the traceback) when the shard fails."""
+    try:
+        return _run_shard(stage, run, shard, on_rows)
+    except ShardFailedError:
+        raise
+    except Exception as err:
+        where = shard_log(stage.name, shard)
+        header = (f"{datetime.now(timezone.utc).isoformat(timespec='seconds')} stage {stage.name} shard "
+                  f"{shard} on {socket.gethostname()} pid {os.getpid()}\n")
+        run.write_bytes(where, (header + traceback.format_exc()).encode())
+        raise ShardFailedError(
+            f"stage {stage.name} shard {shard} failed: {_error_text(err)} (traceback: {run.path(where)})"
+        ) from err
+
+
+def _failed_here(output: pa.Table, upstream: list[tuple[str, str]]) -> list[str]:
+    """"image_id: error" of the rows that failed in this stage (not upstream)."""
+    before = {image_id for image_id, _ in upstream}
+    if "status" not in output.column_names:
+        return []
+    rows = output.filter(pc.not_equal(output.column("status"), STATUS_OK)).select(["image_id", "error"])
+    return [f"{r['image_id']}: {r['error']}" for r in rows.to_pylist() if r["image_id"] not in before]
+
+
+def _too_many_failed(stage: Stage, processed: int, failed: int) -> str | None:
+    limit = float(stage.cfg.pipeline.max_failed_fraction)
+    if processed and failed / processed > limit:
+        return (f"{failed} of the {processed} items it processed failed, more than "
+                f"pipeline.max_failed_fraction={limit:g}")
+    return None
+
+
+def _run_shard(
+    stage: Stage, run: RunDir, shard: int, on_rows: Callable[[int], None] | None
+) -> dict[str, Any]:
     started = time.perf_counter()
     inputs = {name: run.read_shard(name, shard) for name in stage.input_tables}
     primary = inputs[primary_table(stage)]
@@ -101,12 +155,16 @@ def run_shard(
     # conform validates every piece in full (schemas/table.py), so the shard written is valid.
     output = pa.concat_tables([spec.conform(t) for t in outputs if t.num_rows] or [spec.empty()])
     output = _in_input_order(output, primary)
-    run.write_shard(stage.output_table, shard, output)
     ok_count, failed_count = output.num_rows, len(failed)
     if "status" in output.column_names:
         # Stages may also return failed rows themselves (e.g. ingest for undecodable files).
         ok_count = int(pc.sum(pc.equal(output.column("status"), STATUS_OK)).as_py() or 0)
         failed_count = output.num_rows - ok_count
+    too_many = _too_many_failed(stage, good.num_rows, failed_count - len(upstream))
+    if too_many:
+        examples = "; ".join(([f"{i}: {e}" for i, e in failures] or _failed_here(output, upstream))[:3])
+        raise ShardFailedError(f"stage {stage.name} shard {shard}: {too_many} (e.g. {examples})")
+    run.write_shard(stage.output_table, shard, output)
     stats = {
         "stage": stage.name,
         "shard": shard,

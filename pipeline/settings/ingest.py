@@ -2,16 +2,18 @@ from dataclasses import dataclass
 
 from omegaconf import MISSING
 
+from pipeline.bounds import bounded
+
 
 @dataclass
 class Settings:
-    shard_size: int = MISSING
-    batch_size: int = MISSING
+    shard_size: int = bounded(1)
+    batch_size: int = bounded(1)
     image_column: str = MISSING
     split: str = MISSING
-    demo_count: int = MISSING
-    min_side: int = MISSING
-    max_pixels: int = MISSING
-    max_side: int | None = MISSING
-    multiple_of: int = MISSING
-    background: list[int] = MISSING
+    demo_count: int = bounded(1)
+    min_side: int = bounded(1)
+    max_pixels: int = bounded(1)
+    max_side: int | None = bounded(1)
+    multiple_of: int = bounded(1)
+    background: list[int] = bounded(0, 255)

@@ -2,14 +2,16 @@ from dataclasses import dataclass
 
 from omegaconf import MISSING
 
+from pipeline.bounds import bounded
+
 
 @dataclass
 class Settings:
-    batch_size: int = MISSING
+    batch_size: int = bounded(1)
     scales: dict[str, float] = MISSING
-    min_margin: float = MISSING
-    min_agreement: float = MISSING
-    uncertain: str = MISSING
-    min_area: int = MISSING
-    top_k: int = MISSING
-    review_margin: float = MISSING
+    min_margin: float = bounded(0)
+    min_agreement: float = bounded(0, 1)
+    uncertain: str = bounded(choices=("drop", "review"))
+    min_area: int = bounded(0)
+    top_k: int = bounded(1)
+    review_margin: float = bounded(0)

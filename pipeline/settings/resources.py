@@ -1,12 +1,12 @@
 from dataclasses import dataclass, field
 
-from omegaconf import MISSING
+from pipeline.bounds import bounded
 
 
 @dataclass
 class StageResources:
-    cpus: float = MISSING
-    gpus: float = MISSING
+    cpus: float = bounded(0)
+    gpus: float = bounded(0)
 
 
 @dataclass

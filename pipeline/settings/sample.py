@@ -3,14 +3,20 @@ from typing import Any
 
 from omegaconf import MISSING
 
+from pipeline.bounds import bounded
+
+# More candidates per image than any preference method uses; a larger value is a typo that
+# would sample for hours.
+MAX_CANDIDATES = 64
+
 
 @dataclass
 class BackboneSettings:
     name: str = MISSING
     path: str | None = MISSING
-    dtype: str = MISSING
-    noise_level: int = MISSING
-    scale: int = MISSING
+    dtype: str = bounded(choices=("auto", "float32", "float16", "bfloat16"))
+    noise_level: int = bounded(0)
+    scale: int = bounded(1)
     upsample_input: bool = MISSING
     options: dict[str, Any] = MISSING
 
@@ -25,15 +31,15 @@ class PromptSettings:
 
 @dataclass
 class Settings:
-    batch_size: int = MISSING
-    num_candidates: int = MISSING
-    steps: list[int] = MISSING
-    guidance: list[float] = MISSING
-    strength: list[float] = MISSING
+    batch_size: int = bounded(1)
+    num_candidates: int = bounded(2, MAX_CANDIDATES)
+    steps: list[int] = bounded(1, 1000)
+    guidance: list[float] = bounded(0)
+    strength: list[float] = bounded(0, 1, low_open=True)
     device: str = MISSING
-    on_missing_gpu: str = MISSING
-    max_lq_pixels: int = MISSING
-    tile: int = MISSING
-    tile_pad: int = MISSING
+    on_missing_gpu: str = bounded(choices=("fallback", "error"))
+    max_lq_pixels: int = bounded(1)
+    tile: int = bounded(0)
+    tile_pad: int = bounded(0)
     backbone: BackboneSettings = field(default_factory=BackboneSettings)
     prompt: PromptSettings = field(default_factory=PromptSettings)

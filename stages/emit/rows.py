@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from common.errors import ItemError
 from common.seeds import rng_for
 from schemas.dataset import CANDIDATE_PARAMS, DATASET_SCHEMA_VERSION, INSTANCE_COLUMNS
 from schemas.instances import instance_id
@@ -17,7 +18,7 @@ from stages.ranking import with_votes
 from stages.weights import instance_weights
 
 
-class EmitInputError(ValueError):
+class EmitInputError(ItemError):
     """The run's tables disagree about an image; the message names the image and the pair."""
 
 

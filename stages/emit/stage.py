@@ -50,6 +50,10 @@ class EmitStage(Stage):
     output_table = "dspo"  # schemas.dataset.SPEC: the dspo config's rows, as the IQA labelled them
     external_tables = ("judgements",)
 
+    def __init__(self, cfg: Any) -> None:
+        super().__init__(cfg)
+        check_split_fractions(dict(self.settings.splits))  # before any stage runs, not after emit's shards
+
     def process(self, batch: Batch) -> pa.Table:
         rows = assemble_dspo_rows(batch, include_hr=bool(self.settings.include_hr))
         return dataset.SPEC.to_table(rows)

@@ -38,8 +38,27 @@ def test_ray_retries_a_shard_whose_worker_died(tmp_path, local_ray):
                        f"run_dir={tmp_path / 'run'}", "executor=ray"])
     run = RunDir(cfg.run_dir)
     stage = DyingOnceIngest(cfg)
-    ensure_sources(stage, run)
+    ensure_sources(stage, cfg, run)
     ray_executor.execute(stage, cfg, run, [0, 1], 4)
     assert len(list((tmp_path / "run" / "flags").iterdir())) == 2  # each shard's first worker died
     table = run.read_table("hr")
     assert table.num_rows == 4 and set(table.column("status").to_pylist()) == {"ok"}
+
+
+def test_ray_fails_a_buggy_shard_without_retrying_it(tmp_path, local_ray):
+    from pipeline.errors import ShardFailedError
+    from pipeline.executors import ray as ray_executor
+    from pipeline.runner import ensure_sources
+    from tests.integration.flaky_stage import BuggyIngest
+
+    cfg = load_config(["input=demo", "ingest.demo_count=4", "ingest.shard_size=2", "progress=false",
+                       f"run_dir={tmp_path / 'run'}", "executor=ray"])
+    run = RunDir(cfg.run_dir)
+    stage = BuggyIngest(cfg)
+    ensure_sources(stage, cfg, run)
+    with pytest.raises(ShardFailedError, match=r"stage ingest: 2 shard\(s\) failed") as failed:
+        ray_executor.execute(stage, cfg, run, [0, 1], 4)
+    assert "AttributeError: 'BuggyIngest' object has no attribute 'no_such_attribute'" in str(failed.value)
+    assert len(list((tmp_path / "run" / "calls").iterdir())) == 2  # one call per shard: no retry
+    assert run.markers("ingest") == {} and run.shards("hr") == []
+    assert (tmp_path / "run" / "logs" / "ingest" / "shard-00001.log").is_file()

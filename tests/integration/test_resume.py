@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
 from pipeline.rundir import RunDir
@@ -72,3 +73,25 @@ def test_status_counts_failures(image_folder, tmp_path):
                          check=True, capture_output=True, text=True).stdout
     ingest_line = next(line for line in out.splitlines() if line.startswith("ingest"))
     assert ingest_line.split()[1:4] == [f"{(IMAGES + 2) // 2}/{(IMAGES + 2) // 2}", str(IMAGES), "1"]
+
+
+def test_a_killed_ingest_rerun_with_another_input_is_refused(image_folder, tmp_path):
+    run_dir = tmp_path / "run"
+    other = tmp_path / "other"
+    other.mkdir()
+    Image.new("RGB", (128, 128), (9, 9, 9)).save(other / "x.png")
+    process = subprocess.Popen(pipeline_cmd(image_folder, run_dir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = run_dir / "_state" / "ingest"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (state.exists() and any(state.glob("0*.json"))):
+        time.sleep(0.01)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    hr_before = table_rows(run_dir)
+    changed = subprocess.run([*pipeline_cmd(other, run_dir)], capture_output=True, text=True)
+    assert changed.returncode == 2
+    assert f"input: '{image_folder}' (frozen) -> '{other}' (now); affects stage(s) with outputs: ingest" in changed.stderr
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["input"] == str(image_folder)
+    assert table_rows(run_dir) == hr_before  # nothing of the other input got in
+    subprocess.run(pipeline_cmd(image_folder, run_dir), check=True, capture_output=True)
+    assert {r["source_uri"] for r in table_rows(run_dir)} == {str(p) for p in image_folder.iterdir()}

@@ -185,13 +185,16 @@ def test_pairs_are_deterministic() -> None:
     assert run_pair() == run_pair()
 
 
-def test_bad_settings_are_named() -> None:
-    with pytest.raises(ValueError, match="pair.top_k"):
-        PairStage(load_config(["pair.top_k=0"]))
+def test_bad_top_k_is_named() -> None:
+    with pytest.raises(ValueError, match=r"pair.top_k=0: must lie in \[1, inf\]"):
+        load_config(["pair.top_k=0"])
+    with pytest.raises(ValueError, match="pair.uncertain=maybe"):
+        load_config(["pair.uncertain=maybe"])
+
+
+def test_bad_scales_are_named() -> None:
     with pytest.raises(ValueError, match=r"pair.scales.lpips"):
         PairStage(load_config(["score.fr_metrics=[psnr,lpips]"]))
-    with pytest.raises(ValueError, match="pair.uncertain"):
-        PairStage(load_config(["pair.uncertain=maybe"]))
     with pytest.raises(ValueError, match="pair.scales must be positive"):
         PairStage(load_config(["pair.scales.psnr=0"]))
 

@@ -145,12 +145,12 @@ def test_prompt_template_and_caption_column(plugins):  # noqa: F811
 
 
 def test_bad_sampler_settings_are_refused():
-    with pytest.raises(ValueError, match="sample.strength has 1.5"):
-        SampleStage(load_config(["sample.strength=[1.5]"]))
-    with pytest.raises(ValueError, match="sample.guidance is an empty list"):
-        SampleStage(load_config(["sample.guidance=[]"]))
-    with pytest.raises(ValueError, match="sample.num_candidates=0"):
-        SampleStage(load_config(["sample.num_candidates=0"]))
+    with pytest.raises(ValueError, match=r"sample.strength=\[1.5\] \(element 1.5\): must lie in \(0, 1\]"):
+        load_config(["sample.strength=[1.5]"])
+    with pytest.raises(ValueError, match=r"sample.guidance=\[\]: give at least one value"):
+        load_config(["sample.guidance=[]"])
+    with pytest.raises(ValueError, match=r"sample.num_candidates=0: must lie in \[2, 64\]"):
+        load_config(["sample.num_candidates=0"])
 
 
 def test_large_lq_goes_through_the_backbone_in_tiles(tmp_path, monkeypatch):

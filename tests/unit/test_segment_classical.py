@@ -89,5 +89,5 @@ def test_bad_images_are_rejected_clearly(settings, image, message):
 
 
 def test_unknown_segmenter_is_named():
-    with pytest.raises(ValueError, match="segment.segmenter='watershed'"):
-        build_segmenter(load_config(["segment.segmenter=watershed"]).segment)
+    with pytest.raises(ValueError, match="segment.segmenter=watershed: expected one of classical, sam"):
+        load_config(["segment.segmenter=watershed"])  # refused with the config, before any stage runs

@@ -106,8 +106,8 @@ def test_missing_reference_candidate_is_a_clear_error(hr_images):
 
 
 def test_unknown_source_is_named():
-    with pytest.raises(ValueError, match="segment.source='lq'"):
-        SegmentStage(load_config(["segment.source=lq"]))
+    with pytest.raises(ValueError, match="segment.source=lq: expected one of hr, candidate"):
+        load_config(["segment.source=lq"])
 
 
 class MemoryRun:
