@@ -41,7 +41,7 @@ DEFAULT_STEPS = 4
 DEFAULT_GUIDANCE = 1.0
 # Tile side in LQ pixels (0 = whole image) and context per side; chosen from the measured
 # time/memory table in README.md (the embedded model, one 512x512 input on 2 cores).
-DEFAULT_TILE = 128
+DEFAULT_TILE = 256
 DEFAULT_TILE_PAD = 32
 
 
