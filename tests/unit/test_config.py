@@ -210,9 +210,10 @@ def test_config_with_sources_is_yaml_of_the_resolved_config(tmp_path):
     assert yaml.safe_load(text) == to_container(resolved.cfg)
     notes = {line.split(":")[0].strip(): line.split("#", 1)[1].strip() for line in text.splitlines() if "#" in line}
     assert notes["input"] == "frozen; default demo"
-    assert notes["steps"] == "frozen; default [4]"
+    shipped = load_config()
+    assert notes["steps"] == f"frozen; default {list(shipped.sample.steps)}"
     assert notes["crop_size"] == f"file {path}; frozen 256; default 256"
-    assert notes["num_candidates"] == "command line; frozen 4; default 4"
+    assert notes["num_candidates"] == f"command line; frozen {shipped.sample.num_candidates}; default {shipped.sample.num_candidates}"
     assert notes["executor"] == "frozen"
     assert notes["stage"] == "default"
 
