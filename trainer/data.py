@@ -30,8 +30,18 @@ from schemas.dataset import (
 
 def load_dspo_split(dataset: str, split: str) -> datasets.Dataset:
     """Load one split of the ``dspo`` config; unknown splits get an error listing the known ones."""
+    return load_split(dataset, CONFIG_DSPO, split)
+
+
+def load_split(dataset: str, config: str, split: str) -> datasets.Dataset:
+    """Load one split of ``config`` (``dspo`` or ``pairs``); unknown splits get an error listing the known ones."""
     cache_dir = _local_cache_dir(Path(dataset)) if Path(dataset).is_dir() else None
-    loaded = datasets.load_dataset(dataset, CONFIG_DSPO, cache_dir=cache_dir)
+    try:
+        loaded = datasets.load_dataset(dataset, config, cache_dir=cache_dir)
+    except ValueError as err:
+        if config not in str(err):
+            raise
+        raise DatasetFormatError(f"dataset '{dataset}' has no config '{config}' ({err})") from None
     if split not in loaded:
         raise DatasetFormatError(f"dataset '{dataset}' has no split '{split}'; it has {sorted(loaded)}")
     return loaded[split]
