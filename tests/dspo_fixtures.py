@@ -138,6 +138,8 @@ def write_pairs_dataset(folder: Path, splits: dict[str, int] | None = None, ties
         offset += count
         path = folder / "data" / "pairs" / f"{split}-00000.parquet"
         path.parent.mkdir(parents=True, exist_ok=True)
+        # Every declared column, null where these rows have no value (newer schema columns).
+        rows = [{name: row.get(name) for name in PAIRS_FEATURES} for row in rows]
         datasets.Dataset.from_list(rows, features=PAIRS_FEATURES).to_parquet(str(path))
     files = "".join(f"  - split: {s}\n    path: data/pairs/{s}-*.parquet\n" for s in splits)
     (folder / "README.md").write_text(f"---\nconfigs:\n- config_name: pairs\n  data_files:\n{files}---\n# synthetic pairs\n")
