@@ -141,6 +141,9 @@ def test_pairs_without_lq_and_images_without_preference_are_refused(tmp_path, ti
     ties = write_dspo_dataset(tmp_path / "ties", edit=balanced)
     assert train_main(["--dataset", str(ties), "--level", "image", "--output_dir", str(tmp_path / "b"), *common]) == 2
     assert "no rows with a preference at level 'image'" in capsys.readouterr().err
+    # A dataset without the config asked for.
+    assert train_main(["--dataset", str(ties), "--dataset_config", "pairs", "--output_dir", str(tmp_path / "c"), *common]) == 2
+    assert "has no config 'pairs'" in capsys.readouterr().err
 
 
 def test_compare_a_checkpoint_with_itself_is_even(tmp_path, dataset, tiny_folder):
