@@ -15,8 +15,9 @@
    intervals over images x seeds, the headroom rows, and the metrics worse than the other model
    beyond their interval.
 
-The default run is trimmed to fit 15 minutes on 2 cores: 100 steps at 128-px crops, validation
-every 50 steps on 3 images x 1 seed, evaluation with 4 seeds. Everything is reported as measured,
+The default run is trimmed for 2 cores: 15 steps at 128-px crops (the v1 sweep's best validation
+step was 25 of 150), no validation during training (the last step is evaluated), evaluation with
+2 seeds; ``--sweep`` needs validation (``--validation_steps``). Everything is reported as measured,
 in ``<work_dir>/closed_loop.json`` and as one Markdown table (``closed_loop.md``).
 """
 
@@ -53,15 +54,16 @@ def build_dataset(run_dir: Path, overrides: list[str]) -> Path:
 
 
 def train(dataset: Path, output_dir: Path, settings: dict[str, Any], common: list[str]) -> dict[str, Any]:
-    """One dspo-train run (skipped when finished before); returns its best validation record and timing."""
+    """One dspo-train run (skipped when finished before); returns its chosen and last validation
+    records (None without validation) and timing."""
     if not (output_dir / "training_summary.json").is_file():
         args = [f"--{k}={v}" for k, v in settings.items()]
         run([sys.executable, "-m", "trainer.train", f"--dataset={dataset}", f"--output_dir={output_dir}", *common, *args])
     summary = json.loads((output_dir / "training_summary.json").read_text())
     validations = [r for r in TrainingLog.read(output_dir) if r["kind"] == "validation"]
-    best = next(r for r in validations if r["step"] == summary["best_step"])
-    return {"settings": settings, "output_dir": str(output_dir), "best": best, "final": validations[-1],
-            "seconds": summary["seconds_this_run"]}
+    best = next((r for r in validations if r["step"] == summary["best_step"]), None)
+    return {"settings": settings, "output_dir": str(output_dir), "best": best,
+            "final": validations[-1] if validations else None, "seconds": summary["seconds_this_run"]}
 
 
 def sweep_table(results: list[dict[str, Any]]) -> str:
@@ -119,8 +121,8 @@ def main() -> None:
     parser.add_argument("--pipeline_overrides", nargs="*", default=["input=demo"])
     parser.add_argument("--backbone", default="tiny", help="'tiny' (embedded) or a tiny-model folder, used end to end")
     parser.add_argument("--crop_size", type=int, default=128, help="dspo-train --crop_size")
-    parser.add_argument("--max_train_steps", type=int, default=100)
-    parser.add_argument("--validation_steps", type=int, default=50)
+    parser.add_argument("--max_train_steps", type=int, default=15)
+    parser.add_argument("--validation_steps", type=int, default=0, help="0: no validation, the last step is evaluated")
     parser.add_argument("--validation_images", type=int, default=3)
     parser.add_argument("--validation_seeds", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0, help="dspo-train --seed, the same for every run")
@@ -132,9 +134,11 @@ def main() -> None:
     parser.add_argument("--sft_ratios", default="0,0.5,1",
                         help="sft_weight = ratio * beta / 4: the SFT gradient relative to the DPO gradient at step 0")
     parser.add_argument("--learning_rates", default="3e-4")
-    parser.add_argument("--eval_seeds", type=int, default=4)
+    parser.add_argument("--eval_seeds", type=int, default=2)
     parser.add_argument("--eval_metrics", default="psnr,ssim,fsim,vif,gmsd")
     args = parser.parse_args()
+    if args.sweep and args.validation_steps < 1:
+        parser.error("--sweep chooses settings by validation: give --validation_steps (e.g. 25)")
 
     started = time.time()
     work = Path(args.work_dir)
