@@ -149,7 +149,7 @@ def main() -> None:
         f"--backbone={args.backbone}", f"--crop_size={args.crop_size}", f"--seed={args.seed}",
         f"--max_train_steps={args.max_train_steps}", f"--validation_steps={args.validation_steps}",
         f"--validation_images={args.validation_images}", f"--validation_seeds={args.validation_seeds}",
-        f"--checkpointing_steps={args.max_train_steps}", "--report_to=none", f"--log_every={args.validation_steps}",
+        f"--checkpointing_steps={args.max_train_steps}", "--report_to=none", f"--log_every={args.validation_steps or 5}",
     ]
     report: dict[str, Any] = {"dataset": str(dataset), "pipeline_overrides": args.pipeline_overrides,
                               "max_train_steps": args.max_train_steps, "seconds": {"dataset": round(dataset_seconds, 1)}}

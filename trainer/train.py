@@ -110,7 +110,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     run.add_argument("--report_to", choices=["auto", "tensorboard", "none"], default="auto")
     run.add_argument("--log_every", type=int, default=1, help="console line every N steps")
     args = parser.parse_args(argv)
-    for name in ("max_train_steps", "train_batch_size", "gradient_accumulation_steps", "checkpointing_steps"):
+    for name in ("max_train_steps", "train_batch_size", "gradient_accumulation_steps", "checkpointing_steps", "log_every"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
     if args.beta <= 0:
