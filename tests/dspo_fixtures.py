@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from common.masks import encode_mask
-from schemas.dataset import DATASET_SCHEMA_VERSION, dspo_features
+from schemas.dataset import DATASET_SCHEMA_VERSION, PAIRS_FEATURES, dspo_features
 
 Row = dict[str, Any]
 
@@ -116,4 +116,36 @@ def write_dspo_dataset(
     (folder / "README.md").write_text(
         f"---\nconfigs:\n- config_name: dspo\n  default: true\n  data_files:\n{files}---\n# synthetic dspo dataset\n"
     )
+    return folder
+
+
+def write_pairs_dataset(folder: Path, splits: dict[str, int] | None = None, ties: int = 1) -> Path:
+    """A ``pairs`` config in the Pick-a-Pic layout from the synthetic dspo rows: one row per
+    quadrant, winner as jpg_0 or jpg_1 alternately, and ``ties`` tie rows (label 0.5) per split."""
+    splits = splits or {"train": 2, "validation": 1}
+    offset = 0
+    for split, count in splits.items():
+        rows = []
+        for i in range(count):
+            source = synthetic_row(offset + i)
+            for q, mask in enumerate(source["masks"]):
+                win = source["candidates"][source["win_index"][q]]["bytes"]
+                lose = source["candidates"][source["lose_index"][q]]["bytes"]
+                label = 0.5 if len(rows) < ties else float(len(rows) % 2)
+                rows.append({
+                    "jpg_0": win if label == 1.0 else lose, "jpg_1": lose if label == 1.0 else win,
+                    "label_0": label, "label_1": 1.0 - label, "caption": source["prompt"],
+                    "lq": source["lq"]["bytes"], "mask": mask, "weight": 0.25, "margin": 0.5,
+                    "label_source": "iqa", "image_id": source["image_id"],
+                    "instance_id": f"{source['image_id']}:{q}", "pair_id": source["pair_id"][q],
+                    "schema_version": DATASET_SCHEMA_VERSION,
+                })
+        offset += count
+        path = folder / "data" / "pairs" / f"{split}-00000.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Every declared column, null where these rows have no value (newer schema columns).
+        rows = [{name: row.get(name) for name in PAIRS_FEATURES} for row in rows]
+        datasets.Dataset.from_list(rows, features=PAIRS_FEATURES).to_parquet(str(path))
+    files = "".join(f"  - split: {s}\n    path: data/pairs/{s}-*.parquet\n" for s in splits)
+    (folder / "README.md").write_text(f"---\nconfigs:\n- config_name: pairs\n  data_files:\n{files}---\n# synthetic pairs\n")
     return folder

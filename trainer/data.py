@@ -31,32 +31,37 @@ from schemas.dataset import (
 
 
 def load_dspo_split(dataset: str, split: str) -> datasets.Dataset:
-    """Load one split of the ``dspo`` config with a DatasetFormatError for everything that stops
-    it: a folder without its dataset card, no ``dspo`` config (e.g. only ``pairs``), an unknown
-    or empty split, a dataset that cannot be found."""
+    """Load one split of the ``dspo`` config (see ``load_split``)."""
+    return load_split(dataset, CONFIG_DSPO, split)
+
+
+def load_split(dataset: str, config: str, split: str) -> datasets.Dataset:
+    """Load one split of ``config`` (``dspo`` or ``pairs``) with a DatasetFormatError for
+    everything that stops it: a folder without its dataset card, no such config, an unknown or
+    empty split, a dataset that cannot be found."""
     folder = Path(dataset)
     if folder.is_dir() and not (folder / "README.md").is_file():
         raise DatasetFormatError(
-            f"dataset folder '{dataset}' has no README.md: its YAML header declares the '{CONFIG_DSPO}' "
+            f"dataset folder '{dataset}' has no README.md: its YAML header declares the '{config}' "
             "config; pass the dataset/ folder that `pipeline run stage=emit` wrote"
         )
     try:
         configs = datasets.get_dataset_config_names(dataset)
-        if CONFIG_DSPO not in configs:
+        if config not in configs:
             raise DatasetFormatError(
-                f"dataset '{dataset}' has no '{CONFIG_DSPO}' config (it has {configs}); dspo-train "
-                f"reads '{CONFIG_DSPO}' (one row per LQ image); '{CONFIG_PAIRS}' is the Pick-a-Pic "
-                "layout for other Diffusion-DPO trainers (emit leaves out a config without rows)"
+                f"dataset '{dataset}' has no '{config}' config (it has {configs}); '{CONFIG_DSPO}' has "
+                f"one row per LQ image, '{CONFIG_PAIRS}' is the Pick-a-Pic layout (--dataset_config); "
+                "emit leaves out a config without rows"
             )
         cache_dir = _local_cache_dir(folder) if folder.is_dir() else None
-        loaded = datasets.load_dataset(dataset, CONFIG_DSPO, cache_dir=cache_dir)
+        loaded = datasets.load_dataset(dataset, config, cache_dir=cache_dir)
     except (ValueError, FileNotFoundError, ConnectionError) as err:
         if isinstance(err, DatasetFormatError):
             raise
         # datasets says 'Instruction "train" corresponds to no data!' for a split without rows.
         empty = re.search(r'Instruction "(.+?)" corresponds to no data', str(err))
         reason = f"split '{empty.group(1)}' has no rows" if empty else str(err).splitlines()[0]
-        raise DatasetFormatError(f"cannot load config '{CONFIG_DSPO}' of dataset '{dataset}': {reason}") from None
+        raise DatasetFormatError(f"cannot load config '{config}' of dataset '{dataset}': {reason}") from None
     if split not in loaded:
         raise DatasetFormatError(f"dataset '{dataset}' has no split '{split}'; it has {sorted(loaded)}")
     if len(loaded[split]) == 0:

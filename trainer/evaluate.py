@@ -1,23 +1,29 @@
-"""``dspo-eval``: does the trained model beat its reference, per instance and on whole images?
+"""``dspo-eval``: does a trained model beat its reference, or another model, per instance and on
+whole images?
 
     dspo-eval --dataset <folder or hub id> --checkpoint runs/dspo --reference tiny
+    dspo-eval --dataset <folder or hub id> --compare runs/dspo runs/image_dpo
 
-On a split (default ``validation``), samples from the reference and the trained model with the
-same seeds and reports:
+On a split (default ``validation``), samples from every model with the same seeds (the same noise)
+and reports, for trained over reference (``--checkpoint``) or A over B (``--compare A B``):
 
-* the per-instance win rate of trained over reference: each instance of each sample pair is
-  scored by the score stage's scorer (the same metrics and hybrid reward that labelled the
-  dataset, here across the two samples), a tie counting half;
-* whole-image metrics against HR for bicubic, reference and trained, and their deltas — win rate
-  alone misleads (a model can win comparisons while getting worse overall);
-* the headroom a preference trainer has over its reference, from the reference's own samples:
-  ``reference_mean`` (the per-pixel mean of its samples of an image: what removing sample noise
-  alone gives) and ``reference_best_instances`` (every instance taken from the seed closest to HR
-  inside it: what perfect per-instance choices among its samples give). Preference training tilts
-  the reference's distribution toward what the reward prefers, so when these sit within a few
-  hundredths of a dB of the reference, no setting of the trainer can gain much more.
+* the per-instance win rate: each instance of each sample pair is scored by the score stage's
+  scorer (the same metrics and hybrid reward that labelled the dataset, here across the two
+  samples), a tie counting half;
+* whole-image metrics against HR for bicubic and each model, and the deltas — win rate alone
+  misleads (a model can win comparisons while getting worse overall); a metric is "worse beyond
+  its interval" when the whole 95% interval of its delta lies on the worse side of 0;
+* with ``--checkpoint``, the headroom a preference trainer has over its reference, from the
+  reference's own samples: ``reference_mean`` (the per-pixel mean of its samples of an image: what
+  removing sample noise alone gives) and ``reference_best_instances`` (every instance taken from
+  the seed closest to HR inside it: what perfect per-instance choices among its samples give).
+  Preference training tilts the reference's distribution toward what the reward prefers, so when
+  these sit within a few hundredths of a dB of the reference, no setting of the trainer can gain
+  much more.
 
-Prints a table and writes a JSON file (``--output_json``, default ``<checkpoint>/eval_<split>.json``).
+Intervals are 95% percentile bootstrap intervals (trainer/intervals.py) over (image, seed) sample
+pairs, over images for the headroom rows. Prints a table and writes a JSON file (``--output_json``,
+default ``<checkpoint>/eval_<split>.json`` or ``<A>/compare_<split>.json``).
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,22 +47,27 @@ from stages.scoring.metrics import MetricUnavailableError, create_metric
 from stages.scoring.reward import hybrid_reward
 from stages.scoring.scorer import ImageToScore, InstanceScorer
 from trainer.data import image_tensor, load_dspo_split, text_condition, validate_dspo_dataset
+from trainer.intervals import Interval, mean_interval, ratio_interval
 from trainer.models import BackboneFolderError, load_sampling_backbone
 
 # Smallest crop side per metric, as the score stage's defaults (vif needs 48 px windows).
 MIN_SIDE = {"default": 32, "vif": 48, "cw_ssim": 64, "ms_ssim": 176}
 PADDING = 8  # context pixels around an instance's box
 CHUNK_PIXELS = 262144  # most pixels per metric call
+REFERENCE, TRAINED = "reference", "trained"
 HEADROOM = ("reference_mean", "reference_best_instances")
-MODELS = ("bicubic", "reference", "trained", *HEADROOM)  # the rows of the whole-image table
+BICUBIC = "bicubic"
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dspo-eval", description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", required=True, help="dataset folder or Hub id (config 'dspo')")
     parser.add_argument("--split", default="validation")
-    parser.add_argument("--checkpoint", required=True, help="the trained model (dspo-train output folder)")
-    parser.add_argument("--reference", default="tiny", help="the model it started from: 'tiny' or a folder")
+    models = parser.add_mutually_exclusive_group()
+    models.add_argument("--checkpoint", help="the trained model (dspo-train output folder), against --reference")
+    models.add_argument("--compare", nargs=2, metavar=("A", "B"),
+                        help="two models head to head ('tiny' or folders): A's win rate over B")
+    parser.add_argument("--reference", default="tiny", help="with --checkpoint: the model it started from")
     parser.add_argument("--seeds", type=int, default=4, help="sample pairs per image")
     parser.add_argument("--first_seed", type=int, default=1000,
                         help="seeds first_seed.. (apart from dspo-train's validation seeds 0..)")
@@ -70,7 +81,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--weights_dir", default="weights/iqa", help="IQA weight files (never downloaded)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--output_json", default=None)
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.checkpoint is None and args.compare is None:
+        parser.error("give --checkpoint (trained against --reference) or --compare A B")
+    if args.seeds < 1:
+        parser.error("--seeds must be at least 1")
+    return args
 
 
 def whole_image_scores(metrics: Sequence[Any], images: torch.Tensor, hr: torch.Tensor) -> dict[str, np.ndarray]:
@@ -94,7 +115,24 @@ def to_uint8(image: torch.Tensor) -> np.ndarray:
     return (image.permute(1, 2, 0).numpy() * 255).round().clip(0, 255).astype(np.uint8)
 
 
+def models_to_compare(args: argparse.Namespace) -> tuple[dict[str, str], list[tuple[str, str]], str | None]:
+    """(label -> model, comparisons (a, b) meaning "a over b", the label whose headroom to report)."""
+    if args.compare:
+        return {"A": args.compare[0], "B": args.compare[1]}, [("A", "B")], None
+    return {REFERENCE: args.reference, TRAINED: args.checkpoint}, [(TRAINED, REFERENCE)], REFERENCE
+
+
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    models, comparisons, headroom_of = models_to_compare(args)
+    return evaluate_models(args, models, comparisons, headroom_of)
+
+
+def evaluate_models(
+    args: argparse.Namespace, models: Mapping[str, str], comparisons: Sequence[tuple[str, str]],
+    headroom_of: str | None = None,
+) -> dict[str, Any]:
+    """Sample every model once per (image, seed) with the same seeds, then score each comparison
+    (a, b) on those samples. ``args`` carries the data, sampler and metric options of build_parser."""
     device = resolve_device(args.device, "error", "--device")
     ds = load_dspo_split(args.dataset, args.split)
     validate_dspo_dataset(ds, args.split)
@@ -105,93 +143,156 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     metrics = [create_metric(n, device, Path(args.weights_dir)) for n in names]
     lower_better = {m.info.name: m.info.lower_better for m in metrics}
     scorer = InstanceScorer(metrics, MIN_SIDE, PADDING, CHUNK_PIXELS, device)
-    reference = load_sampling_backbone(args.reference, device, args.noise_level)
-    trained = load_sampling_backbone(args.checkpoint, device, args.noise_level)
+    backbones = {label: load_sampling_backbone(model, device, args.noise_level) for label, model in models.items()}
+    labels = list(models)
     params = rows[0]["candidate_params"][0] if rows[0].get("candidate_params") else {}
-    steps = args.sample_steps or int(params.get("steps") or 10)
-    guidance = args.guidance if args.guidance is not None else float(params.get("guidance") or 1.0)
-    strength = args.strength if args.strength is not None else float(params.get("strength") or 1.0)
+    sampler = {
+        "steps": args.sample_steps or int(params.get("steps") or 10),
+        "guidance": args.guidance if args.guidance is not None else float(params.get("guidance") or 1.0),
+        "strength": args.strength if args.strength is not None else float(params.get("strength") or 1.0),
+    }
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
 
-    whole: dict[str, dict[str, list[float]]] = {label: {} for label in MODELS}
-    wins = ties = comparisons = 0
+    # Per (image, seed) unit: each model's whole-image metrics and each comparison's instance outcomes;
+    # per image: bicubic and the headroom rows (one image each), and the reference's mean over seeds.
+    per_unit: dict[str, dict[str, list[float]]] = {label: {n: [] for n in names} for label in labels}
+    per_image: dict[str, dict[str, list[float]]] = {
+        label: {n: [] for n in names} for label in (BICUBIC, *(HEADROOM if headroom_of else ()), "seed_mean")
+    }
+    outcomes = {pair: {"wins": [], "ties": [], "count": []} for pair in comparisons}
     for row in rows:
-        lq = image_tensor(row["lq"])[None]
+        lq = image_tensor(row["lq"])[None].expand(len(seeds), -1, -1, -1)
         hr = image_tensor(row["hr"])[None]
         masks = decode_masks(row["masks"])
-        text = text_condition(row)
-        seeds = list(range(args.first_seed, args.first_seed + args.seeds))
-        common = dict(steps=steps, guidance=guidance, strength=strength)
-        ours = trained.sample(lq.expand(len(seeds), -1, -1, -1), [text] * len(seeds), [args.negative_prompt] * len(seeds), seeds, **common)
-        theirs = reference.sample(lq.expand(len(seeds), -1, -1, -1), [text] * len(seeds), [args.negative_prompt] * len(seeds), seeds, **common)
-        bicubic = F.interpolate(lq, size=hr.shape[-2:], mode="bicubic", align_corners=False).clamp(0, 1)
-        images_by_model = {  # keyed as MODELS
-            "bicubic": bicubic,
-            "reference": theirs,
-            "trained": ours,
-            "reference_mean": theirs.mean(dim=0, keepdim=True),
-            "reference_best_instances": best_instance_composite(theirs, hr, masks),
-        }
-        for label, images in images_by_model.items():
+        texts, negatives = [text_condition(row)] * len(seeds), [args.negative_prompt] * len(seeds)
+        samples = {label: backbone.sample(lq, texts, negatives, seeds, **sampler) for label, backbone in backbones.items()}
+        for label, images in samples.items():
             for name, values in whole_image_scores(metrics, images, hr).items():
-                whole[label].setdefault(name, []).extend(values.tolist())
-        pairs = [
-            ImageToScore(row["image_id"], to_uint8(hr[0]), np.stack([to_uint8(theirs[s]), to_uint8(ours[s])]),
-                         masks, ["reference", "trained"])
-            for s in range(len(seeds))
+                per_unit[label][name].extend(values.tolist())
+        per_image_images = {BICUBIC: F.interpolate(lq[:1], size=hr.shape[-2:], mode="bicubic", align_corners=False).clamp(0, 1)}
+        if headroom_of:
+            theirs = samples[headroom_of]
+            per_image_images["reference_mean"] = theirs.mean(dim=0, keepdim=True)
+            per_image_images["reference_best_instances"] = best_instance_composite(theirs, hr, masks)
+            for name, values in whole_image_scores(metrics, theirs, hr).items():
+                per_image["seed_mean"][name].append(float(values.mean()))
+        for label, images in per_image_images.items():
+            for name, values in whole_image_scores(metrics, images, hr).items():
+                per_image[label][name].append(float(values[0]))
+        # Every model's sample of one seed in one scorer item: raw metric values do not depend on
+        # the other candidates, each comparison's reward is then computed across its two alone.
+        items = [
+            ImageToScore(f"{row['image_id']}#{seed}", to_uint8(hr[0]),
+                         np.stack([to_uint8(samples[label][s]) for label in labels]), masks, labels)
+            for s, seed in enumerate(seeds)
         ]
-        values = scorer.score(pairs)
-        for (_, _), per_metric in values.items():
-            reward = hybrid_reward(per_metric, lower_better, names, [], alpha=1.0)
-            comparisons += 1
-            wins += int(reward[1] > reward[0])
-            ties += int(reward[1] == reward[0])
+        scores = scorer.score(items)
+        for (a, b), counts in outcomes.items():
+            pick = [labels.index(b), labels.index(a)]
+            for s in range(len(seeds)):
+                instances = [v for (item, _), v in scores.items() if item == s]
+                rewards = [hybrid_reward({n: v[n][pick] for n in names}, lower_better, names, [], alpha=1.0)
+                           for v in instances]
+                counts["wins"].append(sum(int(r[1] > r[0]) for r in rewards))
+                counts["ties"].append(sum(int(r[1] == r[0]) for r in rewards))
+                counts["count"].append(len(rewards))
 
-    means = {label: {n: float(np.mean(v)) for n, v in per.items()} for label, per in whole.items()}
-    deltas = {n: means["trained"][n] - means["reference"][n] for n in names}
-    worse = [n for n in names if (deltas[n] > 0 if lower_better[n] else deltas[n] < 0)]
-    headroom = {label: {n: means[label][n] - means["reference"][n] for n in names} for label in HEADROOM}
-    return {
+    whole = {label: {n: float(np.mean(v)) for n, v in per.items()} for label, per in per_unit.items()}
+    whole.update({label: {n: float(np.mean(v)) for n, v in per_image[label].items()}
+                  for label in (BICUBIC, *(HEADROOM if headroom_of else ()))})
+    result: dict[str, Any] = {
         "split": args.split,
         "images": len(rows),
         "seeds": args.seeds,
         "first_seed": args.first_seed,
-        "sampler": {"steps": steps, "guidance": guidance, "strength": strength},
-        "checkpoint": args.checkpoint,
-        "reference": args.reference,
-        "instance_comparisons": comparisons,
-        "instance_win_rate": (wins + 0.5 * ties) / max(comparisons, 1),
-        "instance_wins": wins,
-        "instance_ties": ties,
-        "whole_image": means,
-        "delta_trained_minus_reference": deltas,
-        "headroom_over_reference": headroom,
+        "sampler": sampler,
+        "models": dict(models),
+        "whole_image": whole,
         "lower_is_better": lower_better,
-        "metrics_worse": worse,
+        "interval": "95% percentile bootstrap (scipy.stats.bootstrap) over (image, seed) sample pairs",
+        "comparisons": [
+            comparison_summary(a, b, outcomes[(a, b)], per_unit, lower_better) for a, b in comparisons
+        ],
+    }
+    if headroom_of:
+        result["headroom_over_reference"] = {
+            label: {n: mean_interval(np.subtract(per_image[label][n], per_image["seed_mean"][n])).as_dict()
+                    for n in names}
+            for label in HEADROOM
+        }
+    return result
+
+
+def comparison_summary(
+    a: str, b: str, outcomes: Mapping[str, list[int]], per_unit: Mapping[str, Mapping[str, list[float]]],
+    lower_better: Mapping[str, bool],
+) -> dict[str, Any]:
+    """Win rate of a over b and whole-image deltas a - b, each with its interval over units."""
+    wins, ties, count = (np.asarray(outcomes[k], dtype=np.float64) for k in ("wins", "ties", "count"))
+    win_rate = ratio_interval(wins + 0.5 * ties, count)
+    deltas = {n: mean_interval(np.subtract(per_unit[a][n], per_unit[b][n])) for n in per_unit[a]}
+    return {
+        "a": a,
+        "b": b,
+        "instance_comparisons": int(count.sum()),
+        "instance_wins": int(wins.sum()),
+        "instance_ties": int(ties.sum()),
+        "instance_win_rate": win_rate.as_dict(),
+        "delta": {n: d.as_dict() for n, d in deltas.items()},
+        "metrics_worse": [n for n, d in deltas.items() if is_worse(d.value, lower_better[n])],
+        "metrics_worse_beyond_interval": [n for n, d in deltas.items() if worse_beyond_interval(d, lower_better[n])],
     }
 
 
+def is_worse(delta: float, lower_better: bool) -> bool:
+    return delta > 0 if lower_better else delta < 0
+
+
+def worse_beyond_interval(delta: Interval, lower_better: bool) -> bool:
+    """The whole interval lies on the worse side of 0."""
+    return delta.low > 0 if lower_better else delta.high < 0
+
+
 def format_table(result: dict[str, Any]) -> str:
-    names = list(result["delta_trained_minus_reference"])
+    names = list(result["lower_is_better"])
     lines = [
-        f"dspo-eval on '{result['split']}': {result['images']} images x {result['seeds']} seeds, "
-        f"{result['instance_comparisons']} instance comparisons",
-        f"per-instance win rate (trained over reference, ties half): {result['instance_win_rate']:.1%}",
+        f"dspo-eval on '{result['split']}': {result['images']} images x {result['seeds']} seeds "
+        f"({', '.join(f'{k} = {v}' for k, v in result['models'].items())}); intervals: {result['interval']}",
         "",
-        "| model | " + " | ".join(f"{n}{' (lower better)' if result['lower_is_better'][n] else ''}" for n in names) + " |",
-        "|---|" + "---|" * len(names),
+        "| comparison | instance win rate (ties half) | "
+        + " | ".join(f"{n}{' (lower better)' if result['lower_is_better'][n] else ''}" for n in names) + " |",
+        "|---|---|" + "---|" * len(names),
     ]
-    for label in MODELS:
-        lines.append(f"| {label} | " + " | ".join(f"{result['whole_image'][label][n]:.4f}" for n in names) + " |")
-    deltas = result["delta_trained_minus_reference"]
-    lines.append("| trained - reference | " + " | ".join(f"{deltas[n]:+.4f}" for n in names) + " |")
-    for label, values in result["headroom_over_reference"].items():
-        lines.append(f"| {label} - reference | " + " | ".join(f"{values[n]:+.4f}" for n in names) + " |")
-    lines.append(f"metrics worse than the reference: {', '.join(result['metrics_worse']) or 'none'}")
-    lines.append(
-        "headroom rows: reference_mean = mean of the reference's samples of an image; reference_best_instances ="
-        " every instance from its best reference sample"
-    )
+    for c in result["comparisons"]:
+        rate = c["instance_win_rate"]
+        cells = [format_interval(c["delta"][n]) for n in names]
+        lines.append(
+            f"| {c['a']} over {c['b']} ({c['instance_comparisons']}) | {rate['value']:.1%} "
+            f"[{rate['low']:.1%}, {rate['high']:.1%}] | " + " | ".join(cells) + " |"
+        )
+    for label, values in result.get("headroom_over_reference", {}).items():
+        lines.append(f"| headroom: {label} - reference | | " + " | ".join(format_interval(values[n]) for n in names) + " |")
+    lines += ["", "| model | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for label, values in result["whole_image"].items():
+        lines.append(f"| {label} | " + " | ".join(f"{values[n]:.4f}" for n in names) + " |")
+    for c in result["comparisons"]:
+        lines.append(
+            f"{c['a']} vs {c['b']}: metrics worse: {', '.join(c['metrics_worse']) or 'none'}; "
+            f"worse beyond the interval: {', '.join(c['metrics_worse_beyond_interval']) or 'none'}"
+        )
     return "\n".join(lines)
+
+
+def format_interval(value: Mapping[str, float]) -> str:
+    return f"{value['value']:+.4f} [{value['low']:+.4f}, {value['high']:+.4f}]"
+
+
+def default_output(args: argparse.Namespace) -> Path:
+    if args.output_json:
+        return Path(args.output_json)
+    if args.compare:
+        return Path(args.compare[0]) / f"compare_{args.split}.json"
+    return Path(args.checkpoint) / f"eval_{args.split}.json"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -202,7 +303,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"dspo-eval: error: {err}", file=sys.stderr)
         return 2
     print(format_table(result))
-    output = Path(args.output_json) if args.output_json else Path(args.checkpoint) / f"eval_{args.split}.json"
+    output = default_output(args)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(result, indent=2))
     print(f"wrote {output}")

@@ -9,6 +9,9 @@ image share one noise draw and one timestep, so their errors compare pixel by pi
 ``--dpo_weight`` times ``dspo_loss`` (trainer/loss.py) plus ``--sft_weight`` times the policy's error
 on each instance's winner, a guard against the collapse where the policy "wins" by making losers
 worse; ``--dpo_weight 0`` is the SFT-only control that tells what the preference term adds.
+``--level image`` is image-level Diffusion-DPO on the same data (one winner and one loser per
+image, the whole image as the one instance; trainer/levels.py says how they are chosen), and
+``--dataset_config pairs`` reads the Pick-a-Pic layout instead.
 
 Output (``--output_dir``): the model in ``save_pretrained`` layout (the best validation checkpoint
 when validation runs, else the last step), ``last/`` (the last step), ``checkpoint-<step>/``
@@ -34,17 +37,12 @@ from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration, set_seed
 from diffusers.optimization import get_scheduler
 
+from common.images import BadImageError
 from common.seeds import seed_for
-from schemas.dataset import DatasetFormatError
+from schemas.dataset import CONFIG_DSPO, DatasetFormatError
 from trainer.checkpoints import CheckpointError, find_checkpoint, load_checkpoint, save_checkpoint
-from trainer.data import (
-    CropSizeError,
-    DspoBatch,
-    collate_dspo,
-    load_dspo_split,
-    random_crop,
-    validate_dspo_dataset,
-)
+from trainer.data import CropSizeError, DspoBatch, collate_dspo, random_crop
+from trainer.levels import CONFIGS, LEVEL_INSTANCE, LEVELS, training_rows
 from trainer.logs import TrainingLog, console_line
 from trainer.loss import dspo_loss, instance_errors, mask_fractions
 from trainer.models import BackboneFolderError, LoraSettings, TrainableSR, load_trainable
@@ -57,7 +55,11 @@ LAST_DIR = "last"
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="dspo-train", description=__doc__.split("\n\n")[0])
     data = parser.add_argument_group("data")
-    data.add_argument("--dataset", required=True, help="dataset folder or Hub id (config 'dspo' is used)")
+    data.add_argument("--dataset", required=True, help="dataset folder or Hub id")
+    data.add_argument("--dataset_config", choices=CONFIGS, default=CONFIG_DSPO,
+                      help="'dspo' (srprefs) or 'pairs' (Pick-a-Pic layout: jpg_0, jpg_1, label_0, caption, lq)")
+    data.add_argument("--level", choices=LEVELS, default=LEVEL_INSTANCE,
+                      help="'instance': DSPO (per-instance preferences); 'image': Diffusion-DPO on whole images")
     data.add_argument("--train_split", default="train")
     data.add_argument("--validation_split", default="validation", help="'' to skip validation")
     data.add_argument("--validation_images", type=int, default=8, help="validation rows used (first ones)")
@@ -108,7 +110,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     run.add_argument("--report_to", choices=["auto", "tensorboard", "none"], default="auto")
     run.add_argument("--log_every", type=int, default=1, help="console line every N steps")
     args = parser.parse_args(argv)
-    for name in ("max_train_steps", "train_batch_size", "gradient_accumulation_steps", "checkpointing_steps"):
+    for name in ("max_train_steps", "train_batch_size", "gradient_accumulation_steps", "checkpointing_steps", "log_every"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
     if args.beta <= 0:
@@ -169,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         return train(args)
-    except (DatasetFormatError, BackboneFolderError, CheckpointError, CropSizeError) as err:
+    except (DatasetFormatError, BackboneFolderError, CheckpointError, CropSizeError, BadImageError) as err:
         print(f"dspo-train: error: {err}", file=sys.stderr)
         return 2
 
@@ -188,15 +190,23 @@ def train(args: argparse.Namespace) -> int:
     set_seed(args.seed)
 
     # Everything about the data is checked before any model is loaded or step is taken.
-    train_ds = load_dspo_split(args.dataset, args.train_split)
-    validate_dspo_dataset(train_ds, args.train_split)
+    train_rows = training_rows(args.dataset, args.dataset_config, args.train_split, args.level)
     validation_rows: list[dict[str, Any]] = []
+    validation_batches: list[DspoBatch] = []
     if args.validation_split and args.validation_steps > 0:
-        validation_ds = load_dspo_split(args.dataset, args.validation_split)
-        validate_dspo_dataset(validation_ds, args.validation_split)
-        validation_rows = [validation_ds[i] for i in range(min(len(validation_ds), args.validation_images))]
+        held_out = training_rows(args.dataset, args.dataset_config, args.validation_split, args.level)
+        if args.dataset_config == CONFIG_DSPO:
+            # Every level validates on the same instance-level rows, so their figures compare.
+            validation_rows = [held_out.dataset[i] for i in range(min(len(held_out.dataset), args.validation_images))]
+            validation_batches = [collate_dspo([row]) for row in validation_rows]
+        else:
+            validation_batches = [held_out.batch([p]) for p in range(min(len(held_out), args.validation_images))]
+    if len(train_rows) == 0:
+        raise DatasetFormatError(
+            f"split '{args.train_split}' of '{args.dataset}' has no rows with a preference at level '{args.level}'"
+        )
     if args.crop_size:
-        random_crop(collate_dspo([train_ds[0]]), args.crop_size, torch.Generator())  # fits? else CropSizeError
+        random_crop(train_rows.batch([0]), args.crop_size, torch.Generator())  # fits? else CropSizeError
 
     lora = (
         LoraSettings(args.lora_rank, args.lora_alpha, tuple(args.lora_target_modules.split(",")))
@@ -229,10 +239,10 @@ def train(args: argparse.Namespace) -> int:
         accelerator.init_trackers("dspo", config={k: v for k, v in vars(args).items() if isinstance(v, int | float | str | bool)})
 
     validator = None
-    if validation_rows:
-        batches = [collate_dspo([row]) for row in validation_rows]
+    if validation_batches:
         validator = Validator(
-            trainable, batches, seeds=range(args.validation_seeds), sampler=sampler_settings(args, validation_rows),
+            trainable, validation_batches, seeds=range(args.validation_seeds),
+            sampler=sampler_settings(args, validation_rows),
             beta=args.beta, device=accelerator.device,
         )
 
@@ -259,8 +269,8 @@ def train(args: argparse.Namespace) -> int:
         for micro in range(args.gradient_accumulation_steps):
             with accelerator.accumulate(denoiser):
                 draw = step * args.gradient_accumulation_steps + micro
-                indices = batch_indices(args.seed, len(train_ds), args.train_batch_size, draw)
-                batch = collate_dspo([train_ds[i] for i in indices]).to(accelerator.device)
+                positions = batch_indices(args.seed, len(train_rows), args.train_batch_size, draw)
+                batch = train_rows.batch(positions).to(accelerator.device)
                 generator = torch.Generator().manual_seed(seed_for(args.seed, "dspo-train", "noise", draw))
                 if args.crop_size:
                     batch = random_crop(batch, args.crop_size, generator)

@@ -179,15 +179,15 @@ def test_eval_of_the_reference_against_itself_is_all_ties(tmp_path, dataset, tin
     ]
     assert evaluate_main(args) == 0
     result = json.loads(out.read_text())
-    assert result["images"] == 2 and result["instance_comparisons"] == 8  # 2 images x 4 quadrants x 1 seed
-    assert result["instance_ties"] == 8 and result["instance_win_rate"] == 0.5
-    assert result["delta_trained_minus_reference"] == {"psnr": 0.0, "ssim": 0.0}
-    assert result["metrics_worse"] == []
+    [comparison] = result["comparisons"]
+    assert (comparison["a"], comparison["b"]) == ("trained", "reference")
+    assert result["images"] == 2 and comparison["instance_comparisons"] == 8  # 2 images x 4 quadrants x 1 seed
+    assert comparison["instance_ties"] == 8 and comparison["instance_win_rate"]["value"] == 0.5
+    assert {n: d["value"] for n, d in comparison["delta"].items()} == {"psnr": 0.0, "ssim": 0.0}
+    assert comparison["metrics_worse"] == [] and comparison["metrics_worse_beyond_interval"] == []
     # One seed: the mean of the reference's samples and its best sample per instance are that sample.
-    assert result["headroom_over_reference"] == {
-        "reference_mean": {"psnr": 0.0, "ssim": 0.0},
-        "reference_best_instances": {"psnr": 0.0, "ssim": 0.0},
-    }
+    for label in ("reference_mean", "reference_best_instances"):
+        assert {n: d["value"] for n, d in result["headroom_over_reference"][label].items()} == {"psnr": 0.0, "ssim": 0.0}
     # Bicubic against HR is computed too (the synthetic LQ is HR's bicubic downscale).
     assert result["whole_image"]["bicubic"]["psnr"] > 20
 
