@@ -18,7 +18,7 @@ import ray
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
-from pipeline.errors import ShardFailedError
+from pipeline.errors import ShardFailedError, WorkerSetupError
 from pipeline.executors.shard import run_shard, stages_failed
 from pipeline.rundir import RunDir
 from stages.base import Stage
@@ -32,10 +32,19 @@ class StageWorker:
     def __init__(self, stage_path: str, cfg: dict[str, Any], run_uri: str) -> None:
         module, name = stage_path.split(":")
         self.stage = getattr(importlib.import_module(module), name)(OmegaConf.create(cfg))
-        self.stage.setup()
         self.run = RunDir(run_uri)
+        # A setting this node cannot honour (no GPU with on_missing_gpu=error, missing weights)
+        # is kept and reported by the first shard, so the driver gets the message, not an actor
+        # that died with a traceback.
+        self.setup_error: str | None = None
+        try:
+            self.stage.setup()
+        except (ValueError, FileNotFoundError) as err:
+            self.setup_error = str(err)
 
     def process_shard(self, shard: int) -> dict[str, Any]:
+        if self.setup_error is not None:
+            raise WorkerSetupError(self.setup_error)
         return run_shard(self.stage, self.run, shard)
 
 
@@ -107,6 +116,8 @@ def execute(stage: Stage, cfg: DictConfig, run: RunDir, shards: list[int], total
                 bar.update(1)
             except ray.exceptions.RayError as err:
                 cause = getattr(err, "cause", None)
+                if isinstance(cause, WorkerSetupError):
+                    raise WorkerSetupError(str(cause)) from None
                 if isinstance(cause, ShardFailedError):
                     # The stage failed the shard (a bug, too many bad items), its worker is fine,
                     # and a retry would fail the same way.

@@ -106,14 +106,14 @@ def test_sample_workers_use_the_gpu_node_and_fall_back_or_refuse_without_cuda(cl
     refuse = pipeline_run(cluster, "stage=sample", *small, "resources.sample.gpus=1",
                           "sample.on_missing_gpu=error", "ray.max_retries=0")
     out, _ = refuse.communicate(timeout=600)
-    assert refuse.returncode == 2
-    assert "sample.device=cuda but no CUDA device is available" in out
+    assert refuse.returncode == 2, out
+    assert "sample.device=cuda but no such CUDA device is available" in out
     assert "Traceback" not in out.split("error:")[-1]
 
     fallback = pipeline_run(cluster, "stage=sample", *small, "resources.sample.gpus=1",
                             "sample.on_missing_gpu=fallback")
     out, _ = fallback.communicate(timeout=600)
     assert fallback.returncode == 0, out
-    assert "no CUDA device is available: sampling on the CPU" in out
+    assert "no such CUDA device is available here: running on the CPU" in out
     nodes = {m["node_ip"] for m in RunDir(str(run_dir)).markers("sample").values()}
     assert nodes == {WORKER_IP}
