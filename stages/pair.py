@@ -138,6 +138,7 @@ def strengths_of(candidates: Sequence[Candidate], rules: PairRules) -> np.ndarra
 
 @dataclass
 class InstanceResult:
+    index: int  # the instance's index in its image
     pairs: list[PairsRow]
     reason: str | None  # why no pair was kept, when none was
     best_vs_worst: Comparison | None  # None when dropped for area or with fewer than 2 candidates
@@ -148,10 +149,10 @@ def instance_pairs(
 ) -> InstanceResult:
     """Pairs of one instance (weights still 0), why none was kept, and its best-vs-worst comparison."""
     if area < rules.min_area:
-        return InstanceResult([], DROP_AREA, None)
+        return InstanceResult(index, [], DROP_AREA, None)
     candidates = sorted(candidates, key=lambda c: c.index)
     if len(candidates) < 2:
-        return InstanceResult([], DROP_MARGIN, None)
+        return InstanceResult(index, [], DROP_MARGIN, None)
     strengths = strengths_of(candidates, rules)
     order = rank(strengths)
     ranked = [candidates[i] for i in order]
@@ -194,7 +195,7 @@ def instance_pairs(
                 label_source="iqa",
             )
         )
-    return InstanceResult(pairs, None if pairs else (reasons[0] if reasons else DROP_MARGIN), extremes)
+    return InstanceResult(index, pairs, None if pairs else (reasons[0] if reasons else DROP_MARGIN), extremes)
 
 
 def image_pairs(
@@ -301,13 +302,19 @@ def comparison_summary(comparisons: Sequence[Comparison]) -> dict[str, Any]:
     }
 
 
+def instance_results(
+    instances: pa.Table, scores: pa.Table, rules: PairRules
+) -> Iterable[tuple[str, list[int], list[InstanceResult]]]:
+    """(image_id, instance areas, each scored instance's result) per image of ``instances``."""
+    for image_id, areas, rows in _join(instances, scores):
+        yield image_id, areas, image_pairs(image_id, areas, rows, rules)[1]
+
+
 def pair_statistics(
     instances: pa.Table, scores: pa.Table, pairs: pa.Table, rules: PairRules
 ) -> dict[str, Any]:
     """The run's pair statistics (keys in the module docstring)."""
-    results: list[InstanceResult] = []
-    for image_id, areas, rows in _join(instances, scores):
-        results.extend(image_pairs(image_id, areas, rows, rules)[1])
+    results = [r for _, _, image_results in instance_results(instances, scores, rules) for r in image_results]
     dropped = Counter(r.reason for r in results if r.reason)
     extremes = [r.best_vs_worst for r in results if r.best_vs_worst is not None]
     below = float(np.mean([c.margin < VISIBLE for c in extremes])) if extremes else 0.0

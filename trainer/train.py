@@ -57,7 +57,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     data = parser.add_argument_group("data")
     data.add_argument("--dataset", required=True, help="dataset folder or Hub id")
     data.add_argument("--dataset_config", choices=CONFIGS, default=CONFIG_DSPO,
-                      help="'dspo' (srprefs) or 'pairs' (Pick-a-Pic layout: jpg_0, jpg_1, label_0, caption, lq)")
+                      help="'dspo' (srprefs), 'pairs' (Pick-a-Pic layout: jpg_0, jpg_1, label_0, caption, lq; "
+                           "whole images) or 'pairs_instances' (the same per instance, on instance crops)")
     data.add_argument("--level", choices=LEVELS, default=LEVEL_INSTANCE,
                       help="'instance': DSPO (per-instance preferences); 'image': Diffusion-DPO on whole images")
     data.add_argument("--train_split", default="train")
