@@ -193,10 +193,10 @@ def emit_problem(run: RunDir) -> str | None:
     if not empty:
         return None
     rows = ", ".join(f"{split} {n}" for split, n in (stats.get("rows") or {}).get("dspo", {}).items() if n)
+    unset = " and ".join(f"emit.splits.{split}=0" for split in empty)
     return (
         f"dataset written, but split(s) {', '.join(empty)} have no rows (dspo rows: {rows}); add source images "
-        + " or ".join(f"set emit.splits.{split}=0" for split in empty)
-        + ", then rerun `pipeline run stage=emit`"
+        f"or set {unset} (moving its share to train), then rerun `pipeline run stage=emit`"
     )
 
 

@@ -52,35 +52,36 @@ class SamplePair:
 @dataclass(frozen=True)
 class Plot:
     key: str  # element id in the page
-    title: str
+    title: str  # short, drawn in the figure
     png: bytes
+    caption: str = ""  # what the plot shows, under it in the page
 
 
-def histogram(key: str, title: str, values: Sequence[float], xlabel: str, bins: int = 30) -> Plot:
-    figure, axes = _figure((5, 3.2))
+def histogram(key: str, title: str, values: Sequence[float], xlabel: str, bins: int = 30, caption: str = "") -> Plot:
+    figure, axes = _figure((4.2, 2.7))
     axes.hist(values, bins=bins, color="#3b6ea8")
     axes.set_xlabel(xlabel)
     axes.set_ylabel("count")
-    axes.set_title(f"{title} (n={len(values)})")
-    return Plot(key, title, _png(figure))
+    axes.set_title(f"{title} (n={len(values)})", fontsize=10)
+    return Plot(key, title, _png(figure), caption)
 
 
-def bar_chart(key: str, title: str, counts: Mapping[Any, int], xlabel: str) -> Plot:
-    figure, axes = _figure((5, 3.2))
+def bar_chart(key: str, title: str, counts: Mapping[Any, int], caption: str = "") -> Plot:
+    """Horizontal bars (labels can be long), the first key on top, each bar labelled with its count."""
+    figure, axes = _figure((4.6, 1.0 + 0.3 * max(1, len(counts))))
     labels = [str(k) for k in counts]
     bars = axes.barh(labels, list(counts.values()), color="#5a9c5a")
     axes.bar_label(bars, fontsize=8)
-    axes.invert_yaxis()  # the first key on top
-    axes.set_ylabel(xlabel)
-    axes.set_ylabel("count")
-    axes.set_title(title)
-    return Plot(key, title, _png(figure))
+    axes.invert_yaxis()
+    axes.set_xlabel("count")
+    axes.set_title(title, fontsize=10)
+    return Plot(key, title, _png(figure), caption)
 
 
-def heatmap(key: str, title: str, matrix: Mapping[str, Mapping[str, float]]) -> Plot:
+def heatmap(key: str, title: str, matrix: Mapping[str, Mapping[str, float]], caption: str = "") -> Plot:
     names = list(matrix)
     values = np.array([[matrix[a].get(b, np.nan) for b in names] for a in names], dtype=float)
-    figure, axes = _figure((1.2 * len(names) + 3, 1.0 * len(names) + 2))
+    figure, axes = _figure((0.8 * len(names) + 2.4, 0.6 * len(names) + 1.6))
     image = axes.imshow(values, vmin=-1 if np.nanmin(values) < 0 else 0, vmax=1, cmap="viridis")
     axes.set_xticks(range(len(names)), names, rotation=45, ha="right")
     axes.set_yticks(range(len(names)), names)
@@ -90,8 +91,8 @@ def heatmap(key: str, title: str, matrix: Mapping[str, Mapping[str, float]]) -> 
                 shade = "black" if values[i, j] > 0.6 else "white"  # readable on viridis' light end
                 axes.text(j, i, f"{values[i, j]:.2f}", ha="center", va="center", color=shade, fontsize=8)
     figure.colorbar(image, ax=axes)
-    axes.set_title(title)
-    return Plot(key, title, _png(figure))
+    axes.set_title(title, fontsize=10)
+    return Plot(key, title, _png(figure), caption)
 
 
 def delta_histograms(
@@ -101,11 +102,12 @@ def delta_histograms(
     kept: Mapping[str, Sequence[float]],
     scales: Mapping[str, float],
     units: Mapping[str, str],
+    caption: str = "",
 ) -> Plot:
     """One panel per metric: winner - loser over every scored instance (its best against its worst
     candidate) and over the published pairs, on shared bins, the visibility scale dashed."""
     names = sorted(set(every) | set(kept))
-    figure = Figure(figsize=(3.4 * max(1, len(names)), 3.0), dpi=100, layout="tight")
+    figure = Figure(figsize=(2.9 * max(1, len(names)), 2.7), dpi=100, layout="tight")
     for n, name in enumerate(names):
         axes = figure.add_subplot(1, len(names), n + 1)
         values = [*every.get(name, ()), *kept.get(name, ())]
@@ -119,7 +121,7 @@ def delta_histograms(
         axes.set_ylabel("instances")
         axes.legend(fontsize=7)
     figure.suptitle(title, fontsize=10)
-    return Plot(key, title, _png(figure))
+    return Plot(key, title, _png(figure), caption)
 
 
 def scatter(
@@ -129,9 +131,10 @@ def scatter(
     xlabel: str,
     ylabel: str,
     threshold: float | None = None,
+    caption: str = "",
 ) -> Plot:
     """Points per group (label -> (xs, ys)) on a log x axis, with a dashed threshold line."""
-    figure, axes = _figure((5.6, 3.4))
+    figure, axes = _figure((4.6, 2.9))
     colours = ["#2f6db5", "#e67e22", "#8e44ad", "#7f8c8d", "#27ae60", "#c0392b"]
     for (label, (xs, ys)), colour in zip(groups.items(), colours):
         if len(xs):
@@ -144,7 +147,7 @@ def scatter(
     axes.set_ylabel(ylabel)
     axes.legend(fontsize=7)
     axes.set_title(title, fontsize=10)
-    return Plot(key, title, _png(figure))
+    return Plot(key, title, _png(figure), caption)
 
 
 def _figure(size: tuple[float, float]) -> tuple[Figure, Any]:
@@ -224,7 +227,8 @@ def render_report(
     warning_items = "".join(f"<li>{esc(w)}</li>" for w in warnings)
     warning_list = f'<ul class="warnings">{warning_items}</ul>' if warnings else '<p class="ok">No warnings.</p>'
     figures = "".join(
-        f'<figure class="plot" id="{esc(p.key)}"><img alt="{esc(p.title)}" src="{_data_uri(p.png)}"></figure>'
+        f'<figure class="plot" id="{esc(p.key)}"><img alt="{esc(p.title)}" src="{_data_uri(p.png)}">'
+        f"<figcaption>{esc(p.caption)}</figcaption></figure>"
         for p in plots
     )
     cards = "".join(_sample_html(s, units) for s in samples) or "<p>No published pairs.</p>"
@@ -240,6 +244,8 @@ h1 {{ font-size: 1.4em; margin: 0 0 .2em; }}
 .plots {{ display: flex; flex-wrap: wrap; gap: .8em; align-items: flex-start; }}
 .plots img {{ max-width: 100%; }}
 figure {{ margin: 0; }}
+figure.plot {{ max-width: 30em; }}
+figure.plot figcaption {{ font-size: .8em; color: #555; }}
 .sample {{ border: 1px solid #ccc; border-radius: 6px; padding: .6em; margin: .6em 0; }}
 .sample .tiles {{ display: flex; gap: .6em; flex-wrap: wrap; }}
 .sample img {{ image-rendering: pixelated; border: 1px solid #999; }}
@@ -266,11 +272,11 @@ def _sample_html(sample: SamplePair, units: Mapping[str, str]) -> str:
         for cls, caption, image in crops(sample)
     )
     deltas = ", ".join(f"{name} {value:+.3g}{units.get(name, '')}" for name, value in sorted(sample.deltas.items()))
-    verdict = "tie (people)" if sample.tie else "winner / loser"
+    verdict = "tie (people) · " if sample.tie else ""
     description = f"<div>“{esc(sample.description)}”</div>" if sample.description else ""
     return (
         f'<div class="sample" data-pair-id="{esc(sample.pair_id)}"><div class="tiles">{tiles}</div>'
-        f'<div class="meta">{verdict} · winner - loser: {esc(deltas) or "no metrics"} · calibrated margin '
+        f'<div class="meta">{verdict}winner - loser: {esc(deltas) or "no metrics"} · calibrated margin '
         f"{sample.margin:+.2f} (1 = just visible) · {sample.area_share:.1%} of the image (weight {sample.weight:.3f})"
         f" · label {esc(sample.label_source)} · image {esc(sample.image_id)}</div>{description}</div>"
     )

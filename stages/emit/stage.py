@@ -270,39 +270,41 @@ class EmitStage(Stage):
         drops.update({reason: n for reason, n in tally.drops.items() if n})
         plots: list[Plot] = [
             delta_histograms(
-                "delta-histograms",
-                "Winner - loser per metric: every scored instance (its best vs worst candidate) and the published pairs",
-                survey.deltas, tally.kept.deltas, scales, UNITS,
-            ),
-            bar_chart("drops", "What became of the scored instances", drops, "outcome"),
-            scatter(
-                "margin-vs-area",
-                "Calibrated margin (best vs worst) against the instance's share of the image",
-                survey.by_outcome(DROP_LABELS, PUBLISHED),
-                "instance area / image area",
-                "margin (1 = just visible)",
-                threshold=min_margin if min_margin > 0 else None,
+                "delta-histograms", "Winner - loser per metric", survey.deltas, tally.kept.deltas, scales, UNITS,
+                caption="Grey: every scored instance, its best against its worst candidate; blue: the published "
+                "pairs; dashed: the metric's visibility scale (pair.scales).",
             ),
             bar_chart(
-                "label-sources",
-                "Who labelled the published instances (and people's judgements)",
+                "drops", "Scored instances by outcome", drops,
+                caption="Published, or why not: the pair stage's thresholds, then people's decisions.",
+            ),
+            scatter(
+                "margin-vs-area", "Margin vs instance area", survey.by_outcome(DROP_LABELS, PUBLISHED),
+                "instance area / image area", "margin (1 = just visible)",
+                threshold=min_margin if min_margin > 0 else None,
+                caption="Each scored instance's calibrated margin (best vs worst candidate) against its share "
+                "of the image, by outcome; dashed: pair.min_margin.",
+            ),
+            bar_chart(
+                "label-sources", "Label sources",
                 {
                     **{f"instances: {k}": v for k, v in sorted(facts.instances.items())},
                     **{f"judgements: {k}": v for k, v in facts.judgements.items() if v},
                 },
-                "label",
+                caption="Who labelled the published instances (IQA metrics or people), and people's judgements "
+                "by outcome.",
             ),
             histogram(
-                "margin-histogram", "Calibrated IQA margin per pair (pair stage)", pairs.column("margin").to_pylist(),
-                "margin (1 = just visible)",
+                "margin-histogram", "Margin per pair", pairs.column("margin").to_pylist(), "margin (1 = just visible)",
+                caption="Calibrated IQA margin of every pair the pair stage kept.",
             ),
         ]
         agreement = _metric_agreement(pair_stats)
         if agreement:
             plots.append(heatmap(
-                "metric-agreement",
-                "Kendall tau between metrics' rankings of each instance's candidates (1 = same order)",
-                agreement,
+                "metric-agreement", "Metric agreement (Kendall tau)", agreement,
+                caption="Kendall tau between two metrics' rankings of each instance's candidates, averaged over "
+                "the instances (1 = same order, 0 = unrelated, -1 = reversed).",
             ))
         images = len(facts.sources)
         rows = "; ".join(

@@ -28,7 +28,7 @@ def synthetic(tmp_path):
     return build_run(str(tmp_path), n_images=4)
 
 
-def test_judgements_from_the_run_reach_both_configs(synthetic):
+def test_judgements_from_the_run_reach_every_config(synthetic):
     pairs = synthetic.tables["pairs"].to_pylist()
     confirm, overturn, tie, bad = pairs[0], pairs[1], pairs[2], pairs[3]
     votes = [
@@ -55,7 +55,7 @@ def test_judgements_from_the_run_reach_both_configs(synthetic):
     assert instances[overturn["pair_id"]]["margin"] == pytest.approx(-overturn["margin"])
     assert tie["pair_id"] not in instances and bad["pair_id"] not in instances
     assert len(instances) == len(pairs) - 2
-    pairs_rows = {r["pair_id"]: r for r in read_config(root, "pairs").to_pylist()}
+    pairs_rows = {r["pair_id"]: r for r in read_config(root, "pairs_instances").to_pylist()}
     assert pairs_rows[tie["pair_id"]]["label_0"] == 0.5
     assert bad["pair_id"] not in pairs_rows and len(pairs_rows) == len(pairs) - 1
     assert pairs_rows[overturn["pair_id"]]["caption"] == "less noise"
@@ -92,7 +92,7 @@ def test_descriptions_reach_the_dataset_with_the_candidate_they_describe(synthet
     for row in read_config(root, "dspo").to_pylist():
         for k, pid in enumerate(row["pair_id"]):
             dspo[pid] = {name: row[name][k] for name in dataset.INSTANCE_COLUMNS}
-    captions = {r["pair_id"]: r for r in read_config(root, "pairs").to_pylist()}
+    captions = {r["pair_id"]: r for r in read_config(root, "pairs_instances").to_pylist()}
     assert dspo[confirm["pair_id"]]["description"] == "winner: fine hair"
     assert dspo[overturn["pair_id"]]["description"] == "loser: plastic skin"
     assert dspo[split["pair_id"]]["description"] == "winner: sharper\nhard to say"
@@ -102,7 +102,7 @@ def test_descriptions_reach_the_dataset_with_the_candidate_they_describe(synthet
     assert captions[tie["pair_id"]]["caption"] == "loser: both soft, this one less"
     assert captions[unsure["pair_id"]]["label_0"] in (0.0, 1.0)  # never 0.5 unless configured
     run_emit(synthetic, "emit.judgements.cant_tell_as_tie=true")
-    captions = {r["pair_id"]: r for r in read_config(root, "pairs").to_pylist()}
+    captions = {r["pair_id"]: r for r in read_config(root, "pairs_instances").to_pylist()}
     assert captions[unsure["pair_id"]]["label_0"] == 0.5
 
 
@@ -114,7 +114,8 @@ def test_without_hr_without_pairs_with_a_test_split(tmp_path):
     assert set(stats["rows"]["dspo"]) == {"train", "validation", "test"}
     table = read_config(str(tmp_path), "dspo")
     assert "hr" not in table.column_names
-    assert not os.path.exists(os.path.join(str(tmp_path), "dataset", "data", "pairs"))
+    for config in ("pairs", "pairs_instances"):
+        assert not os.path.exists(os.path.join(str(tmp_path), "dataset", "data", config))
     card = open(os.path.join(str(tmp_path), "dataset", "README.md"), encoding="utf-8").read()
     assert "config_name: pairs" not in card and "split: test" in card
 
@@ -148,11 +149,14 @@ def test_bad_split_config_fails_before_writing(synthetic):
 def test_report_is_written_with_plots_and_samples(synthetic):
     run_emit(synthetic)
     page = open(os.path.join(synthetic.run.root, "dataset", "report.html"), encoding="utf-8").read()
-    for key in ("reward-histogram", "margin-histogram", "pairs-per-image"):
+    for key in ("delta-histograms", "drops", "margin-vs-area", "label-sources", "margin-histogram"):
         assert f'id="{key}"' in page
-    assert 'id="metric-agreement"' not in page and "No metric agreement" in page
+    assert 'id="metric-agreement"' not in page and "reward-histogram" not in page
     assert page.count('class="sample"') == 4  # emit.report_samples=4 in the test config
     assert "http://" not in page and "https://" not in page  # nothing fetched from the network
+    # The header comes before the plots; the run's details are folded away at the end.
+    assert page.index('class="counts"') < page.index('class="plots"') < page.index("<details>")
+    assert "lq 1" in page[page.index("<details>"):]  # the image that failed at degrade
 
 
 def test_report_plots_the_pair_stages_metric_agreement(synthetic):
