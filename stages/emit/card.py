@@ -88,6 +88,7 @@ class CardFacts:
     preferences: Mapping[str, str] = field(default_factory=dict)  # stages.pair.preference_facts
     warning: str | None = None  # the pair stage's warning, e.g. candidates that barely differ
     no_whole_image_preference: int = 0  # published images whose candidates' whole-image scores all tie
+    crop_conflicts: int = 0  # pairs_instances image pairs (same crop, same candidates) labelled both ways
     warnings: Sequence[str] = field(default_factory=list)  # what a reader must know first (empty splits...)
 
 
@@ -108,8 +109,8 @@ def hub_metadata(
     licenses = sorted({DEMO_LICENSES.get(uri, "unknown") for uri in sources.values()}) or ["unknown"]
     fields: dict[str, Any] = {"license": configured_license}
     if configured_license == "other":
-        if len(licenses) == 1 and licenses[0] not in ("other", "unknown"):
-            fields["license"] = licenses[0]
+        if len(licenses) == 1 and licenses[0] != "other":
+            fields["license"] = licenses[0]  # one known licence, or "unknown" for all
         else:
             fields["license"] = sorted(set(licenses) | {"other"}) if len(licenses) > 1 else "other"
             fields["license_name"] = "per-source-licences"
@@ -224,7 +225,9 @@ def _how_made(f: CardFacts) -> str:
         "instances cover all of it.",
         "* Label sources (dspo instances): " + _counts(f.instances),
         f"* pairs: images left out because their candidates' whole-image scores tie: {f.no_whole_image_preference}",
-        "* pairs_instances rows: " + _counts(f.pairs_labels),
+        "* pairs_instances rows: " + _counts(f.pairs_labels)
+        + f"; crop pairs labelled both ways (instances sharing a crop box, told apart only by `mask`): "
+        f"{f.crop_conflicts}",
         f"* Human judgements (rule: {f.judgement_rule}): " + _counts(f.judgements),
         f"* Images left without instances after people's decisions: {f.dropped_images}",
         "* Items that failed in the pipeline (rows with status `failed`): " + _counts(f.failed),
@@ -335,7 +338,8 @@ def _configs_text() -> str:
   candidates tie are left out.
 * `{CONFIG_PAIRS_INSTANCES}`: one row per instance preference in the same layout, the images cut to the
   instance's box (on a grid of 8 LQ pixels), with the instance's mask inside the box. Ties (people's) are
-  labelled 0.5, as in Pick-a-Pic.
+  labelled 0.5, as in Pick-a-Pic. Train on it with the mask: two small instances can share a crop box,
+  and then only the mask tells their rows apart (the card counts such rows below).
 
 The `jpg_*` columns hold **PNG** bytes despite their Pick-a-Pic names (`Image.open` reads either): the
 preferences are often fractions of a dB, below the loss JPEG itself would add."""

@@ -33,6 +33,7 @@ from schemas.dataset import (
     PAIRS_FEATURES,
     PAIRS_INSTANCES_FEATURES,
     dspo_features,
+    pairs_label_conflicts,
 )
 from schemas.scores import metrics_dict
 from schemas.table import STATUS_FAILED
@@ -153,6 +154,7 @@ class EmitStage(Stage):
             "judgements": dict(facts.judgements),
             "dropped_images": tally.dropped_images,
             "empty_splits": _empty_splits(facts, fractions),
+            "pairs_instances_conflicts": tally.crop_conflicts,
         }
 
     def _write_rows(
@@ -185,9 +187,11 @@ class EmitStage(Stage):
                         del dspo_row["hr"]
                     writers[CONFIG_DSPO][split].add(dspo_row)
                 if CONFIG_PAIRS_INSTANCES in writers:
-                    for pair in instance_pair_rows(row, instances, self.seed):
+                    crops = instance_pair_rows(row, instances, self.seed)
+                    for pair in crops:
                         writers[CONFIG_PAIRS_INSTANCES][split].add(pair)
                         tally.count_pair(pair)
+                    tally.crop_conflicts += pairs_label_conflicts(crops)["contradicting"]
         for splits in writers.values():
             for writer in splits.values():
                 writer.close()
@@ -253,6 +257,7 @@ class EmitStage(Stage):
             preferences=preference_facts(pair_stats),
             warning=pair_stats.get("warning"),
             no_whole_image_preference=tally.no_whole_image_preference,
+            crop_conflicts=tally.crop_conflicts,
         )
 
     def _report(
@@ -457,6 +462,9 @@ class _Tally:
         self.candidates_per_image: set[int] = set()
         self.dropped_images = 0
         self.no_whole_image_preference = 0
+        # pairs_instances rows whose crops coincide with another instance's (same box, same two
+        # candidates) but whose labels differ: only the mask tells them apart.
+        self.crop_conflicts = 0
         self.drops: Counter[str] = Counter()  # instances left out by people's decisions, by reason
         self.top = _TopPairs(samples)
         self._kept = _Reservoir(REPORT_POINTS, seed, "emit-report-kept")
@@ -607,6 +615,11 @@ def _warnings(
     awaiting = tally.drops.get(DROP_AWAITING_REVIEW, 0)
     if awaiting:
         out.append(f"{awaiting} pairs await people's review and are not published yet")
+    if tally.crop_conflicts:
+        out.append(
+            f"{tally.crop_conflicts} pairs_instances crop pairs appear with opposite labels (instances sharing a "
+            "crop box): a trainer of that config must use its mask; pairs has none"
+        )
     if tally.no_whole_image_preference:
         out.append(f"{tally.no_whole_image_preference} images have no whole-image preference and are not in pairs")
     return out
