@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 from omegaconf import OmegaConf
 
 from common.seeds import seed_for
@@ -36,7 +35,6 @@ from schemas.dataset import (
     pairs_label_conflicts,
 )
 from schemas.scores import metrics_dict
-from schemas.table import STATUS_FAILED
 from stages.base import Batch, RunContext, Stage, ok_rows
 from stages.emit.card import LICENSE_FILE, CardFacts, hub_metadata, license_text, render_card, validate_card
 from stages.emit.files import ShardWriter, card_data, check_split_fractions, split_of
@@ -121,9 +119,9 @@ class EmitStage(Stage):
         pair_stats = _pair_stats(run)
         survey = _InstanceSurvey.of(run, self.cfg, self.seed)
         failures = failure_reasons(run, UPSTREAM_TABLES)
-        facts = self._card_facts(run, scores, writers, tally, merge, pair_stats)
+        facts = self._card_facts(run, scores, writers, tally, merge, pair_stats, failures)
         empty = _empty_reason(facts, failures, survey, tally, merge, self.cfg)
-        facts.warnings = _warnings(facts, failures, survey, tally, fractions, self.cfg)
+        facts.warnings = _warnings(facts, failures, tally, fractions)
         header = card_data(
             writers,
             pretty_name=facts.name,
@@ -220,8 +218,9 @@ class EmitStage(Stage):
         tally: _Tally,
         merge: MergeReport,
         pair_stats: dict[str, Any],
+        failures: dict[str, tuple[int, list[FailureReason]]],
     ) -> CardFacts:
-        failed = {name: _failed_rows(run, name) for name in UPSTREAM_TABLES}
+        failed = {name: failures[name][0] if name in failures else 0 for name in UPSTREAM_TABLES}
         outcomes = Counter(d.outcome for d in merge.decisions.values())
         outcomes.update(undecided=merge.undecided, unknown_pair=merge.unknown_pairs)
         return CardFacts(
@@ -332,14 +331,6 @@ class EmitStage(Stage):
         return render_report(facts.name, counts, facts.warnings, plots, tally.top.samples(), details, UNITS)
 
 
-def _failed_rows(run: RunContext, name: str) -> int:
-    """Rows of a table with status failed, read shard by shard from the status column alone."""
-    return sum(
-        int(pc.sum(pc.equal(shard.column("status"), STATUS_FAILED)).as_py() or 0)
-        for shard in run.iter_table(name, ["status"])
-    )
-
-
 def _counts_text(counts: dict[str, int]) -> str:
     return ", ".join(f"{k} {v}" for k, v in counts.items()) or "none"
 
@@ -358,17 +349,14 @@ def _rule_text(judgements: Any) -> str:
 
 
 class _ScoreSummary:
-    """What the card and the report need of the scores table (one row per candidate and
-    instance): the metric names, the score modes and every reward, read shard by shard (the
-    table holds no images)."""
+    """What the card needs of the scores table (one row per candidate and instance): the metric
+    names and the score modes, read shard by shard (the table holds no images)."""
 
     def __init__(self, run: RunContext) -> None:
         self.metrics: set[str] = set()
         self.modes: set[str] = set()
-        self.rewards: list[float] = []
         for shard in run.iter_table("scores"):
             self.metrics.update(n for m in shard.column("metrics").to_pylist() for n in metrics_dict(m))
-            self.rewards.extend(shard.column("reward").to_pylist())
             # Scores written before schema v2 have no mode column: composite was the only mode then.
             self.modes.update(shard.column("mode").to_pylist() if "mode" in shard.column_names else ["composite"])
 
@@ -597,10 +585,8 @@ def _empty_reason(
 def _warnings(
     facts: CardFacts,
     failures: dict[str, tuple[int, list[FailureReason]]],
-    survey: _InstanceSurvey,
     tally: _Tally,
     fractions: dict[str, float],
-    cfg: Any,
 ) -> list[str]:
     """What a reader must know before using the dataset, most serious first."""
     out = []

@@ -48,15 +48,26 @@ def test_report_shows_plots_and_sample_images(tmp_path):
             plot_ids = page.eval_on_selector_all("figure.plot", "els => els.map(e => e.id)")
             samples = page.locator(".sample").count()
             title = page.title()
+            # The first screen (1280 x 800) holds the header with its warnings and the plots begin.
+            page.set_viewport_size({"width": 1280, "height": 800})
+            first_screen = page.evaluate(
+                "() => ['.counts', '.warnings', 'figure.plot'].map(s => document.querySelector(s)"
+                ".getBoundingClientRect().top)"
+            )
+            warnings = page.locator(".warnings li").all_inner_texts()
         finally:
             browser.close()
     assert title.startswith("srprefs DSPO preferences")
-    assert plot_ids == ["reward-histogram", "margin-histogram", "pairs-per-image", "metric-agreement"]
+    assert plot_ids == [
+        "delta-histograms", "drops", "margin-vs-area", "label-sources", "margin-histogram", "metric-agreement",
+    ]
+    assert all(0 <= top < 800 for top in first_screen), first_screen
+    assert any("failed at degrade" in w for w in warnings), warnings
     assert samples == 4
     assert images, "no images on the page"
     for image in images:
         assert image["complete"] and image["w"] > 0 and image["h"] > 0 and image["visible"], image
     tiles = [i["cls"] for i in images if i["cls"]]
-    assert tiles == ["lq", "winner", "loser"] * samples
+    assert tiles == ["hr", "winner", "loser", "lq"] * samples
     # Only the page itself and its data: URIs were requested.
     assert all(url.startswith(("file://", "data:")) for url in requests), requests
