@@ -55,6 +55,7 @@ class Plot:
     title: str  # short, drawn in the figure
     png: bytes
     caption: str = ""  # what the plot shows, under it in the page
+    wide: bool = False  # spans two columns of the page
 
 
 def histogram(key: str, title: str, values: Sequence[float], xlabel: str, bins: int = 30, caption: str = "") -> Plot:
@@ -81,7 +82,7 @@ def bar_chart(key: str, title: str, counts: Mapping[Any, int], caption: str = ""
 def heatmap(key: str, title: str, matrix: Mapping[str, Mapping[str, float]], caption: str = "") -> Plot:
     names = list(matrix)
     values = np.array([[matrix[a].get(b, np.nan) for b in names] for a in names], dtype=float)
-    figure, axes = _figure((0.8 * len(names) + 2.4, 0.6 * len(names) + 1.6))
+    figure, axes = _figure((0.55 * len(names) + 2.4, 0.45 * len(names) + 1.6))
     image = axes.imshow(values, vmin=-1 if np.nanmin(values) < 0 else 0, vmax=1, cmap="viridis")
     axes.set_xticks(range(len(names)), names, rotation=45, ha="right")
     axes.set_yticks(range(len(names)), names)
@@ -107,9 +108,11 @@ def delta_histograms(
     """One panel per metric: winner - loser over every scored instance (its best against its worst
     candidate) and over the published pairs, on shared bins, the visibility scale dashed."""
     names = sorted(set(every) | set(kept))
-    figure = Figure(figsize=(2.9 * max(1, len(names)), 2.7), dpi=100, layout="tight")
+    columns = min(3, max(1, len(names)))
+    rows = -(-max(1, len(names)) // columns)
+    figure = Figure(figsize=(2.9 * columns, 2.0 * rows + 0.3), dpi=100, layout="tight")
     for n, name in enumerate(names):
-        axes = figure.add_subplot(1, len(names), n + 1)
+        axes = figure.add_subplot(rows, columns, n + 1)
         values = [*every.get(name, ()), *kept.get(name, ())]
         bins = np.histogram_bin_edges(values, bins=24) if values else 10
         axes.hist(every.get(name, ()), bins=bins, color="#b8b8b8", label=f"all instances ({len(every.get(name, ()))})")
@@ -119,9 +122,10 @@ def delta_histograms(
             axes.axvline(scales[name], color="#c0392b", linestyle="--", linewidth=1, label="visible (pair.scales)")
         axes.set_xlabel(f"{name} winner - loser{units.get(name, '')}")
         axes.set_ylabel("instances")
-        axes.legend(fontsize=7)
+        if n == 0:  # one legend: every panel draws the same three things
+            axes.legend(fontsize=7)
     figure.suptitle(title, fontsize=10)
-    return Plot(key, title, _png(figure), caption)
+    return Plot(key, title, _png(figure), caption, wide=len(names) > 1)
 
 
 def scatter(
@@ -227,7 +231,7 @@ def render_report(
     warning_items = "".join(f"<li>{esc(w)}</li>" for w in warnings)
     warning_list = f'<ul class="warnings">{warning_items}</ul>' if warnings else '<p class="ok">No warnings.</p>'
     figures = "".join(
-        f'<figure class="plot" id="{esc(p.key)}"><img alt="{esc(p.title)}" src="{_data_uri(p.png)}">'
+        f'<figure class="plot{" wide" if p.wide else ""}" id="{esc(p.key)}"><img alt="{esc(p.title)}" src="{_data_uri(p.png)}">'
         f"<figcaption>{esc(p.caption)}</figcaption></figure>"
         for p in plots
     )
@@ -245,6 +249,7 @@ h1 {{ font-size: 1.4em; margin: 0 0 .2em; }}
 .plots img {{ max-width: 100%; }}
 figure {{ margin: 0; }}
 figure.plot {{ max-width: 30em; }}
+figure.plot.wide {{ max-width: 61em; }}
 figure.plot figcaption {{ font-size: .8em; color: #555; }}
 .sample {{ border: 1px solid #ccc; border-radius: 6px; padding: .6em; margin: .6em 0; }}
 .sample .tiles {{ display: flex; gap: .6em; flex-wrap: wrap; }}

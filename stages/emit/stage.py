@@ -276,7 +276,8 @@ class EmitStage(Stage):
             delta_histograms(
                 "delta-histograms", "Winner - loser per metric", survey.deltas, tally.kept.deltas, scales, UNITS,
                 caption="Grey: every scored instance, its best against its worst candidate; blue: the published "
-                "pairs; dashed: the metric's visibility scale (pair.scales).",
+                "pairs; dashed: the metric's visibility scale (pair.scales). Positive = the winner is better "
+                "(lower-is-better metrics such as gmsd are flipped).",
             ),
             bar_chart(
                 "drops", "Scored instances by outcome", drops,
