@@ -38,8 +38,10 @@ class FailureReason:
 def failure_reasons(
     run: TableReader, tables: Sequence[str] = STATUS_TABLES, top: int = TOP_REASONS
 ) -> dict[str, tuple[int, list[FailureReason]]]:
-    """Per table with failed rows: (failed rows, its ``top`` most frequent reasons)."""
+    """Per table (in pipeline order) with items that failed there: (items, the ``top`` most frequent
+    reasons). An item counts once, where it failed first: later stages carry its failed row on."""
     failed: dict[str, list[tuple[str, str]]] = {}
+    seen: set[str] = set()
     for table in tables:
         rows = [
             (image_id, error or "no message")
@@ -48,7 +50,9 @@ def failure_reasons(
                 *(shard.filter(pc.equal(shard.column("status"), STATUS_FAILED)).column(c).to_pylist()
                   for c in ("image_id", "error"))
             )
+            if image_id not in seen
         ]
+        seen.update(image_id for image_id, _ in rows)
         if rows:
             failed[table] = rows
     if not failed:

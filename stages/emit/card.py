@@ -80,7 +80,7 @@ class CardFacts:
     metrics: Sequence[str]
     score_modes: Sequence[str]  # score.mode of the scores rows: map and/or composite
     candidates_per_image: Sequence[int]
-    failed: Mapping[str, int]  # table -> rows with status failed
+    failed: Mapping[str, int]  # table -> items that failed first in its stage
     sources: Mapping[str, str]  # image_id -> source_uri
     dropped_images: int  # images whose every instance was dropped by people (both_bad / tie)
     config_yaml: str
@@ -230,7 +230,7 @@ def _how_made(f: CardFacts) -> str:
         f"{f.crop_conflicts}",
         f"* Human judgements (rule: {f.judgement_rule}): " + _counts(f.judgements),
         f"* Images left without instances after people's decisions: {f.dropped_images}",
-        "* Items that failed in the pipeline (rows with status `failed`): " + _counts(f.failed),
+        "* Items that failed in the pipeline, by the table of the stage where they failed first: " + _counts(f.failed),
         "* Splits are assigned by a hash of `image_id`, so a source image is in exactly one split.",
     ]
     lines += [f"* {note}" for note in f.notes]

@@ -13,6 +13,7 @@ import pytest
 from pipeline import cli
 from pipeline.rundir import RunDir
 from pipeline.runner import emit_problem, format_status
+from schemas import candidates as cand_schema
 from schemas import lq as lq_schema
 from schemas.table import failed_row
 from stages.base import ok_rows
@@ -78,6 +79,10 @@ def test_failure_reasons_group_messages_that_differ_only_by_file(tmp_path):
     rows[1] = {**rows[1], "image": None, "width": None, "height": None, "status": "failed",
                "error": f"ingest: cannot identify image file '{uris[1]}'"}
     synthetic.run.write_shard("hr", 0, pa.Table.from_pylist(rows, schema=hr.schema))
+    # Later stages carry a failed item's row on: it counts once, where it failed first.
+    candidates = synthetic.tables["candidates"]
+    carried = [failed_row(cand_schema.SPEC, rows[0]["image_id"], rows[0]["error"]), *candidates.to_pylist()[1:]]
+    synthetic.run.write_shard("candidates", 0, cand_schema.SPEC.to_table(carried))
     reasons = failure_reasons(synthetic.run)
     assert set(reasons) == {"hr", "lq"}
     count, top = reasons["hr"]
