@@ -216,7 +216,7 @@ def format_status(run: RunDir) -> str:
         lines.append("most frequent failure reasons:")
         lines += [f"  {line}" for line in format_reasons(reasons, PRODUCERS)]
     emit = next(s for s in info["stages"] if s.stage == "emit")
-    if emit.shards_done and not emit.finalized:
+    if emit.shards_done and not emit.finalized and not run.exists(EMIT_EMPTY_STATE):  # empty: said below
         lines.append(
             f"emit's final step did not finish: {run.uri}/dataset is missing or older than the emit "
             "shards; rerun `pipeline run stage=emit`"

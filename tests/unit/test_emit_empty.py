@@ -12,7 +12,7 @@ import pytest
 
 from pipeline import cli
 from pipeline.rundir import RunDir
-from pipeline.runner import emit_problem, format_status
+from pipeline.runner import EMIT_EMPTY_STATE, emit_problem, format_status
 from schemas import candidates as cand_schema
 from schemas import lq as lq_schema
 from schemas.table import failed_row
@@ -45,7 +45,7 @@ def test_all_pairs_below_the_margin_is_an_error_naming_the_threshold(tmp_path):
     assert not os.path.exists(os.path.join(str(tmp_path), "dataset"))  # nothing half-published
     # The report of the empty run is kept for reading, and status repeats the reason.
     assert os.path.exists(os.path.join(str(tmp_path), "_state", "emit", "dataset-partial", "report.html"))
-    assert synthetic.run.exists(EMPTY_STATE)
+    assert synthetic.run.exists(EMPTY_STATE) and EMIT_EMPTY_STATE == EMPTY_STATE  # status reads what emit writes
     assert emit_problem(synthetic.run).startswith("emit published no rows: no instance of the")
     assert "WARNING: emit published no rows" in format_status(synthetic.run)
     # A later emit that publishes clears it.
