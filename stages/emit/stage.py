@@ -12,6 +12,7 @@ them, so its memory does not grow with the dataset.
 from __future__ import annotations
 
 import heapq
+import io
 import json
 import logging
 import os
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 from omegaconf import OmegaConf
 
 from common.seeds import seed_for
@@ -35,7 +37,7 @@ from schemas.dataset import (
     pairs_label_conflicts,
 )
 from schemas.scores import metrics_dict
-from stages.base import Batch, RunContext, Stage, ok_rows
+from stages.base import Batch, RunContext, Stage
 from stages.emit.card import LICENSE_FILE, CardFacts, hub_metadata, license_text, render_card, validate_card
 from stages.emit.files import ShardWriter, card_data, check_split_fractions, split_of
 from stages.emit.judgements import MergeReport, decide_pairs
@@ -58,8 +60,15 @@ from stages.emit.rows import (
     whole_image_pair_row,
 )
 from stages.failures import FailureReason, failure_reasons
-from stages.pair import DROP_AGREEMENT, DROP_AREA, DROP_MARGIN, instance_results, pair_rules
-from stages.pair_facts import PAIR_STATS, UNITS, preference_facts
+from stages.pair_facts import (
+    DROP_AGREEMENT,
+    DROP_AREA,
+    DROP_MARGIN,
+    PAIR_INSTANCES,
+    PAIR_STATS,
+    UNITS,
+    preference_facts,
+)
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +126,7 @@ class EmitStage(Stage):
         tally = _Tally(self.seed, int(settings.report_samples))
         self._write_rows(run.iter_table(dataset.SPEC.name), merge, fractions, writers, tally)
         pair_stats = _pair_stats(run)
-        survey = _InstanceSurvey.of(run, self.cfg, self.seed)
+        survey = _InstanceSurvey.of(run, self.seed)
         failures = failure_reasons(run, UPSTREAM_TABLES)
         facts = self._card_facts(run, scores, writers, tally, merge, pair_stats, failures)
         empty = _empty_reason(facts, failures, survey, tally, merge, self.cfg)
@@ -316,10 +325,11 @@ class EmitStage(Stage):
             f"{config}: " + (", ".join(f"{s} {n}" for s, n in splits.items()) or "none")
             for config, splits in facts.split_rows.items()
         )
-        counts = (
-            f"{images} source images; rows {rows}; {sum(facts.instances.values())} instances published of "
-            f"{survey.scored} scored."
+        scored = (
+            f"of {survey.scored} scored" if survey.available
+            else f"(the pair stage left no {PAIR_INSTANCES}: the plots show the published pairs only)"
         )
+        counts = f"{images} source images; rows {rows}; {sum(facts.instances.values())} instances published {scored}."
         details: dict[str, Any] = {
             "label sources (dspo instances)": _counts_text(facts.instances),
             "human judgements": _counts_text(facts.judgements),
@@ -478,42 +488,33 @@ class _Tally:
 
 @dataclass
 class _InstanceSurvey:
-    """Every scored instance as the pair stage judged it (best vs worst candidate), recomputed from
-    the scores with the run's pair rules: counts by outcome, and a seeded sample for the plots."""
+    """Every scored instance as the pair stage judged it (its best against its worst candidate,
+    ``stats/pair_instances.parquet``): counts by outcome, and a seeded sample for the plots."""
 
+    available: bool  # False: the pair stage left no per-instance facts (a run made before them)
     scored: int
     reasons: Counter[str]  # pair-stage drop reason -> instances
     points: _Points
 
     @classmethod
-    def of(cls, run: RunContext, cfg: Any, seed: int) -> _InstanceSurvey:
-        columns = ["image_id", "width", "height", "areas", "status"]
-        parts = list(run.iter_table("instances", columns))
-        score_columns = ["image_id", "candidate_id", "candidate_index", "instance_id", "instance_index", "metrics"]
-        scores = list(run.iter_table("scores", score_columns))
-        if not scores or not parts:
-            return cls(0, Counter(), _Points())
-        instances = ok_rows(pa.concat_tables(parts))
-        pixels = {
-            image_id: (w or 0) * (h or 0)
-            for image_id, w, h in zip(*(instances.column(c).to_pylist() for c in ("image_id", "width", "height")))
-        }
-        rules = pair_rules(cfg)
+    def of(cls, run: RunContext, seed: int) -> _InstanceSurvey:
+        if not run.exists(PAIR_INSTANCES):
+            return cls(False, 0, Counter(), _Points())
         sample = _Reservoir(REPORT_POINTS, seed, "emit-report-all")
         reasons: Counter[str] = Counter()
         scored = 0
-        for image_id, areas, results in instance_results(instances, pa.concat_tables(scores), rules):
-            for result in results:
+        facts = pq.ParquetFile(io.BytesIO(run.read_bytes(PAIR_INSTANCES)))
+        for batch in facts.iter_batches(batch_size=4096):
+            for row in batch.to_pylist():
                 scored += 1
-                outcome = result.reason or PUBLISHED
-                if result.reason:
-                    reasons[result.reason] += 1
-                if result.best_vs_worst is None:
+                if row["reason"]:
+                    reasons[row["reason"]] += 1
+                if row["margin"] is None or row["area_share"] is None:
                     continue
-                share = areas[result.index] / pixels[image_id] if pixels.get(image_id) else 0.0
-                sample.offer(f"{image_id}:{result.index}", (share, result.best_vs_worst.margin, outcome,
-                                                            result.best_vs_worst.deltas))
-        return cls(scored, reasons, _Points.of(sample.items()))
+                outcome = row["reason"] or PUBLISHED
+                key = f"{row['image_id']}:{row['instance_index']}"
+                sample.offer(key, (row["area_share"], row["margin"], outcome, metrics_dict(row["deltas"])))
+        return cls(True, scored, reasons, _Points.of(sample.items()))
 
     @property
     def deltas(self) -> dict[str, list[float]]:

@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from tests.emit_tables import build_run, run_emit
+from tests.emit_tables import build_run, finalize_pairs, run_emit
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -25,7 +25,8 @@ pytestmark = [
 def test_report_shows_plots_and_sample_images(tmp_path):
     playwright = pytest.importorskip("playwright.sync_api")
     synthetic = build_run(str(tmp_path), n_images=4)
-    synthetic.run.write_json("stats/pair.json", {"metric_agreement": {
+    finalize_pairs(synthetic)  # the per-instance facts the report plots
+    synthetic.run.write_json("stats/pair.json", {**synthetic.run.read_json("stats/pair.json"), "metric_agreement": {
         "niqe|psnr": {"kendall_tau": 0.4, "instances": 9},
         "niqe|reward": {"kendall_tau": 0.5, "instances": 9},
         "psnr|reward": {"kendall_tau": 0.9, "instances": 9},

@@ -20,7 +20,7 @@ from stages.base import ok_rows
 from stages.emit.stage import EMPTY_STATE, EmptyDatasetError
 from stages.failures import failure_reasons, format_reasons
 from stages.pair import PairStage
-from tests.emit_tables import build_run, emit_config, run_emit
+from tests.emit_tables import build_run, emit_config, finalize_pairs, run_emit
 
 
 def _mark_upstream_done(run: RunDir) -> None:
@@ -37,6 +37,7 @@ def test_all_pairs_below_the_margin_is_an_error_naming_the_threshold(tmp_path):
     pairs = pair.process({name: ok_rows(synthetic.run.read_table(name)) for name in PairStage.input_tables})
     assert pairs.num_rows == 0
     synthetic.run.write_shard("pairs", 0, pairs)
+    finalize_pairs(synthetic, "pair.min_margin=1000")
     with pytest.raises(EmptyDatasetError) as caught:
         run_emit(synthetic, "pair.min_margin=1000")
     message = str(caught.value)

@@ -15,7 +15,8 @@ from schemas import dataset
 from stages.emit.files import SplitConfigError
 from stages.emit.rows import EmitInputError
 from stages.emit.stage import EmitStage
-from tests.emit_tables import build_run, emit_config, judgements_table, run_emit
+from stages.pair_facts import PAIR_INSTANCES
+from tests.emit_tables import build_run, emit_config, finalize_pairs, judgements_table, run_emit
 
 
 def read_config(root: str, config: str) -> pa.Table:
@@ -175,3 +176,19 @@ def test_a_second_emit_lists_only_its_own_files(synthetic):
     listed = {path for config in card.data["configs"] for split in config["data_files"] for path in split["path"]}
     assert len(first) > len(listed) == len({p for p in listed if p.endswith("-00000.parquet")})
     assert all(os.path.exists(os.path.join(root, "dataset", p)) for p in listed)
+
+
+def test_report_counts_every_scored_instance_from_the_pair_stage(synthetic):
+    run_emit(synthetic)
+    page = open(os.path.join(synthetic.run.root, "dataset", "report.html"), encoding="utf-8").read()
+    assert "the pair stage left no stats/pair_instances.parquet" in page
+    finalize_pairs(synthetic, "pair.min_margin=10")  # synthetic margins run from about 2 to 18
+    facts = pq.read_table(os.path.join(synthetic.run.root, PAIR_INSTANCES)).to_pylist()
+    scores = synthetic.tables["scores"]
+    assert len(facts) == len(set(scores.column("instance_id").to_pylist()))  # every scored instance once
+    stats = synthetic.run.read_json("stats/pair.json")
+    assert sum(f["reason"] == "margin" for f in facts) == stats["dropped"]["margin"] > 0
+    assert all(0 < f["area_share"] <= 1 for f in facts)
+    run_emit(synthetic)
+    page = open(os.path.join(synthetic.run.root, "dataset", "report.html"), encoding="utf-8").read()
+    assert f"instances published of {len(facts)} scored." in page
