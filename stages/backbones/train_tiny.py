@@ -118,6 +118,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--learning_rate", type=float, default=5e-4, help="default: %(default)s")
     parser.add_argument("--warmup_steps", type=int, default=200, help="default: %(default)s")
     parser.add_argument("--ema_decay", type=float, default=0.999, help="default: %(default)s")
+    parser.add_argument("--timestep_power", type=float, default=2.0,
+                        help="t = T-1 - floor(T u^p), u uniform: 1 is uniform, 2 puts 71%% of steps in the "
+                             "upper half of the schedule, where the x0 prediction is the regression on the LQ "
+                             "that few-step sampling rests on (default: %(default)s)")
     parser.add_argument("--cond_drop", type=float, default=0.1, help="conditioning dropout, enables CFG (default: %(default)s)")
     parser.add_argument("--scale", type=int, default=4, help="default: %(default)s")
     parser.add_argument("--hr_crop", type=int, default=64, help="default: %(default)s")
@@ -143,6 +147,15 @@ def save_ema(pipe: TinySRPipeline, ema_unet: torch.nn.Module, dtype: str, folder
 def lr_factor(step: int, warmup: int, total: int) -> float:
     """Linear warm-up, then cosine decay to zero at ``total``."""
     return min(1.0, (step + 1) / warmup) * 0.5 * (1 + np.cos(np.pi * min(step, total) / total))
+
+
+def draw_timesteps(count: int, num_timesteps: int, power: float, generator: torch.Generator) -> torch.Tensor:
+    """Training timesteps skewed towards high noise for power > 1. With uniform timesteps the
+    measured v2 draft (2,000 steps) still let pure noise at t = T-1 through to its x0 estimate
+    (one-step samples 2.2/255 apart and 0.65 dB below bicubic on its own training crops): the
+    regression on the LQ, which every few-step sample starts from, was learned last."""
+    u = torch.rand(count, generator=generator)
+    return (num_timesteps - 1 - torch.floor(num_timesteps * u**power)).clamp(min=0).long()
 
 
 def train(args: argparse.Namespace) -> dict:
@@ -180,7 +193,7 @@ def train(args: argparse.Namespace) -> dict:
         lq = lq_pool[index].to(device).float() / 255
         target = pipe.residual_target(hr, lq)
         noise = torch.randn(target.shape, generator=generator).to(device)
-        timesteps = torch.randint(num_timesteps, (args.batch_size,), generator=generator).to(device)
+        timesteps = draw_timesteps(args.batch_size, num_timesteps, args.timestep_power, generator).to(device)
         noisy = pipe.scheduler.add_noise(target, noise, timesteps)
         cond = (torch.rand(args.batch_size, generator=generator) >= args.cond_drop).to(device)
         loss = torch.nn.functional.mse_loss(pipe.predict_x0(noisy, timesteps, lq, cond), target)
