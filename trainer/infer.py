@@ -35,12 +35,12 @@ from trainer.models import BackboneFolderError, load_sampling_backbone
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 # Formats that cannot store transparency: images with alpha are written as PNG instead.
 NO_ALPHA_SUFFIXES = {".jpg", ".jpeg", ".bmp"}
-# Sampler defaults = the sample stage's (pipeline/defaults/sample.yaml), i.e. how the training
-# candidates were made and how dspo-train validates.
+# Sampler defaults: fewer steps than the sample stage's 20 (pipeline/defaults/sample.yaml), since an
+# output wants fidelity, not variety (docs/benchmarks.md: 4 steps 0.06 dB below bicubic, 20 steps 0.45).
 DEFAULT_STEPS = 4
 DEFAULT_GUIDANCE = 1.0
 # Tile side in LQ pixels (0 = whole image) and context per side; chosen from the measured
-# time/memory table in README.md (the embedded model, one 512x512 input on 2 cores).
+# time/memory table in docs/benchmarks.md (the embedded model, one 512x512 input on 2 cores).
 DEFAULT_TILE = 256
 DEFAULT_TILE_PAD = 32
 

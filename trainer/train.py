@@ -74,7 +74,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     model.add_argument("--noise_level", type=int, default=20, help="LQ noise augmentation of the SD x4 upscaler")
 
     loss = parser.add_argument_group("objective")
-    # Defaults measured by benchmarks/closed_loop.py --sweep (see its table in the README): without
+    # Defaults measured by benchmarks/closed_loop.py --sweep (table in docs/benchmarks.md): without
     # the SFT term the policy drifts away from losers and winners alike (PSNR falls while the
     # preference accuracy rises); sft_weight = beta / 4 puts both terms on one scale at step 0.
     loss.add_argument("--beta", type=float, default=100.0, help="DPO temperature")

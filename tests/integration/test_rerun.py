@@ -1,4 +1,4 @@
-"""README's one-stage examples, as a user types them, on runs made from a folder, an ``hf:``
+"""The one-stage examples of docs/pipeline.md, as a user types them, on runs made from a folder, an ``hf:``
 dataset and ``demo``: a rerun keeps the run's settings for every key it does not give."""
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def test_one_stage_rerun_keeps_the_runs_input_and_settings(kind, tmp_path, capsy
     source, ids = _source(kind, tmp_path)
     run_dir = tmp_path / "run"
     assert main(["run", "stage=ingest", f"run_dir={run_dir}", f"input={source}", *SMALL]) == 0
-    # README: the next stage needs only stage= and run_dir=.
+    # docs/pipeline.md: the next stage needs only stage= and run_dir=.
     assert main(["run", "stage=degrade", f"run_dir={run_dir}"]) == 0, capsys.readouterr().err
     run = RunDir(str(run_dir))
     hr = run.read_table("hr").to_pylist()
@@ -115,7 +115,7 @@ def test_changing_an_unfinished_stage_key_is_accepted_and_recorded(folder, tmp_p
 
 @pytest.mark.slow
 def test_readme_commands_on_a_folder(folder, tmp_path, capsys):
-    """Every README one-stage command in order, with every stage really run (~2 minutes on 2 cores)."""
+    """Every one-stage command of docs/pipeline.md in order, with every stage really run (~2 minutes on 2 cores)."""
     mine = tmp_path / "mine"
     fast = [*SMALL, "score.fr_metrics=[psnr]", "sample.num_candidates=2"]
     assert main(["run", "stage=all", f"run_dir={mine}", f"input={folder}", *fast]) == 0
