@@ -39,10 +39,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from common.cli import DefaultsHelpFormatter
 from common.device import DeviceError, resolve_device
 from common.masks import decode_masks
 from schemas.dataset import DatasetFormatError
-from stages.backbones.base import MissingWeightsError
+from stages.backbones.base import MissingWeightsError, SampleRequest
 from stages.scoring.metrics import MetricUnavailableError, create_metric
 from stages.scoring.reward import hybrid_reward
 from stages.scoring.scorer import ImageToScore, InstanceScorer
@@ -60,7 +61,10 @@ BICUBIC = "bicubic"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dspo-eval", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="dspo-eval", description=__doc__.split("\n\n")[0],
+        formatter_class=DefaultsHelpFormatter,
+    )
     parser.add_argument("--dataset", required=True, help="dataset folder or Hub id (config 'dspo')")
     parser.add_argument("--split", default="validation")
     models = parser.add_mutually_exclusive_group()
@@ -165,7 +169,8 @@ def evaluate_models(
         hr = image_tensor(row["hr"])[None]
         masks = decode_masks(row["masks"])
         texts, negatives = [text_condition(row)] * len(seeds), [args.negative_prompt] * len(seeds)
-        samples = {label: backbone.sample(lq, texts, negatives, seeds, **sampler) for label, backbone in backbones.items()}
+        request = SampleRequest(texts, negatives, seeds, **sampler)
+        samples = {label: backbone.sample(lq, request) for label, backbone in backbones.items()}
         for label, images in samples.items():
             for name, values in whole_image_scores(metrics, images, hr).items():
                 per_unit[label][name].extend(values.tolist())

@@ -24,9 +24,10 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from common.cli import DefaultsHelpFormatter
 from common.device import DeviceError, resolve_device
 from common.images import BadImageError, DecodedImage, decode_image
-from stages.backbones.base import Backbone, LQSizeError, MissingWeightsError, check_lq_size
+from stages.backbones.base import Backbone, LQSizeError, MissingWeightsError, SampleRequest, check_lq_size
 from stages.backbones.registry import BackboneConfigError
 from stages.backbones.tiling import sample_tiled, tile_count
 from trainer.data import image_tensor
@@ -46,7 +47,10 @@ DEFAULT_TILE_PAD = 32
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="dspo-infer", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="dspo-infer", description=__doc__.split("\n\n")[0],
+        formatter_class=DefaultsHelpFormatter,
+    )
     parser.add_argument("--input_path", required=True, help="an image file or a folder of images")
     parser.add_argument("--output_path", required=True, help="folder for the SR images (created)")
     parser.add_argument("--checkpoint", default="tiny", help="dspo-train output folder, or 'tiny'")
@@ -192,11 +196,10 @@ class Run:
         tiles_bar = tqdm(total=tiles, desc=f"tiles of {items[0].path.name}", unit="tile", leave=False,
                          file=sys.stderr, disable=tiles == 1, dynamic_ncols=True)
         try:
-            sr = sample_tiled(
-                self.backbone, torch.stack([item.lq for item in items]), [args.prompt] * rows,
-                [args.negative_prompt] * rows, [args.seed] * rows, steps=args.steps, guidance=args.guidance,
-                strength=args.strength, tile=args.tile, tile_pad=args.tile_pad, on_tile=tiles_bar.update,
-            )
+            request = SampleRequest([args.prompt] * rows, [args.negative_prompt] * rows, [args.seed] * rows,
+                                    args.steps, args.guidance, args.strength)
+            sr = sample_tiled(self.backbone, torch.stack([item.lq for item in items]), request,
+                              tile=args.tile, tile_pad=args.tile_pad, on_tile=tiles_bar.update)
         except (torch.OutOfMemoryError, MemoryError) as err:
             for item in items:
                 self.fail(item.path, f"out of memory ({type(err).__name__}); try a smaller --tile")

@@ -37,6 +37,7 @@ from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration, set_seed
 from diffusers.optimization import get_scheduler
 
+from common.cli import DefaultsHelpFormatter
 from common.images import BadImageError
 from common.seeds import seed_for
 from schemas.dataset import CONFIG_DSPO, DatasetFormatError
@@ -53,7 +54,10 @@ LAST_DIR = "last"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="dspo-train", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="dspo-train", description=__doc__.split("\n\n")[0],
+        formatter_class=DefaultsHelpFormatter,
+    )
     data = parser.add_argument_group("data")
     data.add_argument("--dataset", required=True, help="dataset folder or Hub id")
     data.add_argument("--dataset_config", choices=CONFIGS, default=CONFIG_DSPO,

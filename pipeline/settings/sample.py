@@ -32,6 +32,7 @@ class PromptSettings:
 @dataclass
 class Settings:
     batch_size: int = bounded(1)
+    call_batch_size: int = bounded(1)
     num_candidates: int = bounded(2, MAX_CANDIDATES)
     steps: list[int] = bounded(1, 1000)
     guidance: list[float] = bounded(0)

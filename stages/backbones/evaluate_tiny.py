@@ -21,7 +21,7 @@ import numpy as np
 import pyiqa
 import torch
 
-from stages.backbones.base import BackboneSpec
+from stages.backbones.base import BackboneSpec, SampleRequest
 from stages.backbones.tiny import TinyBackbone, upsample
 from stages.backbones.train_tiny import HELD_OUT, bundled_image, to_tensor
 from stages.degradations import apply_degradation, draw_params, preset_settings
@@ -80,7 +80,7 @@ def evaluate(args: argparse.Namespace) -> dict:
             lq_rep = lq.repeat_interleave(args.candidates, dim=0)
             seeds = list(range(len(lq_rep)))
             started = time.perf_counter()
-            sr = backbone.sample(lq_rep, [""] * len(seeds), [""] * len(seeds), seeds, steps, guidance, strength)
+            sr = backbone.sample(lq_rep, SampleRequest.unprompted(seeds, steps, guidance, strength))
             seconds = (time.perf_counter() - started) / len(seeds)
             row = {"preset": preset, "steps": steps, "guidance": guidance, "strength": strength,
                    **quality(sr, hr.repeat_interleave(args.candidates, dim=0), metrics),

@@ -47,6 +47,7 @@ SMALL_REWRITES = [
     (r"input=/data/photos", "input=photos"),
     # right after the command, so that the block's own key=value still wins
     (r"pipeline run ", f"pipeline run {SMALL_SETTINGS} "),
+    (r"--crop_size 128", "--crop_size 64"),  # the small run's HR images are 64 px
     (r"--max_train_steps 150", "--max_train_steps 2 --validation_images 1 --validation_seeds 1 --sample_steps 2"),
     (r"dspo-eval ", "dspo-eval --seeds 1 --max_images 1 "),
     (r"dspo-infer ", "dspo-infer --steps 2 "),

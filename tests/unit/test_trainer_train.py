@@ -12,6 +12,7 @@ import torch
 from diffusers import StableDiffusionUpscalePipeline
 from PIL import Image
 
+from stages.backbones import SampleRequest
 from tests.dspo_fixtures import write_dspo_dataset
 from tests.tiny_models import save_tiny_sr, save_tiny_upscaler
 from trainer.data import collate_dspo, load_dspo_split
@@ -108,7 +109,7 @@ def test_lora_on_a_tiny_sd_upscaler(tmp_path, dataset):
         assert torch.equal(p, dict(original.text_encoder.named_parameters())[name])
     # And the output loads as the sample stage's backbone and samples 4x.
     backbone = load_sampling_backbone(str(out / "last"), torch.device("cpu"))
-    sr = backbone.sample(torch.rand(1, 3, 8, 8), ["a photo"], [""], [0], steps=2, guidance=1.0)
+    sr = backbone.sample(torch.rand(1, 3, 8, 8), SampleRequest(["a photo"], [""], [0], steps=2, guidance=1.0))
     assert sr.shape == (1, 3, 32, 32)
 
 
