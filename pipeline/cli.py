@@ -64,6 +64,11 @@ def _parser() -> argparse.ArgumentParser:
     ]:
         sub = commands.add_parser(name, help=text, description=text, main_keys=True)
         sub.add_argument("overrides", nargs="*", metavar="key=value")
+    text = ("delete the outputs of stage=X and of every later stage in run_dir=..., so that `run` redoes "
+            "them (asks first unless --yes; people's judgements are kept)")
+    reset = commands.add_parser("reset", help=text, description=text)
+    reset.add_argument("--yes", action="store_true", help="do not ask")
+    reset.add_argument("overrides", nargs="*", metavar="key=value")
     text = "every config key (or those under PREFIX, e.g. sample or sample.backbone): default and meaning"
     keys = commands.add_parser("keys", help=text, description=text)
     keys.add_argument("prefixes", nargs="*", metavar="PREFIX")
@@ -121,8 +126,12 @@ def _status(overrides: list[str]) -> int:
 
 def _config(overrides: list[str]) -> int:
     from pipeline.config import resolve_config, to_yaml_with_sources
+    from pipeline.frozen import refused_keys
+    from pipeline.rundir import RunDir
 
-    print(to_yaml_with_sources(resolve_config(overrides)), end="")
+    resolved = resolve_config(overrides)
+    refused = refused_keys(RunDir(str(resolved.cfg.run_dir)), resolved.cfg)
+    print(to_yaml_with_sources(resolved, refused), end="")
     return 0
 
 
@@ -161,6 +170,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _config(args.overrides)
         if args.command == "keys":
             return _keys(args.prefixes)
+        if args.command == "reset":
+            from pipeline.config import load_config
+            from pipeline.reset import reset
+
+            return reset(load_config(args.overrides), args.yes)
         from pipeline import annotation
         from pipeline.config import load_config
 

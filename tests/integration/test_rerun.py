@@ -7,7 +7,6 @@ import hashlib
 import io
 import json
 import re
-import shutil
 
 import numpy as np
 import pytest
@@ -128,11 +127,13 @@ def test_readme_commands_on_a_folder(folder, tmp_path, capsys):
     err = capsys.readouterr().err
     assert [line.split(";")[0] for line in err.splitlines() if line.startswith("  ")] == [
         "  sample.num_candidates: 2 (frozen) -> 8 (now)"]
-    assert "delete tables/candidates/" in err
+    assert f"pipeline reset run_dir={mine} stage=sample" in err
     # Following the message's advice redoes sample and the stages after it with the new value.
+    assert main(["reset", f"run_dir={mine}", "stage=sample", "--yes"]) == 0
     for path in ["tables/candidates", "tables/instances", "tables/scores", "tables/pairs", "dataset",
                  *(f"_state/{s}" for s in ["sample", "segment", "score", "pair", "emit"])]:
-        shutil.rmtree(mine / path)
+        assert not (mine / path).exists(), path
+    assert (mine / "tables/lq").is_dir() and (mine / "_state/degrade").is_dir()
     assert main(["run", "stage=all", f"run_dir={mine}", "sample.num_candidates=3"]) == 0
     candidates = RunDir(str(mine)).read_table("candidates").to_pylist()
     assert {len(row["candidates"]) for row in candidates} == {3}
