@@ -77,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     add = users_cmd.add_parser("add", help="add a user (password read from stdin or prompted)")
     add.add_argument("name")
     add.add_argument("--admin", action="store_true", help="may see the admin tab")
-    add.add_argument("--users-file", default=None, help="default: <run_dir>/users.json or $SRPREFS_USERS_FILE")
+    add.add_argument("--users_file", default=None, help="default: <run_dir>/users.json or $SRPREFS_USERS_FILE")
     add.add_argument("overrides", nargs="*", metavar="key=value")
     return parser
 

@@ -25,7 +25,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from common.cli import DefaultsHelpFormatter
-from common.device import DeviceError, resolve_device
+from common.device import ON_MISSING_GPU, DeviceError, resolve_device
 from common.images import BadImageError, DecodedImage, decode_image
 from stages.backbones.base import Backbone, LQSizeError, MissingWeightsError, SampleRequest, check_lq_size
 from stages.backbones.registry import BackboneConfigError
@@ -74,7 +74,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max_pixels", type=int, default=4096 * 4096,
                         help="larger inputs fail (decompression bomb guard)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:<i>")
-    parser.add_argument("--on_missing_gpu", choices=("fallback", "error"), default="fallback",
+    parser.add_argument("--on_missing_gpu", choices=ON_MISSING_GPU, default="fallback",
                         help="when --device asks for CUDA and there is none: run on the CPU (warn) or stop")
     args = parser.parse_args(argv)
     if args.steps < 1:
