@@ -26,8 +26,6 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from schemas import TABLES
-
 # What listing the input found (count, duplicates); with tables/sources/ it fixes ingest's shards.
 SOURCES_STATE = "_state/sources.json"
 # In the name of a file being written; it is renamed into place once whole.
@@ -171,6 +169,9 @@ class RunDir:
         """All shards of a table concatenated (an empty table when it has none)."""
         parts = [self.read_shard(name, i) for i in self.shards(name)]
         if not parts:
+            # Imported here: the schemas load `datasets`, which config resolution and `--help` need not.
+            from schemas import TABLES
+
             return TABLES[name].empty() if name in TABLES else pa.table({})
         return pa.concat_tables(parts, promote_options="default")
 
