@@ -6,6 +6,7 @@ Layout (relative to ``run_dir``)::
     config_changes.jsonl             changes later runs made to them (pipeline/frozen.py)
     tables/<table>/shard-00000.parquet
     _state/<stage>/00000.json        completion marker: rows, failures, seconds, node
+    _state/<stage>/wall.json         wall seconds of each command that ran the stage
     _state/sources.json              what listing the sources found (duplicates)
 
 Everything goes through a pyarrow filesystem, so ``run_dir`` may be a local path, a
