@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 RUN_DIR ?= runs/demo
 
-.PHONY: demo test test-slow lint browser clean-demo
+.PHONY: demo test test-slow lint browser clean-demo compose-init
 
 # Every extra (ui, sam, report; dev pulls them in), at the tested torch pins of constraints.txt,
 # the builds that lie on the project machines' disk (no multi-GB download).
@@ -37,3 +37,7 @@ browser:
 
 clean-demo:
 	rm -rf $(RUN_DIR)
+
+# docker compose: .env with a new Postgres password and Ray auth token (kept when .env has them).
+compose-init:
+	python3 docker/init_env.py
