@@ -43,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 from common.device import resolve_device  # noqa: E402
 from common.logs import quiet_optional_kernel_warnings  # noqa: E402
+from stages.backbones.base import SampleRequest  # noqa: E402
 
 # Largest differences accepted between CPU and device results (fp32 both): samples in [0, 1]
 # after a few denoising steps drift by float rounding of different kernels; PSNR in dB.
@@ -184,10 +185,10 @@ def sample_row(label: str, backbone: Any, sizes: Sizes, device: torch.device, dt
     lq = lq_batch(sizes)
     seeds = list(range(sizes.candidates))
     texts = ["a photo"] * sizes.candidates
-    backbone.sample(lq, texts, [""] * len(seeds), seeds, steps=1, guidance=1.0)  # warm-up (kernels, caches)
+    backbone.sample(lq, SampleRequest(texts, [""] * len(seeds), seeds, steps=1, guidance=1.0))  # warm-up
     _peak_reset(device)
     with _timed(device) as seconds:
-        out = backbone.sample(lq, texts, [""] * len(seeds), seeds, steps=sizes.steps, guidance=1.0)
+        out = backbone.sample(lq, SampleRequest(texts, [""] * len(seeds), seeds, steps=sizes.steps, guidance=1.0))
     ok = bool(torch.isfinite(out).all()) and tuple(out.shape[-2:]) == (4 * sizes.lq, 4 * sizes.lq)
     return Row(f"sample, {label}", f"{_name(dtype)}, {sizes.candidates} x {4 * sizes.lq} px, {sizes.steps} steps",
                f"{sizes.candidates / seconds[0]:.2f} candidates/s", _peak_mib(device), ok,
@@ -288,7 +289,7 @@ def equality_row(sizes: Sizes, device: torch.device) -> Row:
     seeds = list(range(sizes.candidates))
     texts = [""] * len(seeds)
     samples = [
-        load_backbone("tiny", None, where, torch.float32).sample(lq, texts, texts, seeds, steps=4, guidance=1.0)
+        load_backbone("tiny", None, where, torch.float32).sample(lq, SampleRequest(texts, texts, seeds, 4, 1.0))
         for where in (torch.device("cpu"), device)
     ]
     sample_diff = float((samples[0] - samples[1]).abs().max())

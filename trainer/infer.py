@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from common.device import DeviceError, resolve_device
 from common.images import BadImageError, DecodedImage, decode_image
-from stages.backbones.base import Backbone, LQSizeError, MissingWeightsError, check_lq_size
+from stages.backbones.base import Backbone, LQSizeError, MissingWeightsError, SampleRequest, check_lq_size
 from stages.backbones.registry import BackboneConfigError
 from stages.backbones.tiling import sample_tiled, tile_count
 from trainer.data import image_tensor
@@ -146,11 +146,10 @@ class Run:
         tiles_bar = tqdm(total=tiles, desc=f"tiles of {items[0].path.name}", unit="tile", leave=False,
                          file=sys.stderr, disable=tiles == 1, dynamic_ncols=True)
         try:
-            sr = sample_tiled(
-                self.backbone, torch.stack([item.lq for item in items]), [args.prompt] * rows,
-                [args.negative_prompt] * rows, [args.seed] * rows, steps=args.steps, guidance=args.guidance,
-                strength=args.strength, tile=args.tile, tile_pad=args.tile_pad, on_tile=tiles_bar.update,
-            )
+            request = SampleRequest([args.prompt] * rows, [args.negative_prompt] * rows, [args.seed] * rows,
+                                    args.steps, args.guidance, args.strength)
+            sr = sample_tiled(self.backbone, torch.stack([item.lq for item in items]), request,
+                              tile=args.tile, tile_pad=args.tile_pad, on_tile=tiles_bar.update)
         except (torch.OutOfMemoryError, MemoryError) as err:
             for item in items:
                 self.fail(item.path, f"out of memory ({type(err).__name__}); try a smaller --tile")

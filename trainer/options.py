@@ -10,6 +10,9 @@ import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
 
+from common.cli import DefaultsHelpFormatter
+from schemas.constants import ON_MISSING_GPU
+
 # schemas.dataset.CONFIG_DSPO and CONFIG_PAIRS, spelled out: importing schemas loads `datasets`
 # and pandas (over a second); tests/unit/test_help_fast.py checks that the two agree.
 CONFIG_DSPO, CONFIG_PAIRS = "dspo", "pairs"
@@ -17,18 +20,20 @@ LEVEL_IMAGE = "image"
 LEVEL_INSTANCE = "instance"
 LEVELS = (LEVEL_INSTANCE, LEVEL_IMAGE)
 CONFIGS = (CONFIG_DSPO, CONFIG_PAIRS)
-# Sampler defaults = the sample stage's (pipeline/defaults/sample.yaml), i.e. how the training
-# candidates were made and how dspo-train validates.
+# Sampler defaults: fewer steps than the sample stage's 20 (pipeline/defaults/sample.yaml), since an
+# output wants fidelity, not variety (docs/benchmarks.md: 4 steps 0.06 dB below bicubic, 20 steps 0.45).
 DEFAULT_STEPS = 4
 DEFAULT_GUIDANCE = 1.0
 # Tile side in LQ pixels (0 = whole image) and context per side; chosen from the measured
-# time/memory table in README.md (the embedded model, one 512x512 input on 2 cores).
+# time/memory table in docs/benchmarks.md (the embedded model, one 512x512 input on 2 cores).
 DEFAULT_TILE = 256
 DEFAULT_TILE_PAD = 32
 
 
 def parse_train_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="dspo-train", description=_summary("trainer.train"))
+    parser = argparse.ArgumentParser(
+        prog="dspo-train", description=_summary("trainer.train"), formatter_class=DefaultsHelpFormatter,
+    )
     data = parser.add_argument_group("data")
     data.add_argument("--dataset", required=True, help="dataset folder or Hub id")
     data.add_argument("--dataset_config", choices=CONFIGS, default=CONFIG_DSPO,
@@ -49,7 +54,7 @@ def parse_train_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     model.add_argument("--noise_level", type=int, default=20, help="LQ noise augmentation of the SD x4 upscaler")
 
     loss = parser.add_argument_group("objective")
-    # Defaults measured by benchmarks/closed_loop.py --sweep (see its table in the README): without
+    # Defaults measured by benchmarks/closed_loop.py --sweep (table in docs/benchmarks.md): without
     # the SFT term the policy drifts away from losers and winners alike (PSNR falls while the
     # preference accuracy rises); sft_weight = beta / 4 puts both terms on one scale at step 0.
     loss.add_argument("--beta", type=float, default=100.0, help="DPO temperature")
@@ -98,7 +103,9 @@ def parse_train_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def build_eval_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dspo-eval", description=_summary("trainer.evaluate"))
+    parser = argparse.ArgumentParser(
+        prog="dspo-eval", description=_summary("trainer.evaluate"), formatter_class=DefaultsHelpFormatter,
+    )
     parser.add_argument("--dataset", required=True, help="dataset folder or Hub id (config 'dspo')")
     parser.add_argument("--split", default="validation")
     models = parser.add_mutually_exclusive_group()
@@ -133,7 +140,9 @@ def parse_eval_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def parse_infer_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="dspo-infer", description=_summary("trainer.infer"))
+    parser = argparse.ArgumentParser(
+        prog="dspo-infer", description=_summary("trainer.infer"), formatter_class=DefaultsHelpFormatter,
+    )
     parser.add_argument("--input_path", required=True, help="an image file or a folder of images")
     parser.add_argument("--output_path", required=True, help="folder for the SR images (created)")
     parser.add_argument("--checkpoint", default="tiny", help="dspo-train output folder, or 'tiny'")
@@ -157,7 +166,7 @@ def parse_infer_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max_pixels", type=int, default=4096 * 4096,
                         help="larger inputs fail (decompression bomb guard)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:<i>")
-    parser.add_argument("--on_missing_gpu", choices=("fallback", "error"), default="fallback",
+    parser.add_argument("--on_missing_gpu", choices=ON_MISSING_GPU, default="fallback",
                         help="when --device asks for CUDA and there is none: run on the CPU (warn) or stop")
     args = parser.parse_args(argv)
     if args.steps < 1:
