@@ -29,6 +29,7 @@ from typing import Any
 import pyarrow as pa
 from datasets import Features, Image, List, Value
 
+from schemas import constants
 from schemas.candidates import CANDIDATE
 from schemas.pairs import DELTAS, LABEL_SOURCES
 from schemas.table import RLE, SchemaError, TableSpec
@@ -38,7 +39,7 @@ DATASET_SCHEMA_VERSION = 3
 CONFIG_DSPO = "dspo"
 CONFIG_PAIRS = "pairs"
 CONFIG_PAIRS_INSTANCES = "pairs_instances"
-SPLITS = ("train", "validation", "test")
+SPLITS = constants.SPLITS
 
 # How each candidate was made (its CANDIDATE struct without the image itself).
 CANDIDATE_PARAMS = {name: feature for name, feature in CANDIDATE.items() if name != "image"}

@@ -32,19 +32,9 @@ import torch
 from common.images import BadImageError, decode_stored, stored_size
 from common.masks import MaskError, decode_masks
 from common.preferences import whole_image_choice
-from schemas.dataset import (
-    CONFIG_DSPO,
-    CONFIG_PAIRS,
-    CONFIG_PAIRS_INSTANCES,
-    DatasetFormatError,
-    validate_pairs_rows,
-)
+from schemas.dataset import CONFIG_DSPO, DatasetFormatError, validate_pairs_rows
 from trainer.data import DspoBatch, collate_dspo, image_tensor, load_split, validate_dspo_dataset
-
-LEVEL_IMAGE = "image"
-LEVEL_INSTANCE = "instance"
-LEVELS = (LEVEL_INSTANCE, LEVEL_IMAGE)
-CONFIGS = (CONFIG_DSPO, CONFIG_PAIRS, CONFIG_PAIRS_INSTANCES)
+from trainer.options import LEVEL_INSTANCE  # the level names live with the commands' arguments
 
 
 def whole_image_batch(batch: DspoBatch, choices: Sequence[tuple[int, int]]) -> DspoBatch:

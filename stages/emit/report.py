@@ -13,16 +13,18 @@ import html
 import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 # Figure objects without pyplot: no global backend state, no display needed (renders with Agg).
 import numpy as np
-from matplotlib.figure import Figure
 from PIL import Image
 
 from common.images import decode_stored
 from common.masks import decode_mask
 from common.overlay import render_overlay
+
+if TYPE_CHECKING:  # matplotlib is the optional [report] extra; plots load it when drawn
+    from matplotlib.figure import Figure
 
 CROP_PAD = 12  # pixels of context around the instance's bounding box
 MIN_CROP = 48
@@ -110,6 +112,8 @@ def delta_histograms(
     names = sorted(set(every) | set(kept))
     columns = min(3, max(1, len(names)))
     rows = -(-max(1, len(names)) // columns)
+    from matplotlib.figure import Figure
+
     figure = Figure(figsize=(2.9 * columns, 2.0 * rows + 0.3), dpi=100, layout="tight")
     for n, name in enumerate(names):
         axes = figure.add_subplot(rows, columns, n + 1)
@@ -155,6 +159,8 @@ def scatter(
 
 
 def _figure(size: tuple[float, float]) -> tuple[Figure, Any]:
+    from matplotlib.figure import Figure
+
     figure = Figure(figsize=size, dpi=100, layout="tight")
     return figure, figure.add_subplot()
 

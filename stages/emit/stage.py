@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from omegaconf import OmegaConf
 
+from common.extras import has_extra, missing_extra_text
 from common.seeds import seed_for
 from schemas import dataset
 from schemas.dataset import (
@@ -276,6 +277,41 @@ class EmitStage(Stage):
         survey: _InstanceSurvey,
         pair_stats: dict[str, Any],
     ) -> str:
+        warnings = list(facts.warnings)
+        plots = []
+        if has_extra("report"):  # matplotlib: the optional [report] extra
+            plots = self._plots(facts, pairs, tally, survey, pair_stats)
+        else:
+            warnings.append(f"No plots: {missing_extra_text('report')}.")
+        images = len(facts.sources)
+        rows = "; ".join(
+            f"{config}: " + (", ".join(f"{s} {n}" for s, n in splits.items()) or "none")
+            for config, splits in facts.split_rows.items()
+        )
+        scored = (
+            f"of {survey.scored} scored" if survey.available
+            else f"(the pair stage left no {PAIR_INSTANCES}: the plots show the published pairs only)"
+        )
+        counts = f"{images} source images; rows {rows}; {sum(facts.instances.values())} instances published {scored}."
+        details: dict[str, Any] = {
+            "label sources (dspo instances)": _counts_text(facts.instances),
+            "human judgements": _counts_text(facts.judgements),
+            "failed items": _counts_text(facts.failed),
+            "backbones": ", ".join(facts.backbones),
+            "segmenters": ", ".join(facts.segmenters),
+            "metrics": ", ".join(facts.metrics),
+            **facts.preferences,
+        }
+        return render_report(facts.name, counts, warnings, plots, tally.top.samples(), details, UNITS)
+
+    def _plots(
+        self,
+        facts: CardFacts,
+        pairs: pa.Table,
+        tally: _Tally,
+        survey: _InstanceSurvey,
+        pair_stats: dict[str, Any],
+    ) -> list[Plot]:
         scales = {str(k): float(v) for k, v in self.cfg.pair.scales.items()}
         min_margin = float(self.cfg.pair.min_margin)
         drops = {PUBLISHED: sum(facts.instances.values())}
@@ -320,26 +356,7 @@ class EmitStage(Stage):
                 caption="Kendall tau between two metrics' rankings of each instance's candidates, averaged over "
                 "the instances (1 = same order, 0 = unrelated, -1 = reversed).",
             ))
-        images = len(facts.sources)
-        rows = "; ".join(
-            f"{config}: " + (", ".join(f"{s} {n}" for s, n in splits.items()) or "none")
-            for config, splits in facts.split_rows.items()
-        )
-        scored = (
-            f"of {survey.scored} scored" if survey.available
-            else f"(the pair stage left no {PAIR_INSTANCES}: the plots show the published pairs only)"
-        )
-        counts = f"{images} source images; rows {rows}; {sum(facts.instances.values())} instances published {scored}."
-        details: dict[str, Any] = {
-            "label sources (dspo instances)": _counts_text(facts.instances),
-            "human judgements": _counts_text(facts.judgements),
-            "failed items": _counts_text(facts.failed),
-            "backbones": ", ".join(facts.backbones),
-            "segmenters": ", ".join(facts.segmenters),
-            "metrics": ", ".join(facts.metrics),
-            **facts.preferences,
-        }
-        return render_report(facts.name, counts, facts.warnings, plots, tally.top.samples(), details, UNITS)
+        return plots
 
 
 def _counts_text(counts: dict[str, int]) -> str:

@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from huggingface_hub import DatasetCard
 
+from common.extras import EXTRAS
 from pipeline.rundir import RunDir
 from schemas import dataset
 from stages.emit.files import SplitConfigError
@@ -192,3 +193,14 @@ def test_report_counts_every_scored_instance_from_the_pair_stage(synthetic):
     run_emit(synthetic)
     page = open(os.path.join(synthetic.run.root, "dataset", "report.html"), encoding="utf-8").read()
     assert f"instances published of {len(facts)} scored." in page
+
+
+def test_report_without_the_report_extra_names_the_install(synthetic, monkeypatch):
+    # As if matplotlib were not installed: the report still has its samples, and says how to
+    # get the plots.
+    monkeypatch.setitem(EXTRAS, "report", (("srprefs_no_such_module",), "the plots in dataset/report.html"))
+    run_emit(synthetic)
+    page = open(os.path.join(synthetic.run.root, "dataset", "report.html"), encoding="utf-8").read()
+    assert 'id="delta-histograms"' not in page and 'class="plot' not in page
+    assert "pip install &#x27;srprefs[report]&#x27;" in page or "pip install 'srprefs[report]'" in page
+    assert page.count('class="sample"') == 4
