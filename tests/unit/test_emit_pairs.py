@@ -14,8 +14,9 @@ from schemas.dataset import pairs_label_conflicts
 from stages.emit.rows import CROP_ALIGN_LQ, crop_box
 from tests.emit_tables import build_run, run_emit
 from tests.tiny_models import save_tiny_sr
-from trainer.levels import LEVEL_IMAGE, LEVEL_INSTANCE, training_rows
+from trainer.levels import training_rows
 from trainer.logs import TrainingLog
+from trainer.options import LEVEL_IMAGE, LEVEL_INSTANCE
 from trainer.train import main as train_main
 
 SIZE = 64
