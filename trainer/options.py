@@ -20,9 +20,10 @@ LEVEL_IMAGE = "image"
 LEVEL_INSTANCE = "instance"
 LEVELS = (LEVEL_INSTANCE, LEVEL_IMAGE)
 CONFIGS = (CONFIG_DSPO, CONFIG_PAIRS)
-# Sampler defaults: fewer steps than the sample stage's 20 (pipeline/defaults/sample.yaml), since an
-# output wants fidelity, not variety (docs/benchmarks.md: 4 steps 0.06 dB below bicubic, 20 steps 0.45).
-DEFAULT_STEPS = 4
+# Sampler defaults: one output wants fidelity, not variety. For the embedded model one step without
+# guidance is its regression on the LQ, the best of its settings on PSNR (+0.28 / +1.09 dB over
+# bicubic on the validation photos, realesrgan-light / realesrgan; stages/backbones/tiny_weights/README.md).
+DEFAULT_STEPS = 1
 DEFAULT_GUIDANCE = 1.0
 # Tile side in LQ pixels (0 = whole image) and context per side; chosen from the measured
 # time/memory table in docs/benchmarks.md (the embedded model, one 512x512 input on 2 cores).

@@ -114,11 +114,13 @@ def test_all_candidates_of_a_batch_share_one_backbone_call(plugins, monkeypatch)
     original = EchoBackbone.sample
     monkeypatch.setattr(EchoBackbone, "sample", lambda self, lq, *a, **k: calls.append(len(lq)) or original(self, lq, *a, **k))
     table = lq_table(3, hr_size=32)
-    out = run(table, "sample.backbone.name=echo")
+    # One sampler setting for all candidates (the default varies guidance per candidate, which
+    # splits calls by setting: the next assertion).
+    out = run(table, "sample.backbone.name=echo", "sample.guidance=[1.0]")
     assert calls == [12]  # 3 images x 4 candidates, one call
     assert out.column("width").to_pylist() == [16, 16, 16]  # the plugin's 2x
     calls.clear()
-    run(table, "sample.backbone.name=echo", "sample.steps=[2,4]")
+    run(table, "sample.backbone.name=echo", "sample.steps=[2,4]", "sample.guidance=[1.0]")
     assert sorted(calls) == [6, 6]  # one call per distinct sampler setting
 
 
@@ -161,7 +163,7 @@ def test_large_lq_goes_through_the_backbone_in_tiles(tmp_path, monkeypatch):
     monkeypatch.setattr(TinyBackbone, "denoise", lambda self, lq, *a: shapes.append(tuple(lq.shape)) or original(self, lq, *a))
     folder = small_tiny_folder(tmp_path / "tiny")
     table = lq_table(1, hr_size=128)  # a 32x32 LQ
-    overrides = [f"sample.backbone.path={folder}", "sample.num_candidates=2", "sample.steps=[1]"]
+    overrides = [f"sample.backbone.path={folder}", "sample.num_candidates=2", "sample.steps=[1]", "sample.guidance=[1.0]"]
     tiled = candidates_schema.SPEC.to_rows(run(table, *overrides, "sample.tile=8", "sample.tile_pad=4"))
     assert shapes == [(2, 3, 16, 16)] * 9  # 3 x 3 windows of 8 + 2 x 4, both candidates per call
     shapes.clear()
