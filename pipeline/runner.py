@@ -19,6 +19,7 @@ from pipeline.registry import EXTERNAL_TABLES, ORDER, PRIMARY_INPUT, PRODUCERS, 
 from pipeline.rundir import SOURCES_STATE, RunDir
 from schemas import TABLES
 from stages.base import Stage
+from stages.failures import failure_reasons, format_reasons
 from stages.pair_facts import PAIR_STATS, preference_facts
 
 log = logging.getLogger(__name__)
@@ -204,6 +205,31 @@ def status(run: RunDir) -> dict[str, Any]:
     return {"stages": stages, "sources": sources}
 
 
+# What the emit stage leaves when it published nothing (stages.emit.stage.EMPTY_STATE; not
+# imported: `pipeline status` stays light).
+EMIT_EMPTY_STATE = "_state/emit/empty.json"
+
+
+def emit_problem(run: RunDir) -> str | None:
+    """Why the run's dataset is empty or lacks a split, with the next step; None when it is whole
+    (or emit has not run)."""
+    if run.exists(EMIT_EMPTY_STATE):
+        return f"emit published no rows: {run.read_json(EMIT_EMPTY_STATE)['reason']}"
+    final = final_marker("emit")
+    if not run.exists(final):
+        return None
+    stats = run.read_json(final).get("stats") or {}
+    empty = stats.get("empty_splits") or []
+    if not empty:
+        return None
+    rows = ", ".join(f"{split} {n}" for split, n in (stats.get("rows") or {}).get("dspo", {}).items() if n)
+    unset = " and ".join(f"emit.splits.{split}=0" for split in empty)
+    return (
+        f"dataset written, but split(s) {', '.join(empty)} have no rows (dspo rows: {rows}); add source images "
+        f"or set {unset} (moving its share to train), then rerun `pipeline run stage=emit`"
+    )
+
+
 def format_status(run: RunDir) -> str:
     info = status(run)
     lines = [f"run {run.uri}"]
@@ -218,8 +244,12 @@ def format_status(run: RunDir) -> str:
         final = "done" if s.finalized else "NOT DONE" if s.shards_done else "-"
         wall = f"{s.wall_seconds:.1f}" if s.wall_seconds else "-"
         lines.append(f"{s.stage:<9} {shards:>9} {s.ok:>7} {s.failed:>7} {wall:>9} {s.seconds:>9.1f}  {final}")
+    reasons = failure_reasons(run)
+    if reasons:
+        lines.append("most frequent failure reasons:")
+        lines += [f"  {line}" for line in format_reasons(reasons, PRODUCERS)]
     emit = next(s for s in info["stages"] if s.stage == "emit")
-    if emit.shards_done and not emit.finalized:
+    if emit.shards_done and not emit.finalized and not run.exists(EMIT_EMPTY_STATE):  # empty: said below
         lines.append(
             f"emit's final step did not finish: {run.uri}/dataset is missing or older than the emit "
             "shards; rerun `pipeline run stage=emit`"
@@ -230,4 +260,7 @@ def format_status(run: RunDir) -> str:
         if stats.get("warning"):
             lines.append(f"  WARNING: {stats['warning']}")
         lines += [f"  {label}: {text}" for label, text in preference_facts(stats).items()]
+    problem = emit_problem(run)
+    if problem:
+        lines.append(f"WARNING: {problem}")
     return "\n".join(lines)

@@ -20,6 +20,7 @@ from PIL import Image
 
 from common.images import BadImageError, decode_stored
 from common.masks import MaskError, decode_masks
+from common.preferences import text_condition
 from schemas.dataset import (
     CONFIG_DSPO,
     CONFIG_PAIRS,
@@ -140,14 +141,6 @@ def _image_size(value: Mapping[str, Any], where: str, column: str) -> tuple[int,
     except BadImageError as err:
         raise DatasetFormatError(f"{where}: {err}") from None
     return image.height, image.width
-
-
-def text_condition(row: Mapping[str, Any]) -> str:
-    """The instance descriptions people wrote (joined), else the stored prompt."""
-    descriptions = [d.strip() for d in row.get("description") or [] if d and d.strip()]
-    if descriptions:
-        return "; ".join(descriptions)
-    return row.get("prompt") or ""
 
 
 def image_tensor(image: Image.Image) -> torch.Tensor:

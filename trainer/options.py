@@ -13,13 +13,13 @@ from pathlib import Path
 from common.cli import DefaultsHelpFormatter
 from schemas.constants import ON_MISSING_GPU
 
-# schemas.dataset.CONFIG_DSPO and CONFIG_PAIRS, spelled out: importing schemas loads `datasets`
-# and pandas (over a second); tests/unit/test_help_fast.py checks that the two agree.
-CONFIG_DSPO, CONFIG_PAIRS = "dspo", "pairs"
+# schemas.dataset.CONFIG_DSPO, CONFIG_PAIRS and CONFIG_PAIRS_INSTANCES, spelled out: importing
+# schemas loads `datasets` and pandas (over a second); tests/unit/test_help_fast.py checks that they agree.
+CONFIG_DSPO, CONFIG_PAIRS, CONFIG_PAIRS_INSTANCES = "dspo", "pairs", "pairs_instances"
 LEVEL_IMAGE = "image"
 LEVEL_INSTANCE = "instance"
 LEVELS = (LEVEL_INSTANCE, LEVEL_IMAGE)
-CONFIGS = (CONFIG_DSPO, CONFIG_PAIRS)
+CONFIGS = (CONFIG_DSPO, CONFIG_PAIRS, CONFIG_PAIRS_INSTANCES)
 # Sampler defaults: one output wants fidelity, not variety. For the embedded model one step without
 # guidance is its regression on the LQ, the best of its settings on PSNR (+0.28 / +1.09 dB over
 # bicubic on the validation photos, realesrgan-light / realesrgan; stages/backbones/tiny_weights/README.md).
@@ -38,7 +38,8 @@ def parse_train_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     data = parser.add_argument_group("data")
     data.add_argument("--dataset", required=True, help="dataset folder or Hub id")
     data.add_argument("--dataset_config", choices=CONFIGS, default=CONFIG_DSPO,
-                      help="'dspo' (srprefs) or 'pairs' (Pick-a-Pic layout: jpg_0, jpg_1, label_0, caption, lq)")
+                      help="'dspo' (srprefs), 'pairs' (Pick-a-Pic layout: jpg_0, jpg_1, label_0, caption, lq; "
+                           "whole images) or 'pairs_instances' (the same per instance, on instance crops)")
     data.add_argument("--level", choices=LEVELS, default=LEVEL_INSTANCE,
                       help="'instance': DSPO (per-instance preferences); 'image': Diffusion-DPO on whole images")
     data.add_argument("--train_split", default="train")
