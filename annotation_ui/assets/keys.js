@@ -16,14 +16,20 @@
   let zoom = 1, panX = 0, panY = 0, latched = false, spaceHeld = false, outlineShown = true;
   let lastStray = -Infinity, lastPrintable = -Infinity, drag = null;
 
-  function hint(text) {
-    let box = document.getElementById("key-hint");
+  // The page's floating messages (key hints, connection banner): made once, reused after.
+  function floatingBox(id, role) {
+    let box = document.getElementById(id);
     if (!box) {
       box = document.createElement("div");
-      box.id = "key-hint";
-      box.setAttribute("role", "status");
+      box.id = id;
+      box.setAttribute("role", role);
       document.body.appendChild(box);
     }
+    return box;
+  }
+
+  function hint(text) {
+    const box = floatingBox("key-hint", "status");
     box.textContent = text;
     box.classList.add("shown");
     clearTimeout(box.hideTimer);
@@ -139,13 +145,7 @@
   const base = window.location.pathname.replace(/[^/]*$/, "");
   let appId = null, state = "ok";
   function banner(kind, text) {
-    let box = document.getElementById("connection-banner");
-    if (!box) {
-      box = document.createElement("div");
-      box.id = "connection-banner";
-      box.setAttribute("role", "alert");
-      document.body.appendChild(box);
-    }
+    const box = floatingBox("connection-banner", "alert");
     if (kind === "ok") { box.remove(); root.style.removeProperty("--server-errors"); return; }
     root.style.setProperty("--server-errors", "hidden");
     box.className = kind;
