@@ -10,7 +10,9 @@ that pair. Admin components are rendered per session, only for admins, so an ann
 from __future__ import annotations
 
 import html
+import json
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ import gradio as gr
 from annotation_ui import users
 from annotation_ui.admin import render_report, render_review_queue
 from annotation_ui.export import write_exports
-from annotation_ui.review import answer_text, disagreements
+from annotation_ui.review import ANSWER_NAMES, disagreements
 from annotation_ui.sessions import persist_logins
 from annotation_ui.store import Claim, Store, StoreError
 from annotation_ui.viewer import context_html, message_html, task_html
@@ -33,6 +35,21 @@ CONCURRENCY = 32
 # Seconds between refreshes of the admin tab.
 ADMIN_REFRESH_S = 10.0
 RECENT_OWN = 10
+# A page renews its lease this often while it is visible (a third of the lease's TTL, so one
+# lost beat never loses the pair); a closed or crashed page loses it within the TTL.
+HEARTBEAT_S = 15.0
+# A page that reloads keeps its id; its old session's unload waits this long, so it never gives
+# back the pair the reloaded page shows again.
+RELOAD_GRACE_S = 5.0
+# Runs in the browser before every task event: adds the page's view (keys.js) as the last input,
+# so the server knows which page asks, which pair it shows and which way round.
+VIEW_JS = """async (...args) => {
+  for (let i = 0; i < 100 && !window.srprefsView; i++) await new Promise((done) => setTimeout(done, 20));
+  args[args.length - 1] = window.srprefsView ? JSON.stringify(window.srprefsView()) : "";
+  return args;
+}"""
+# What an annotator's own recent list says: the screen sides as they saw them, never the IQA verdict.
+OWN_ANSWERS = {"left": "left better", "right": "right better", **ANSWER_NAMES}
 BUTTONS = (
     ("left", "Left is better  [1 / ←]", "choose-left"),
     ("right", "Right is better  [2 / →]", "choose-right"),
@@ -59,6 +76,16 @@ def _notice(text: str, kind: str = "warning") -> str:
     return f"<div class='notice {kind}' role='status'>{html.escape(text)}</div>" if text else ""
 
 
+def parse_view(raw: str | None) -> dict[str, Any]:
+    """The page's view sent by VIEW_JS: page id, pair on screen, whether the sides are swapped
+    (flicker on), zoom, outline, ms since the pair was shown, visibility. {} for API clients."""
+    try:
+        view = json.loads(raw) if raw else {}
+    except json.JSONDecodeError:
+        return {}
+    return view if isinstance(view, dict) else {}
+
+
 def build_app(
     store: Store,
     users_file: str | Path,
@@ -69,8 +96,17 @@ def build_app(
     """The annotation UI over ``store``; admins (per ``users_file``) also get the admin tab.
     ``guidelines`` is Markdown shown to annotators; ``session_goal`` sizes the progress bar."""
     users_file = Path(users_file)
-    on_screen: dict[str, tuple[str, str]] = {}  # browser session -> (annotator, pair on screen)
+    # Which page each browser session shows (session -> (annotator, page id)) and each page's
+    # newest session, so an unload gives back the page's pair only when the page really closed.
+    on_screen: dict[str, tuple[str, str]] = {}
+    newest_session: dict[str, str] = {}
     export_dir = Path(tempfile.mkdtemp(prefix="srprefs-export-"))
+
+    def page_of(view: dict[str, Any], request: gr.Request, annotator: str) -> str:
+        page = str(view.get("page") or request.session_hash)
+        on_screen[request.session_hash] = (annotator, page)
+        newest_session[page] = request.session_hash
+        return page
 
     def progress_html(annotator: str, done: int) -> str:
         progress = store.progress(annotator)
@@ -81,12 +117,15 @@ def build_app(
         )
 
     def recent_html(annotator: str) -> str:
+        """The annotator's own latest answers as they saw them (left/right on their screen): no
+        IQA label or margin, so nobody can line up with the metrics through undo."""
         rows = store.judgement_rows(annotator=annotator, limit=RECENT_OWN)[::-1]
         if not rows:
             return "<p>No judgements yet.</p>"
         body = "".join(
             f"<tr><td>{html.escape(r['created_at'][11:19])}</td><td>{html.escape(r['instance_id'])}</td>"
-            f"<td>{html.escape(answer_text(r))}</td><td class='description'>{html.escape(r['description'])}</td></tr>"
+            f"<td>{html.escape(OWN_ANSWERS.get(r['choice'], r['choice']))}</td>"
+            f"<td class='description'>{html.escape(r['description'])}</td></tr>"
             for r in rows
         )
         return (
@@ -94,16 +133,14 @@ def build_app(
             f"<th>description</th></tr></thead><tbody>{body}</tbody></table>"
         )
 
-    def show(claim: Claim | None, annotator: str, session: str, done: int, note: str = "") -> tuple:
+    def show(claim: Claim | None, annotator: str, done: int, note: str = "") -> tuple:
         """Outputs for a task on screen, or for an empty queue (the "all done" state)."""
         if claim is None:
-            on_screen.pop(session, None)
             viewer = message_html(
                 "All done", "Nothing is left for you to judge right now. Thank you! Press Check again later."
             )
             return (None, viewer, context_html(None), "", "both", progress_html(annotator, done), _notice(note, "info"),
                     gr.update(visible=True), gr.update(visible=False), recent_html(annotator), done)
-        on_screen[session] = (annotator, claim.pair_id)
         state = {"pair_id": claim.pair_id, "left_was": claim.left_was, "shown_at": time.time()}
         media = store.media(claim.pair_id)
         if claim.previous_choice:
@@ -118,8 +155,9 @@ def build_app(
         skip = gr.skip()
         return (skip, skip, skip, skip, skip, skip, _notice(text), gr.update(visible=True), skip, skip, skip)
 
-    def on_load(done: int, request: gr.Request) -> tuple:
+    def on_load(done: int, raw_view: str, request: gr.Request) -> tuple:
         annotator = _user(request)
+        page = page_of(parse_view(raw_view), request, annotator)
         admin = users.is_admin(users_file, annotator)
         store.register_annotator(annotator, is_admin=admin)
         if admin:  # admins often come for the stats: claim nothing until they ask for a task
@@ -127,59 +165,101 @@ def build_app(
             outputs = (None, viewer, context_html(None), "", "both", progress_html(annotator, done), "",
                        gr.update(visible=False), gr.update(visible=True), recent_html(annotator), done)
         else:
-            outputs = show(store.claim(annotator, request.session_hash), annotator, request.session_hash, done)
+            outputs = show(store.claim(annotator, page), annotator, done)
         return (*outputs, gr.Tab(visible=admin))
 
-    def next_task(done: int, request: gr.Request) -> tuple:
+    def next_task(done: int, raw_view: str, request: gr.Request) -> tuple:
         annotator = _user(request)
-        return show(store.claim(annotator, request.session_hash), annotator, request.session_hash, done)
+        return show(store.claim(annotator, page_of(parse_view(raw_view), request, annotator)), annotator, done)
+
+    def on_screen_pair(state: dict | None, view: dict[str, Any]) -> str | None:
+        """The pair the page shows: from the page itself (it outlives a server restart, which
+        loses the session's state), else from the session's state (API clients)."""
+        return view.get("pair") or (state or {}).get("pair_id")
 
     def judge(choice: str):
-        def handler(state: dict | None, description: str, about: str, done: int, request: gr.Request) -> tuple:
+        def handler(state: dict | None, description: str, about: str, done: int, raw_view: str, request: gr.Request) -> tuple:
             annotator = _user(request)
-            if not state:
+            view = parse_view(raw_view)
+            page = page_of(view, request, annotator)
+            pair_id = on_screen_pair(state, view)
+            if not pair_id:
                 return rejected(StoreError("no pair is on screen"))
-            ms_taken = int((time.time() - state["shown_at"]) * 1000)
+            shown_ms = view.get("ms")
+            if not isinstance(shown_ms, (int, float)):
+                shown_ms = (time.time() - state["shown_at"]) * 1000 if state else 0
             try:
-                store.submit(annotator, state["pair_id"], choice, (description or "").strip(), ms_taken, about=about)
+                store.submit(annotator, pair_id, choice, (description or "").strip(), int(shown_ms), about=about,
+                             swapped=bool(view.get("swapped")))
             except StoreError as err:
                 return rejected(err)
-            return show(store.claim(annotator, request.session_hash), annotator, request.session_hash, done + 1)
+            return show(store.claim(annotator, page), annotator, done + 1)
 
         handler.__name__ = f"judge_{choice}"
         return handler
 
-    def skip(state: dict | None, done: int, request: gr.Request) -> tuple:
+    def skip(state: dict | None, done: int, raw_view: str, request: gr.Request) -> tuple:
         annotator = _user(request)
-        if not state:
+        view = parse_view(raw_view)
+        page = page_of(view, request, annotator)
+        pair_id = on_screen_pair(state, view)
+        if not pair_id:
             return rejected(StoreError("no pair is on screen"))
         try:
-            store.skip(annotator, state["pair_id"], request.session_hash)
+            store.skip(annotator, pair_id, page)
         except StoreError as err:
             return rejected(err)
-        return show(store.claim(annotator, request.session_hash), annotator, request.session_hash, done,
-                    "Skipped: the pair went back to the queue.")
+        return show(store.claim(annotator, page), annotator, done, "Skipped: the pair went back to the queue.")
 
-    def undo(done: int, request: gr.Request) -> tuple:
+    def undo(done: int, raw_view: str, request: gr.Request) -> tuple:
         annotator = _user(request)
+        page = page_of(parse_view(raw_view), request, annotator)
         try:
-            claim = store.undo_last(annotator)
+            claim = store.undo_last(annotator, page)
         except StoreError as err:
             return rejected(err)
         if claim is None:
-            return show(store.claim(annotator, request.session_hash), annotator, request.session_hash, done,
-                        "Nothing to undo.")
-        return show(claim, annotator, request.session_hash, max(0, done - 1))
+            return show(store.claim(annotator, page), annotator, done, "Nothing to undo.")
+        return show(claim, annotator, max(0, done - 1))
 
-    def release_on_screen(request: gr.Request) -> None:
-        """The tab closed, reloaded or logged out: its pair goes back to the queue at once."""
+    def heartbeat(raw_view: str, request: gr.Request) -> tuple:
+        """The page is open: keep its lease while it is visible; say so when it was lost."""
+        annotator = getattr(request, "username", None)
+        view = parse_view(raw_view)
+        if not annotator or not view.get("visible", True):
+            return gr.skip(), gr.skip()
+        page = page_of(view, request, annotator)
+        held = store.heartbeat(annotator, page)
+        if view.get("pair") and held != view["pair"]:
+            text = "This pair was given to someone else while the page was away. Press Check again for a new one."
+            return _notice(text), gr.update(visible=True)
+        return gr.skip(), gr.skip()
+
+    def release_page(raw_view: str, request: gr.Request) -> None:
+        """Log out: the page's pair goes back to the queue at once."""
+        annotator = _user(request)
+        store.release(annotator, session=page_of(parse_view(raw_view), request, annotator))
+
+    def on_unload(request: gr.Request) -> None:
+        """The session ended: a closed tab gives its pair back; a reloaded one (same page id, a
+        new session within RELOAD_GRACE_S) keeps it."""
         held = on_screen.pop(request.session_hash, None)
-        if held is not None:
-            store.release(*held)
+        if held is None:
+            return
+        annotator, page = held
+
+        def release_if_closed() -> None:
+            if newest_session.get(page) == request.session_hash:
+                newest_session.pop(page, None)
+                store.release(annotator, session=page)
+
+        threading.Timer(RELOAD_GRACE_S, release_if_closed).start()
 
     with gr.Blocks(title="srprefs · annotate") as demo:
         state = gr.State(None)
         done = gr.State(0)
+        # Filled in the browser by VIEW_JS for every task event; API clients leave it empty.
+        view = gr.Textbox(visible=False, elem_id="page-view")
         with gr.Tabs():
             with gr.Tab("Annotate", id="annotate"):
                 with gr.Row(elem_id="topbar", equal_height=True):
@@ -218,19 +298,24 @@ def build_app(
 
         task_outputs = [state, viewer, context, description, about, progress, notice, check_again, start, recent, done]
         # Also the API clients' way in: it shows the annotator's current task.
-        demo.load(on_load, inputs=[done], outputs=[*task_outputs, admin_tab], api_name="next_task")
+        demo.load(on_load, inputs=[done, view], outputs=[*task_outputs, admin_tab], api_name="next_task", js=VIEW_JS)
         for choice, button in buttons.items():
             button.click(
-                judge(choice), inputs=[state, description, about, done], outputs=task_outputs, api_name=f"judge_{choice}"
+                judge(choice), inputs=[state, description, about, done, view], outputs=task_outputs,
+                api_name=f"judge_{choice}", js=VIEW_JS,
             )
-        skip_button.click(skip, inputs=[state, done], outputs=task_outputs, api_name="skip")
-        undo_button.click(undo, inputs=[done], outputs=task_outputs, api_name="undo")
-        check_again.click(next_task, inputs=[done], outputs=task_outputs, api_name="check_again")
-        start.click(next_task, inputs=[done], outputs=task_outputs, api_name="start")
-        logout.click(release_on_screen, api_name="release").then(
+        skip_button.click(skip, inputs=[state, done, view], outputs=task_outputs, api_name="skip", js=VIEW_JS)
+        undo_button.click(undo, inputs=[done, view], outputs=task_outputs, api_name="undo", js=VIEW_JS)
+        check_again.click(next_task, inputs=[done, view], outputs=task_outputs, api_name="check_again", js=VIEW_JS)
+        start.click(next_task, inputs=[done, view], outputs=task_outputs, api_name="start", js=VIEW_JS)
+        gr.Timer(HEARTBEAT_S).tick(
+            heartbeat, inputs=[view], outputs=[notice, check_again], js=VIEW_JS, show_progress="hidden",
+            api_name="heartbeat",
+        )
+        logout.click(release_page, inputs=[view], api_name="release", js=VIEW_JS).then(
             None, js="() => { window.location.href = window.location.pathname.replace(/\\/?$/, '/') + 'logout'; }"
         )
-        demo.unload(release_on_screen)
+        demo.unload(on_unload)
     return demo
 
 

@@ -65,3 +65,12 @@ class StoreBase:
     def _write(self) -> Iterator[Connection]:
         with self._sqlite_writers, self._writer.begin() as conn:
             yield conn
+
+    @contextmanager
+    def _lease_write(self) -> Iterator[Connection]:
+        """A write of leases only. A lease is disposable (lost on a crash, the pair is simply
+        claimed again), so on PostgreSQL its commit need not wait for the WAL flush; judgements do."""
+        with self._write() as conn:
+            if self.dialect == "postgresql":
+                conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+            yield conn

@@ -11,16 +11,19 @@ from annotation_ui.store.base import StoreBase, utc_iso
 from annotation_ui.store.records import CHOICES, LeaseLost, StoreError
 
 
-def _described_candidate(about: str | None, lease: Any) -> str:
-    """The candidate id a description is about, from a screen side or a candidate id."""
-    right_was = lease.candidate_b if lease.left_was == lease.candidate_a else lease.candidate_a
-    sides = {None: "", "": "", "both": "", "left": lease.left_was, "right": right_was}
+def _other(candidate: str, lease: Any) -> str:
+    return lease.candidate_b if candidate == lease.candidate_a else lease.candidate_a
+
+
+def _described_candidate(about: str | None, lease: Any, shown_left: str) -> str:
+    """The candidate id a description is about, from a screen side (``shown_left`` was on the
+    left) or a candidate id."""
+    sides = {None: "", "": "", "both": "", "left": shown_left, "right": _other(shown_left, lease)}
     if about in sides:
         return sides[about]
     if about in (lease.candidate_a, lease.candidate_b):
         return about
     raise ValueError(f"about={about!r}: expected left, right, both or a candidate of the pair")
-
 
 
 class JudgementsMixin(StoreBase):
@@ -34,13 +37,17 @@ class JudgementsMixin(StoreBase):
         description: str = "",
         ms_taken: int = 0,
         about: str | None = None,
+        swapped: bool = False,
     ) -> None:
         """Record a judgement on a pair leased to ``annotator`` and release the lease; on a pair
         they judged before (an edit after undo) the judgement is replaced.
 
-        ``about`` says which candidate the description is about: "left" or "right" (the screen
-        side, stored as that candidate's id), a candidate id of the pair, or None for the pair as
-        a whole. A lease past its TTL still counts while nobody else has taken the pair."""
+        ``swapped`` says the screen showed the pair the other way round at that moment (the
+        flicker was on: the left panel showed the lease's right candidate); ``left_was`` is
+        stored as displayed, so "left" means what the person saw on the left. ``about`` says
+        which candidate the description is about: "left" or "right" (the screen side as
+        displayed, stored as that candidate's id), a candidate id of the pair, or None for the
+        pair as a whole. A lease past its TTL still counts while nobody else has taken the pair."""
         if choice not in CHOICES:
             raise ValueError(f"choice {choice!r} for pair {pair_id} is not one of {list(CHOICES)}")
         tasks, leases, judgements = self._t["tasks"], self._t["leases"], self._t["judgements"]
@@ -60,11 +67,12 @@ class JudgementsMixin(StoreBase):
                     f"pair {pair_id} is not leased to {annotator}: it was already judged, or its lease "
                     f"expired and someone else took it"
                 )
+            shown_left = _other(lease.left_was, lease) if swapped else lease.left_was
             values = {
                 "choice": choice,
-                "left_was": lease.left_was,
+                "left_was": shown_left,
                 "description": description or "",
-                "described_candidate": _described_candidate(about, lease) if (description or "").strip() else "",
+                "described_candidate": _described_candidate(about, lease, shown_left) if (description or "").strip() else "",
                 "ms_taken": max(0, int(ms_taken)),
                 "created_at": utc_iso(now),
                 "created_ts": now,

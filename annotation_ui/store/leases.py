@@ -20,25 +20,23 @@ def left_candidate(pair_id: str, annotator: str, candidate_a: str, candidate_b: 
     return candidate_a if digest[0] % 2 == 0 else candidate_b
 
 
-
 class LeasesMixin(StoreBase):
     """Claiming, skipping, releasing and undo: everything that moves a lease."""
 
     def claim(self, annotator: str, session: str | None = None) -> Claim | None:
-        """The annotator's current task: their live lease if they hold one, else the first
-        free pair (by priority) they have not judged, nor skipped in this browser ``session``.
+        """The task on the annotator's browser page ``session``: the page's live lease if it
+        holds one, else the first free pair (by priority) they have not judged, nor skipped on
+        this page. One pair per page; another page of the same annotator gets another pair.
         None when nothing is left for them."""
         tasks, leases, judgements = self._t["tasks"], self._t["leases"], self._t["judgements"]
         now = self._clock()
-        with self._write() as conn:
-            if self.dialect == "postgresql":
-                # A lease is disposable (lost on a crash, the pair is simply claimed again), so
-                # its commit need not wait for the WAL flush; judgements do wait.
-                conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+        with self._lease_write() as conn:
             own = conn.execute(
                 sa.select(leases.c.pair_id, leases.c.left_was, tasks.c.candidate_a, tasks.c.candidate_b)
                 .join(tasks, tasks.c.pair_id == leases.c.pair_id)
-                .where(leases.c.annotator == annotator, leases.c.expires_at > now)
+                # Past its TTL too: the row is still there only while nobody else took the pair
+                # (a claim deletes it), e.g. after the server was down longer than the TTL.
+                .where(leases.c.annotator == annotator, leases.c.page == (session or ""))
                 .order_by(leases.c.claimed_at.desc())
                 .limit(1)
             ).first()
@@ -85,6 +83,7 @@ class LeasesMixin(StoreBase):
                         left_was=left_was,
                         claimed_at=now,
                         expires_at=now + self.lease_ttl_s,
+                        page=session or "",
                     )
                 )
                 return self._claim(row, annotator, left_was, now)
@@ -138,21 +137,24 @@ class LeasesMixin(StoreBase):
                     sa.insert(skips).values(annotator=annotator, session=session, pair_id=pair_id, created_ts=self._clock())
                 )
 
-    def release(self, annotator: str, pair_id: str | None = None) -> int:
-        """Give back the pair ``pair_id`` (every pair when None) leased to ``annotator``: they
-        closed the tab or logged out. Returns how many; judgements are untouched, also one
-        reopened by undo."""
+    def release(self, annotator: str, pair_id: str | None = None, session: str | None = None) -> int:
+        """Give back the pair ``pair_id`` leased to ``annotator`` (every pair of theirs when None;
+        only the one of page ``session`` when given): they closed the tab or logged out. Returns
+        how many; judgements are untouched, also one reopened by undo."""
         leases = self._t["leases"]
         where = [leases.c.annotator == annotator]
         if pair_id is not None:
             where.append(leases.c.pair_id == pair_id)
+        if session is not None:
+            where.append(leases.c.page == session)
         with self._write() as conn:
             return int(conn.execute(sa.delete(leases).where(*where)).rowcount)
 
-    def undo_last(self, annotator: str) -> Claim | None:
-        """Reopen the annotator's most recent judgement: its pair is leased to them again (same
-        sides) to be judged anew. The judgement stays stored until they submit the new one, so
-        closing the tab after an undo loses nothing. None when they have judged nothing."""
+    def undo_last(self, annotator: str, session: str | None = None) -> Claim | None:
+        """Reopen the annotator's most recent judgement: its pair is leased to their page
+        ``session`` again (same sides) to be judged anew. The judgement stays stored until they
+        submit the new one, so closing the tab after an undo loses nothing. None when they have
+        judged nothing."""
         tasks, leases, judgements = self._t["tasks"], self._t["leases"], self._t["judgements"]
         now = self._clock()
         with self._write() as conn:
@@ -175,7 +177,8 @@ class LeasesMixin(StoreBase):
             if holder is not None and holder.annotator != annotator:
                 raise PairBusy(f"pair {last.pair_id} is being judged by someone else right now; try undo again shortly")
             # The pair they were looking at goes back to the queue; the undone one is theirs again.
-            conn.execute(sa.delete(leases).where(sa.or_(leases.c.annotator == annotator, leases.c.pair_id == last.pair_id)))
+            this_page = sa.and_(leases.c.annotator == annotator, leases.c.page == (session or ""))
+            conn.execute(sa.delete(leases).where(sa.or_(this_page, leases.c.pair_id == last.pair_id)))
             conn.execute(
                 sa.insert(leases).values(
                     pair_id=last.pair_id,
@@ -183,9 +186,21 @@ class LeasesMixin(StoreBase):
                     left_was=last.left_was,
                     claimed_at=now,
                     expires_at=now + self.lease_ttl_s,
+                    page=session or "",
                 )
             )
             return self._claim(task, annotator, last.left_was, now, previous=last)
+
+    def heartbeat(self, annotator: str, session: str) -> str | None:
+        """The page ``session`` is still open and visible: its lease runs another ``lease_ttl_s``.
+        Returns the pair it holds, or None when it holds none (expired and taken, or judged)."""
+        leases = self._t["leases"]
+        with self._lease_write() as conn:
+            mine = sa.and_(leases.c.annotator == annotator, leases.c.page == session)
+            held = conn.execute(sa.select(leases.c.pair_id).where(mine)).scalar()
+            if held is not None:
+                conn.execute(sa.update(leases).where(mine).values(expires_at=self._clock() + self.lease_ttl_s))
+            return held
 
     def leases(self) -> dict[str, str]:
         """Live leases: pair_id -> the annotator who has it on screen."""

@@ -45,6 +45,9 @@ def tables(metadata: sa.MetaData) -> dict[str, sa.Table]:
         sa.Column("left_was", sa.String(64), nullable=False),
         sa.Column("claimed_at", sa.Float, nullable=False),
         sa.Column("expires_at", sa.Float, nullable=False),
+        # The browser page (tab) that shows the pair: a lease belongs to one page, so closing or
+        # losing another page of the same annotator never gives this one back.
+        sa.Column("page", sa.String(128), nullable=False, server_default=""),
     )
     judgements = sa.Table(
         "judgements",
