@@ -155,7 +155,7 @@ def build_app(
         skip = gr.skip()
         return (skip, skip, skip, skip, skip, skip, _notice(text), gr.update(visible=True), skip, skip, skip)
 
-    def on_load(done: int, raw_view: str, request: gr.Request) -> tuple:
+    def on_load(done: int, raw_view: str | None = None, request: gr.Request = None) -> tuple:
         annotator = _user(request)
         page = page_of(parse_view(raw_view), request, annotator)
         admin = users.is_admin(users_file, annotator)
@@ -168,7 +168,7 @@ def build_app(
             outputs = show(store.claim(annotator, page), annotator, done)
         return (*outputs, gr.Tab(visible=admin))
 
-    def next_task(done: int, raw_view: str, request: gr.Request) -> tuple:
+    def next_task(done: int, raw_view: str | None = None, request: gr.Request = None) -> tuple:
         annotator = _user(request)
         return show(store.claim(annotator, page_of(parse_view(raw_view), request, annotator)), annotator, done)
 
@@ -178,7 +178,7 @@ def build_app(
         return view.get("pair") or (state or {}).get("pair_id")
 
     def judge(choice: str):
-        def handler(state: dict | None, description: str, about: str, done: int, raw_view: str, request: gr.Request) -> tuple:
+        def handler(state: dict | None, description: str, about: str, done: int, raw_view: str | None = None, request: gr.Request = None) -> tuple:
             annotator = _user(request)
             view = parse_view(raw_view)
             page = page_of(view, request, annotator)
@@ -198,7 +198,7 @@ def build_app(
         handler.__name__ = f"judge_{choice}"
         return handler
 
-    def skip(state: dict | None, done: int, raw_view: str, request: gr.Request) -> tuple:
+    def skip(state: dict | None, done: int, raw_view: str | None = None, request: gr.Request = None) -> tuple:
         annotator = _user(request)
         view = parse_view(raw_view)
         page = page_of(view, request, annotator)
@@ -211,7 +211,7 @@ def build_app(
             return rejected(err)
         return show(store.claim(annotator, page), annotator, done, "Skipped: the pair went back to the queue.")
 
-    def undo(done: int, raw_view: str, request: gr.Request) -> tuple:
+    def undo(done: int, raw_view: str | None = None, request: gr.Request = None) -> tuple:
         annotator = _user(request)
         page = page_of(parse_view(raw_view), request, annotator)
         try:
@@ -222,7 +222,7 @@ def build_app(
             return show(store.claim(annotator, page), annotator, done, "Nothing to undo.")
         return show(claim, annotator, max(0, done - 1))
 
-    def heartbeat(raw_view: str, request: gr.Request) -> tuple:
+    def heartbeat(raw_view: str | None = None, request: gr.Request = None) -> tuple:
         """The page is open: keep its lease while it is visible; say so when it was lost."""
         annotator = getattr(request, "username", None)
         view = parse_view(raw_view)
@@ -235,7 +235,7 @@ def build_app(
             return _notice(text), gr.update(visible=True)
         return gr.skip(), gr.skip()
 
-    def release_page(raw_view: str, request: gr.Request) -> None:
+    def release_page(raw_view: str | None = None, request: gr.Request = None) -> None:
         """Log out: the page's pair goes back to the queue at once."""
         annotator = _user(request)
         store.release(annotator, session=page_of(parse_view(raw_view), request, annotator))

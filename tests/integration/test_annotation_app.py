@@ -64,7 +64,7 @@ def test_a_judgement_round_trip(served):
     outputs = client.predict(api_name="/next_task")
     assert "alice" in outputs[PROGRESS] and "done today: <b>0</b>" in outputs[PROGRESS]
     assert outputs[DESCRIPTION] == ""
-    claim = store.claim("alice")
+    claim = store.claim("alice", client.session_hash)  # the lease of the client's page
     media = store.media(claim.pair_id)
     shown_left = media.crop_a if claim.left_was == media.candidate_a else media.crop_b
     shown_right = media.crop_b if claim.left_was == media.candidate_a else media.crop_a
@@ -95,11 +95,13 @@ def test_a_judgement_round_trip(served):
 def test_skip_and_release_through_the_api(served):
     url, store = served
     client = Client(url, auth=("alice", PASSWORD), verbose=False)
+    elsewhere = {pair for pair, who in store.leases().items() if who == "alice"}  # alice's other pages
     client.predict(api_name="/next_task")
-    held = [pair for pair, who in store.leases().items() if who == "alice"]
-    assert len(held) == 1
+    held = [pair for pair, who in store.leases().items() if who == "alice" and pair not in elsewhere]
+    assert len(held) == 1  # one pair per page
     outputs = client.predict(api_name="/skip")
     assert "Skipped" in outputs[NOTICE]
     assert held[0] not in store.leases()
     client.predict(api_name="/release")
-    assert "alice" not in store.leases().values()
+    # This page's pair went back; the other pages keep theirs.
+    assert {pair for pair, who in store.leases().items() if who == "alice"} == elsewhere
