@@ -11,18 +11,18 @@ from __future__ import annotations
 
 import html
 import json
-import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from annotation_ui import users
 from annotation_ui.admin import render_report, render_review_queue
-from annotation_ui.export import write_exports
 from annotation_ui.review import ANSWER_NAMES, disagreements
+from annotation_ui.routes import LOGIN_MESSAGE_HEAD, LoginThrottle, add_routes
 from annotation_ui.sessions import persist_logins
 from annotation_ui.store import Claim, Store, StoreError
 from annotation_ui.viewer import context_html, message_html, task_html
@@ -35,9 +35,9 @@ CONCURRENCY = 32
 # Seconds between refreshes of the admin tab.
 ADMIN_REFRESH_S = 10.0
 RECENT_OWN = 10
-# A page renews its lease this often while it is visible (a third of the lease's TTL, so one
-# lost beat never loses the pair); a closed or crashed page loses it within the TTL.
-HEARTBEAT_S = 15.0
+# A page renews its lease every third of the lease's TTL while it is visible (so one lost beat
+# never loses the pair); a closed or crashed page loses it within the TTL.
+HEARTBEATS_PER_TTL = 3
 # A page that reloads keeps its id; its old session's unload waits this long, so it never gives
 # back the pair the reloaded page shows again.
 RELOAD_GRACE_S = 5.0
@@ -86,6 +86,30 @@ def parse_view(raw: str | None) -> dict[str, Any]:
     return view if isinstance(view, dict) else {}
 
 
+def record_answer(
+    store: Store,
+    annotator: str,
+    choice: str,
+    pair_id: str | None,
+    description: str,
+    about: str,
+    view: dict[str, Any],
+    shown_ms: float = 0.0,
+) -> None:
+    """Store one answer ("skip" or a judgement) of ``annotator``'s page on ``pair_id``, as the page
+    showed it (``view``: page id, sides swapped, ms on screen). Raises StoreError when refused."""
+    if not pair_id:
+        raise StoreError("no pair is on screen")
+    page = str(view.get("page") or "")
+    if choice == "skip":
+        store.skip(annotator, pair_id, page)
+        return
+    ms = view.get("ms")
+    ms = ms if isinstance(ms, (int, float)) and not isinstance(ms, bool) else shown_ms
+    store.submit(annotator, pair_id, choice, (description or "").strip(), int(ms), about=about,
+                 swapped=bool(view.get("swapped")))
+
+
 def build_app(
     store: Store,
     users_file: str | Path,
@@ -100,10 +124,10 @@ def build_app(
     # newest session, so an unload gives back the page's pair only when the page really closed.
     on_screen: dict[str, tuple[str, str]] = {}
     newest_session: dict[str, str] = {}
-    export_dir = Path(tempfile.mkdtemp(prefix="srprefs-export-"))
 
     def page_of(view: dict[str, Any], request: gr.Request, annotator: str) -> str:
-        page = str(view.get("page") or request.session_hash)
+        """The page's id (the session's for API clients); records it in ``view`` too."""
+        page = view["page"] = str(view.get("page") or request.session_hash)
         on_screen[request.session_hash] = (annotator, page)
         newest_session[page] = request.session_hash
         return page
@@ -182,15 +206,9 @@ def build_app(
             annotator = _user(request)
             view = parse_view(raw_view)
             page = page_of(view, request, annotator)
-            pair_id = on_screen_pair(state, view)
-            if not pair_id:
-                return rejected(StoreError("no pair is on screen"))
-            shown_ms = view.get("ms")
-            if not isinstance(shown_ms, (int, float)):
-                shown_ms = (time.time() - state["shown_at"]) * 1000 if state else 0
+            shown_ms = (time.time() - state["shown_at"]) * 1000 if state else 0.0
             try:
-                store.submit(annotator, pair_id, choice, (description or "").strip(), int(shown_ms), about=about,
-                             swapped=bool(view.get("swapped")))
+                record_answer(store, annotator, choice, on_screen_pair(state, view), description, about, view, shown_ms)
             except StoreError as err:
                 return rejected(err)
             return show(store.claim(annotator, page), annotator, done + 1)
@@ -202,11 +220,8 @@ def build_app(
         annotator = _user(request)
         view = parse_view(raw_view)
         page = page_of(view, request, annotator)
-        pair_id = on_screen_pair(state, view)
-        if not pair_id:
-            return rejected(StoreError("no pair is on screen"))
         try:
-            store.skip(annotator, pair_id, page)
+            record_answer(store, annotator, "skip", on_screen_pair(state, view), "", "both", view)
         except StoreError as err:
             return rejected(err)
         return show(store.claim(annotator, page), annotator, done, "Skipped: the pair went back to the queue.")
@@ -294,7 +309,7 @@ def build_app(
                     )
                     about = gr.Radio(ABOUT_CHOICES, value="both", label="Your note is about", elem_id="about", scale=2)
             with gr.Tab("Admin", id="admin", visible=False) as admin_tab:
-                _admin_panel(demo, store, users_file, export_dir)
+                _admin_panel(demo, store, users_file)
 
         task_outputs = [state, viewer, context, description, about, progress, notice, check_again, start, recent, done]
         # Also the API clients' way in: it shows the annotator's current task.
@@ -308,7 +323,7 @@ def build_app(
         undo_button.click(undo, inputs=[done, view], outputs=task_outputs, api_name="undo", js=VIEW_JS)
         check_again.click(next_task, inputs=[done, view], outputs=task_outputs, api_name="check_again", js=VIEW_JS)
         start.click(next_task, inputs=[done, view], outputs=task_outputs, api_name="start", js=VIEW_JS)
-        gr.Timer(HEARTBEAT_S).tick(
+        gr.Timer(store.lease_ttl_s / HEARTBEATS_PER_TTL).tick(
             heartbeat, inputs=[view], outputs=[notice, check_again], js=VIEW_JS, show_progress="hidden",
             api_name="heartbeat",
         )
@@ -319,7 +334,7 @@ def build_app(
     return demo
 
 
-def _admin_panel(demo: gr.Blocks, store: Store, users_file: Path, export_dir: Path) -> None:
+def _admin_panel(demo: gr.Blocks, store: Store, users_file: Path) -> None:
     """The admin tab's contents, rendered for admins only (an annotator's page has none of it)."""
 
     @gr.render(triggers=[demo.load])
@@ -365,23 +380,21 @@ def _admin_panel(demo: gr.Blocks, store: Store, users_file: Path, export_dir: Pa
                 return (_notice("Choose a pair and an answer first."), *report(pair_id))
             try:
                 store.adjudicate(admin, pair_id, answer, note or "")
+                store.audit(admin, "adjudicate", f"{pair_id}: {answer}")
             except StoreError as err:
                 return (_notice(f"Not recorded: {err}."), *report(pair_id))
             return (_notice(f"Recorded: {pair_id} decided as {answer} by {admin}.", "info"), *report())
-
-        def export(request: gr.Request) -> tuple:
-            if not users.is_admin(users_file, getattr(request, "username", "")):
-                raise gr.Error("Admins only.")
-            csv_path, jsonl_path = write_exports(store, Path(tempfile.mkdtemp(dir=export_dir)))
-            return gr.update(value=str(csv_path), visible=True), gr.update(value=str(jsonl_path), visible=True)
 
         first_report, first_queue, first_choices = report()
         timer = gr.Timer(ADMIN_REFRESH_S)
         with gr.Row():
             refresh = gr.Button("Refresh now", elem_id="admin-refresh", size="sm", scale=0)
-            export_button = gr.Button("Export judgements", elem_id="admin-export", size="sm", scale=0)
-            csv_file = gr.DownloadButton("judgements.csv", elem_id="export-csv", visible=False, size="sm", scale=0)
-            jsonl_file = gr.DownloadButton("judgements.jsonl", elem_id="export-jsonl", visible=False, size="sm", scale=0)
+            # Served by routes.add_routes to admins only (a Gradio file link works for anyone logged in).
+            gr.HTML(
+                "<span class='exports'>Export judgements: <a id='export-csv' href='admin/export/judgements.csv' download>"
+                "judgements.csv</a> · <a id='export-jsonl' href='admin/export/judgements.jsonl' download>judgements.jsonl</a></span>",
+                elem_id="admin-export",
+            )
         gr.Markdown(f"Refreshes every {ADMIN_REFRESH_S:.0f} s.")
         report_html = gr.HTML(first_report, elem_id="admin-report")
         queue_html = gr.HTML(first_queue, elem_id="admin-review")
@@ -400,7 +413,6 @@ def _admin_panel(demo: gr.Blocks, store: Store, users_file: Path, export_dir: Pa
         refresh.click(report, inputs=[pair], outputs=outputs)
         pair.change(answers, inputs=[pair], outputs=[answer])
         settle.click(adjudicate, inputs=[pair, answer, note], outputs=[outcome, *outputs])
-        export_button.click(export, outputs=[csv_file, jsonl_file])
 
 
 def _dropdown_args(update: dict) -> dict:
@@ -426,9 +438,18 @@ def launch(
     def check_login(name: str, password: str) -> bool:
         return users.verify(users_file, name, password) is not None
 
+    def answer_after_restart(annotator: str, choice: str, description: str, about: str, view: dict[str, Any]) -> str:
+        try:
+            record_answer(store, annotator, choice, view.get("pair"), description, about, view)
+        except (StoreError, ValueError) as err:
+            return str(err)
+        return ""
+
     demo = build_app(store, users_file, guidelines=guidelines, session_goal=session_goal)
     demo.queue(default_concurrency_limit=CONCURRENCY)
     demo.launch(
+        app_kwargs={"middleware": [Middleware(LoginThrottle, store=store)]},
+        head=LOGIN_MESSAGE_HEAD,
         auth=check_login,
         auth_message="srprefs annotation: log in with the name and password your admin gave you.",
         server_name=host,
@@ -441,6 +462,7 @@ def launch(
         css=(ASSETS / "app.css").read_text(),
     )
     persist_logins(demo.server_app, store)
+    add_routes(demo.server_app, store, users_file, answer_after_restart)
     if not prevent_thread_lock:
         demo.block_thread()
     return demo

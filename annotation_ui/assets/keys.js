@@ -6,8 +6,11 @@
     "3": "choose-tie", "4": "choose-both-bad", "5": "choose-cant-tell",
     "s": "skip", "u": "undo",
   };
-  // Answers: a key pressed for one of them while the server is away is queued, not lost.
-  const ANSWERS = new Set(["choose-left", "choose-right", "choose-tie", "choose-both-bad", "choose-cant-tell", "skip"]);
+  // Answers by button: a key pressed for one of them while the server is away is queued, not lost.
+  const ANSWERS = new Map([
+    ["choose-left", "left"], ["choose-right", "right"], ["choose-tie", "tie"], ["choose-both-bad", "both_bad"],
+    ["choose-cant-tell", "cant_tell"], ["skip", "skip"],
+  ]);
   const ZOOMS = [1, 2, 4, 8];
   // A key this soon after typing is typing too (typing "a(1) b(2)" on the page once stored two
   // judgements; "soft edges under 5 lights" must record and skip nothing).
@@ -128,12 +131,13 @@
   function press(id) {
     const button = document.getElementById(id);
     if (!button || button.disabled || button.offsetParent === null) return;
-    if (ANSWERS.has(id) && connection !== "ok") {
+    if (ANSWERS.has(id) && (connection !== "ok" || restarted)) {
       if (queued) {
         hint("Not sent: an answer is already waiting for the server. It goes out when the server is back.");
       } else {
         queued = { id, pair: shownPair };
-        hint("The server is away: your answer is queued and will be sent when it is back.");
+        if (connection === "ok") sendQueued();
+        else hint("The server is away: your answer is queued and will be sent when it is back.");
       }
       return;
     }
@@ -243,13 +247,39 @@
       box.appendChild(button);
     }
   }
-  function sendQueued() {
+  // A queued answer goes out by plain HTTP (the page's Gradio connection does not survive a
+  // server restart), with the text in the box; then the page reloads onto its next pair.
+  async function sendQueued() {
     const waiting = queued;
-    queued = null;
     if (!waiting) return;
-    if (waiting.pair !== shownPair) { hint("Your queued answer was for a pair no longer on screen: not sent."); return; }
-    press(waiting.id);
-    hint("Your queued answer was sent.");
+    if (waiting.pair !== shownPair) {
+      queued = null;
+      hint("Your queued answer was for a pair no longer on screen: not sent.");
+      return;
+    }
+    const box = describeBox(), about = document.querySelector("#about input:checked");
+    const body = {
+      choice: ANSWERS.get(waiting.id), description: box ? box.value : "", about: about ? about.value : "both",
+      view: { ...window.srprefsView(), pair: waiting.pair },
+    };
+    let result;
+    try {
+      const response = await fetch(`${base}srprefs/answer`, {
+        method: "POST", credentials: "same-origin", headers: { "Content-Type": "application/json" },
+        body: JSON.stringify(body),
+      });
+      result = await response.json();
+    } catch (error) {
+      return;  // still away: it stays queued for the next try
+    }
+    queued = null;
+    if (result.ok) {
+      localStorage.removeItem(draftKey(waiting.pair));
+      hint("Your queued answer was recorded. Loading your next pair…");
+      window.location.reload();
+    } else {
+      banner("reload", `Your queued answer was not recorded: ${result.error}. Reload the page.`);
+    }
   }
   async function poll() {
     try {

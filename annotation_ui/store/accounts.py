@@ -22,7 +22,6 @@ class AccountsMixin(StoreBase):
             elif bool(found.is_admin) != is_admin:
                 conn.execute(sa.update(annotators).where(annotators.c.name == name).values(is_admin=is_admin))
 
-
     def annotators(self) -> list[dict[str, Any]]:
         annotators = self._t["annotators"]
         with self._engine.connect() as conn:
@@ -64,3 +63,35 @@ class AccountsMixin(StoreBase):
         with self._write() as conn:
             conn.execute(sa.delete(sessions).where(sessions.c.token == token))
 
+    # -- audit log and login throttling ---------------------------------------------------
+
+    def audit(self, actor: str, action: str, detail: str = "", address: str = "") -> None:
+        """Append to the audit log (logins, failed logins, admin actions)."""
+        with self._write() as conn:
+            conn.execute(
+                sa.insert(self._t["audit"]).values(
+                    ts=self._clock(), actor=actor[:128], action=action, address=address[:64], detail=detail
+                )
+            )
+
+    def audit_rows(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest ``limit`` audit entries, newest first."""
+        audit = self._t["audit"]
+        with self._engine.connect() as conn:
+            query = sa.select(audit).order_by(audit.c.id.desc()).limit(limit)
+            return [dict(r) for r in conn.execute(query).mappings()]
+
+    def failed_logins(self, *, actor: str | None = None, address: str | None = None, since: float) -> list[float]:
+        """When logins failed since ``since`` for ``actor`` (counted from their last successful
+        login) or from ``address``: the times, oldest first."""
+        audit = self._t["audit"]
+        with self._engine.connect() as conn:
+            where = [audit.c.action == "login_failed", audit.c.ts >= since]
+            if actor is not None:
+                last_ok = conn.execute(
+                    sa.select(sa.func.max(audit.c.ts)).where(audit.c.action == "login", audit.c.actor == actor)
+                ).scalar()
+                where += [audit.c.actor == actor, audit.c.ts > (last_ok or 0.0)]
+            if address is not None:
+                where.append(audit.c.address == address)
+            return [float(t) for t in conn.execute(sa.select(audit.c.ts).where(*where).order_by(audit.c.ts)).scalars()]

@@ -31,7 +31,7 @@ class StoreBase:
         url: str,
         *,
         db_schema: str | None = None,
-        lease_ttl_s: float = 600.0,
+        lease_ttl_s: float = 45.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.url = url
@@ -53,6 +53,10 @@ class StoreBase:
         # SQLite admits one writer at a time anyway; queueing this process's writers on a lock
         # instead of SQLite's busy handler (which sleeps in growing steps) keeps the tail short.
         self._sqlite_writers = threading.Lock() if self.dialect == "sqlite" else nullcontext()
+
+    def now(self) -> float:
+        """The store's clock (seconds since the epoch)."""
+        return self._clock()
 
     @property
     def dialect(self) -> str:

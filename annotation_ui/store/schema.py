@@ -108,7 +108,19 @@ def tables(metadata: sa.MetaData) -> dict[str, sa.Table]:
         sa.Column("is_admin", sa.Boolean, nullable=False),
         sa.Column("first_seen", sa.Float, nullable=False),
     )
+    # Logins (ok and failed, with the address) and admin actions: who did what, when, from where.
+    audit = sa.Table(
+        "audit",
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("ts", sa.Float, nullable=False, index=True),
+        sa.Column("actor", sa.String(128), nullable=False, index=True),
+        sa.Column("action", sa.String(32), nullable=False),
+        sa.Column("address", sa.String(64), nullable=False),
+        sa.Column("detail", sa.Text, nullable=False),
+    )
     return {
+        "audit": audit,
         "tasks": tasks,
         "media": media,
         "leases": leases,

@@ -37,7 +37,10 @@ CHROMIUM_MISSING = not os.path.exists(CHROMIUM)
 
 def log_in(browser, url: str, name: str, wait: str = "done today", context=None):
     """A new page (in ``context``, sharing its login, or a fresh one) logged in as ``name``."""
-    page = (context or browser).new_page(viewport={"width": 1280, "height": 720}, accept_downloads=True)
+    if context is None:
+        page = browser.new_page(viewport={"width": 1280, "height": 720}, accept_downloads=True)
+    else:
+        page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     page.goto(url)
     if context is None or not context.cookies():
@@ -120,7 +123,7 @@ def free_port() -> int:
 
 
 def start_server(
-    url: str, users_file: Path, port: int, *, lease_ttl_s: float = 600.0, db_schema: str | None = None
+    url: str, users_file: Path, port: int, *, lease_ttl_s: float = 45.0, db_schema: str | None = None
 ) -> subprocess.Popen:
     """The annotation server in its own process (so a test can kill -9 it), once it answers."""
     process = subprocess.Popen(
