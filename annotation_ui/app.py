@@ -20,8 +20,8 @@ import gradio as gr
 from starlette.middleware import Middleware
 
 from annotation_ui import users
-from annotation_ui.admin import render_report, render_review_queue
-from annotation_ui.review import ANSWER_NAMES, disagreements
+from annotation_ui.admin import render_report, render_review_pair, render_review_queue
+from annotation_ui.review import ANSWER_NAMES, disagreements, judged_pairs, majority_answer
 from annotation_ui.routes import LOGIN_MESSAGE_HEAD, LoginThrottle, add_routes
 from annotation_ui.sessions import persist_logins
 from annotation_ui.store import Claim, Store, StoreError
@@ -343,49 +343,74 @@ def _admin_panel(demo: gr.Blocks, store: Store, users_file: Path) -> None:
         if not name or not users.is_admin(users_file, name):
             return
 
-        def report(current: str | None = None) -> tuple[str, str, Any]:
-            """The report, the review queue and the pair picker (keeping the admin's pick while
-            it is still waiting, so an auto-refresh never changes it under them)."""
+        def report() -> tuple[str, str]:
             rows = store.judgement_rows()
             queue = disagreements(rows, {r["pair_id"] for r in store.adjudication_rows()})
-            choices = [(f"{q['pair_id']} · {q['instance_id']}", q["pair_id"]) for q in queue]
-            waiting = [pair_id for _, pair_id in choices]
-            pick = current if current in waiting else (waiting[0] if waiting else None)
-            return (
-                render_report(rows, store.counts(), store.annotators(), time.time()),
-                render_review_queue(queue),
-                gr.update(choices=choices, value=pick),
-            )
+            return render_report(rows, store.counts(), store.annotators(), time.time()), render_review_queue(queue)
 
-        def answers(pair_id: str | None) -> Any:
-            tasks = {t["pair_id"]: t for t in store.task_rows()} if pair_id else {}
-            task = tasks.get(pair_id)
-            if task is None:
-                return gr.update(choices=[], value=None)
-            return gr.update(
-                choices=[
-                    (f"{task['candidate_a']} (IQA winner)", task["candidate_a"]),
-                    (f"{task['candidate_b']} (IQA loser)", task["candidate_b"]),
-                    ("tie", "tie"),
-                    ("both bad", "both_bad"),
-                ],
-                value=None,
-            )
+        def listed(show: str, who: str | None) -> list[dict[str, Any]]:
+            settled = {r["pair_id"] for r in store.adjudication_rows()}
+            return judged_pairs(store.judgement_rows(), settled, show=show or "waiting", annotator=who or None)
 
-        def adjudicate(pair_id: str | None, answer: str | None, note: str, request: gr.Request) -> tuple:
+        def picker(show: str, who: str | None, current: str | None = None) -> Any:
+            """The pair picker for the filter, keeping the admin's pick while it is still listed,
+            so an auto-refresh never changes it under them."""
+            items = listed(show, who)
+            choices = [(f"{i['pair_id']} · {i['instance_id']}" + (" · settled" if i["settled"] else ""), i["pair_id"])
+                       for i in items]
+            ids = [pair_id for _, pair_id in choices]
+            return gr.update(choices=choices, value=current if current in ids else (ids[0] if ids else None))
+
+        def refreshed(show: str, who: str | None, current: str | None) -> tuple:
+            return (*report(), picker(show, who, current))
+
+        def review(pair_id: str | None, show: str, who: str | None) -> tuple:
+            """The picked pair with pictures and votes, and the decisions an admin can record."""
+            item = next((i for i in listed("all", None) if i["pair_id"] == pair_id), None)
+            media = store.media(pair_id) if item is not None else None
+            if item is None:
+                return render_review_pair(None, None), gr.update(choices=[], value=None)
+            winner, loser = item["candidate_a"], item["candidate_b"]
+            choices = [(f"{winner} (IQA winner)", winner), (f"{loser} (IQA loser)", loser), ("tie", "tie"),
+                       ("both bad", "both_bad")]
+            return render_review_pair(item, media), gr.update(choices=choices, value=None)
+
+        def decide(admin: str, pair_id: str | None, answer: str | None, note: str, show: str, who: str | None,
+                   verb: str) -> tuple:
+            if not pair_id or not answer:
+                return (_notice("Choose a pair and an answer first."), *refreshed(show, who, pair_id))
+            try:
+                store.adjudicate(admin, pair_id, answer, note or "")
+                store.audit(admin, verb, f"{pair_id}: {answer}" + (f" ({note})" if note else ""))
+            except StoreError as err:
+                return (_notice(f"Not recorded: {err}."), *refreshed(show, who, pair_id))
+            # The pick stays while the filter still lists the pair (an accepted pair can be overturned).
+            return (_notice(f"Recorded: {pair_id} decided as {answer} by {admin}.", "info"), *refreshed(show, who, pair_id))
+
+        def admin_only(request: gr.Request) -> str:
             admin = getattr(request, "username", None)
             if not admin or not users.is_admin(users_file, admin):
                 raise gr.Error("Admins only.")
-            if not pair_id or not answer:
-                return (_notice("Choose a pair and an answer first."), *report(pair_id))
-            try:
-                store.adjudicate(admin, pair_id, answer, note or "")
-                store.audit(admin, "adjudicate", f"{pair_id}: {answer}")
-            except StoreError as err:
-                return (_notice(f"Not recorded: {err}."), *report(pair_id))
-            return (_notice(f"Recorded: {pair_id} decided as {answer} by {admin}.", "info"), *report())
+            return admin
 
-        first_report, first_queue, first_choices = report()
+        def adjudicate(pair_id: str | None, answer: str | None, note: str, show: str, who: str | None,
+                       request: gr.Request) -> tuple:
+            """Overturn (or settle) the pair with the admin's own answer."""
+            return decide(admin_only(request), pair_id, answer, note, show, who, "adjudicate")
+
+        def accept(pair_id: str | None, note: str, show: str, who: str | None, request: gr.Request) -> tuple:
+            """Confirm what most annotators answered as the pair's decision."""
+            admin = admin_only(request)
+            item = next((i for i in listed("all", None) if i["pair_id"] == pair_id), None)
+            answer = majority_answer(item["rows"]) if item is not None else None
+            if item is not None and answer is None:
+                return (_notice("No majority answer to accept: choose a decision and record it."),
+                        *refreshed(show, who, pair_id))
+            return decide(admin, pair_id, answer, note, show, who, "accept")
+
+        first_report, first_queue = report()
+        names = sorted({a["name"] for a in store.annotators()} | {r["annotator"] for r in store.judgement_rows()})
+        first_pick = picker("waiting", None)
         timer = gr.Timer(ADMIN_REFRESH_S)
         with gr.Row():
             refresh = gr.Button("Refresh now", elem_id="admin-refresh", size="sm", scale=0)
@@ -396,23 +421,33 @@ def _admin_panel(demo: gr.Blocks, store: Store, users_file: Path) -> None:
                 elem_id="admin-export",
             )
         gr.Markdown(f"Refreshes every {ADMIN_REFRESH_S:.0f} s.")
+        with gr.Accordion("Review judged pairs", open=True, elem_id="review-panel"):
+            with gr.Row(elem_id="review-filters"):
+                show = gr.Radio([("waiting for a decision", "waiting"), ("all judged", "all"), ("can't tell", "cant_tell")],
+                                value="waiting", label="Show", elem_id="review-filter", interactive=True)
+                who = gr.Dropdown([("anyone", "")] + [(n, n) for n in names], value="", label="Judged by",
+                                  elem_id="review-annotator", interactive=True)
+                pair = gr.Dropdown(label="Pair", elem_id="adjudicate-pair", interactive=True, **_dropdown_args(first_pick))
+            first_view, first_answers = review(first_pick["value"], "waiting", None)
+            review_html = gr.HTML(first_view, elem_id="review-box")
+            with gr.Row(elem_id="adjudicate-row"):
+                answer = gr.Radio(label="Decision", elem_id="adjudicate-answer", interactive=True,
+                                  **_dropdown_args(first_answers))
+                note = gr.Textbox(label="Note (optional)", elem_id="adjudicate-note", lines=1, interactive=True)
+                accept_button = gr.Button("Accept the majority", elem_id="review-accept", size="sm")
+                settle = gr.Button("Record decision", elem_id="adjudicate", variant="primary", size="sm")
+            outcome = gr.HTML(elem_id="adjudicate-outcome")
         report_html = gr.HTML(first_report, elem_id="admin-report")
         queue_html = gr.HTML(first_queue, elem_id="admin-review")
-        with gr.Row(elem_id="adjudicate-row"):
-            pair = gr.Dropdown(
-                label="Pair to settle", elem_id="adjudicate-pair", interactive=True, **_dropdown_args(first_choices)
-            )
-            answer = gr.Radio(
-                label="Decision", elem_id="adjudicate-answer", interactive=True, **_dropdown_args(answers(first_choices["value"]))
-            )
-            note = gr.Textbox(label="Note (optional)", elem_id="adjudicate-note", lines=1, interactive=True)
-            settle = gr.Button("Record decision", elem_id="adjudicate", variant="primary", size="sm")
-        outcome = gr.HTML(elem_id="adjudicate-outcome")
         outputs = [report_html, queue_html, pair]
-        timer.tick(report, inputs=[pair], outputs=outputs, show_progress="hidden")
-        refresh.click(report, inputs=[pair], outputs=outputs)
-        pair.change(answers, inputs=[pair], outputs=[answer])
-        settle.click(adjudicate, inputs=[pair, answer, note], outputs=[outcome, *outputs])
+        filters = [show, who]
+        timer.tick(refreshed, inputs=[*filters, pair], outputs=outputs, show_progress="hidden")
+        refresh.click(refreshed, inputs=[*filters, pair], outputs=outputs)
+        show.change(picker, inputs=[*filters, pair], outputs=[pair])
+        who.change(picker, inputs=[*filters, pair], outputs=[pair])
+        pair.change(review, inputs=[pair, *filters], outputs=[review_html, answer])
+        settle.click(adjudicate, inputs=[pair, answer, note, *filters], outputs=[outcome, *outputs])
+        accept_button.click(accept, inputs=[pair, note, *filters], outputs=[outcome, *outputs])
 
 
 def _dropdown_args(update: dict) -> dict:

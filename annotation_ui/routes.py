@@ -14,7 +14,6 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -85,7 +84,13 @@ class LoginThrottle:
             body += message.get("body", b"")
             if not message.get("more_body"):
                 break
-        name = (parse_qs(body.decode("utf-8", "replace")).get("username") or [""])[0].strip()
+
+        async def replay() -> dict:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        # The login page posts multipart form data, OAuth2 clients URL-encoded: Starlette reads both.
+        form = await Request(scope, replay).form()
+        name = str(form.get("username") or "").strip()
         address = client_address(scope)
         wait_s = self.wait_s(name, address)
         if wait_s > 0:
@@ -94,9 +99,6 @@ class LoginThrottle:
             await JSONResponse({"detail": detail}, status_code=429)(scope, receive, send)
             return
         status: list[int] = []
-
-        async def replay() -> dict:
-            return {"type": "http.request", "body": body, "more_body": False}
 
         async def watch(message: dict) -> None:
             if message["type"] == "http.response.start":

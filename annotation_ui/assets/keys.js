@@ -106,18 +106,24 @@
 
   // Every pair opens in the default view (no flicker, 1x, outline on): a view carried over
   // from the last pair would make "1" mean the candidate the person did not see on the left.
+  // The admin's review view (its own pair, the same keys) resets the same way.
+  let reviewedPair = null;
   function onPairShown() {
-    const viewer = document.querySelector("#viewer-box #viewer, .review-viewer #viewer");
+    const viewer = document.getElementById("viewer"), review = document.getElementById("review-viewer");
     const pair = viewer && viewer.dataset.pair ? viewer.dataset.pair : null;
-    if (pair === shownPair) return;
-    if (shownPair) localStorage.removeItem(draftKey(shownPair));  // judged or skipped
-    shownPair = pair;
-    shownAt = performance.now();
+    const reviewed = review ? review.dataset.pair : null;
+    if (pair === shownPair && reviewed === reviewedPair) return;
+    if (pair !== shownPair) {
+      if (shownPair) localStorage.removeItem(draftKey(shownPair));  // judged or skipped
+      shownPair = pair;
+      shownAt = performance.now();
+      pending = null;
+      if (pair) setTimeout(restoreDraft, 60);  // after Gradio has written the server's text
+    }
+    reviewedPair = reviewed;
     zoom = 1; panX = 0; panY = 0; latched = false; outlineShown = true;
     if (heldLetter) { clearTimeout(heldLetter); heldLetter = null; }
     applyView();
-    pending = null;
-    if (pair) setTimeout(restoreDraft, 60);  // after Gradio has written the server's text
   }
   new MutationObserver(onPairShown).observe(document.body, {
     subtree: true, childList: true, attributes: true, attributeFilter: ["data-pair"],

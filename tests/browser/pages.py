@@ -10,13 +10,21 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import numpy as np
+import pyarrow as pa
+import pytest
 from PIL import Image
 
+from annotation_ui.app import launch
 from annotation_ui.store import Store
+from annotation_ui.synthetic import synthetic_tables
+from annotation_ui.tasks import Rendering, build_tasks
+from annotation_ui.users import add_user
+from pipeline.config import load_config
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -33,6 +41,27 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 PASSWORD = "correct horse battery"
 TIMEOUT_MS = 60_000
 CHROMIUM_MISSING = not os.path.exists(CHROMIUM)
+MARKS = [pytest.mark.browser, pytest.mark.skipif(CHROMIUM_MISSING, reason=f"Chromium is not installed at {CHROMIUM}")]
+
+
+def rendering() -> Rendering:
+    return Rendering.from_settings(load_config().store)
+
+
+def serve(root: Path, images: int, annotators: tuple[str, ...]) -> Iterator[tuple[str, Store, pa.Table]]:
+    """A SQLite store of synthetic pairs (3 instances per image, overlap 2) served to
+    ``annotators`` and the admin "boss": yields (url, store, pairs table)."""
+    store = Store(f"sqlite:///{root / 'annotations.db'}")
+    pairs, candidates, instances = synthetic_tables(images=images, instances_per_image=3)
+    store.import_tasks(build_tasks(pairs, candidates, instances, rendering=rendering()), overlap_k=2)
+    users_file = root / "users.json"
+    for name in annotators:
+        add_user(users_file, name, PASSWORD)
+    add_user(users_file, "boss", PASSWORD, admin=True)
+    demo = launch(store, users_file, port=None, prevent_thread_lock=True, quiet=True)
+    yield demo.local_url, store, pairs
+    demo.close()
+    store.close()
 
 
 def log_in(browser, url: str, name: str, wait: str = "done today", context=None):

@@ -13,23 +13,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from annotation_ui.app import launch
-from annotation_ui.store import Store
 from annotation_ui.synthetic import synthetic_tables
 from annotation_ui.tasks import Rendering, build_tasks
-from annotation_ui.users import add_user
 from pipeline.config import load_config
 from stages.emit.judgements import decide_pairs
 from stages.emit.rows import describe_candidates
 from tests.browser.pages import (
     ARTIFACTS,
-    CHROMIUM,
-    CHROMIUM_MISSING,
-    PASSWORD,
+    MARKS,
     claim_pair,
     log_in,
     pair_on_screen,
     pixels,
+    serve,
     wait_for_new_pair,
     wait_for_progress,
     wait_for_view,
@@ -38,26 +34,12 @@ from tests.browser.pages import (
 XSS = "plastic skin, blurry fur 3 <script>window.__xss = 1</script>"
 USERS = ("alice", "bob", "carol", "dave", "erin", "frank", "gina")
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(CHROMIUM_MISSING, reason=f"Chromium is not installed at {CHROMIUM}"),
-]
+pytestmark = MARKS
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    root = tmp_path_factory.mktemp("browser")
-    store = Store(f"sqlite:///{root / 'annotations.db'}")
-    pairs, candidates, instances = synthetic_tables(images=2, instances_per_image=3)
-    store.import_tasks(build_tasks(pairs, candidates, instances, rendering=Rendering.from_settings(load_config().store)), overlap_k=2)
-    users_file = root / "users.json"
-    for name in USERS:
-        add_user(users_file, name, PASSWORD)
-    add_user(users_file, "boss", PASSWORD, admin=True)
-    demo = launch(store, users_file, port=None, prevent_thread_lock=True, quiet=True)
-    yield demo.local_url, store, pairs
-    demo.close()
-    store.close()
+    yield from serve(tmp_path_factory.mktemp("browser"), images=2, annotators=USERS)
 
 
 def test_label_pairs_with_the_keyboard_undo_and_describe_a_candidate(served, browser):
@@ -282,7 +264,6 @@ def test_admin_sees_stats_without_claiming_exports_and_adjudicates(served, brows
     assert report.locator("script").count() == 0
     assert "per active hour" in report.inner_text() and "IQA winner" in report.inner_text()
 
-    page.locator("#admin-export").click()
     exported = {}
     for kind in ("csv", "jsonl"):
         page.locator(f"#export-{kind}").wait_for(state="visible")

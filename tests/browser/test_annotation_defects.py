@@ -10,22 +10,22 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from annotation_ui.app import RELOAD_GRACE_S, launch
+from annotation_ui.app import RELOAD_GRACE_S
 from annotation_ui.store import Store, left_candidate
 from annotation_ui.synthetic import synthetic_tables
-from annotation_ui.tasks import Rendering, build_tasks
+from annotation_ui.tasks import build_tasks
 from annotation_ui.users import add_user
-from pipeline.config import load_config
 from stages.emit.judgements import decide_pairs
 from stages.emit.rows import describe_candidates
 from tests.browser.pages import (
-    CHROMIUM,
-    CHROMIUM_MISSING,
+    MARKS,
     PASSWORD,
     claim_pair,
     free_port,
     log_in,
     pair_on_screen,
+    rendering,
+    serve,
     start_server,
     wait_for_new_pair,
     wait_for_progress,
@@ -35,30 +35,12 @@ from tests.browser.pages import (
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 ANNOTATORS = ("ann1", "ann2", "ann3", "ann4", "ann5", "ann6", "ann7")
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(CHROMIUM_MISSING, reason=f"Chromium is not installed at {CHROMIUM}"),
-]
-
-
-def rendering() -> Rendering:
-    return Rendering.from_settings(load_config().store)
+pytestmark = MARKS
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    root = tmp_path_factory.mktemp("defects")
-    store = Store(f"sqlite:///{root / 'annotations.db'}")
-    pairs, candidates, instances = synthetic_tables(images=4, instances_per_image=3)
-    store.import_tasks(build_tasks(pairs, candidates, instances, rendering=rendering()), overlap_k=2)
-    users_file = root / "users.json"
-    for name in ANNOTATORS:
-        add_user(users_file, name, PASSWORD)
-    add_user(users_file, "boss", PASSWORD, admin=True)
-    demo = launch(store, users_file, port=None, prevent_thread_lock=True, quiet=True)
-    yield demo.local_url, store, pairs
-    demo.close()
-    store.close()
+    yield from serve(tmp_path_factory.mktemp("defects"), images=4, annotators=ANNOTATORS)
 
 
 def own_rows(store: Store, annotator: str) -> list[dict]:
@@ -190,6 +172,57 @@ def test_5_adjudication_keeps_every_description_and_the_note(served, browser):
     for text in ("left fur is crisp", "texture is real", "equally soft on a second look"):
         assert text in caption
     page.close()
+
+
+def test_review_shows_judged_pairs_with_pictures_filters_them_and_accepts_or_overturns(served, browser):
+    url, store, _ = served
+    free = [t["pair_id"] for t in store.task_rows() if t["pair_id"] not in store.leases() and t["done"] == 0]
+    agreed, unsure = free[0], free[1]
+    for name in ("ann5", "ann7"):  # both prefer the IQA winner of `agreed`
+        claim = claim_pair(store, name, agreed)
+        store.submit(name, agreed, "left" if claim.left_was == agreed_winner(store, agreed) else "right", f"{name}: sharper")
+        store.release(name)
+    claim_pair(store, "ann7", unsure)
+    store.submit("ann7", unsure, "cant_tell", "too dark to see")
+    store.release("ann7")
+    page = log_in(browser, url, "boss", "done today: 0")
+    page.get_by_role("tab", name="Admin").click()
+    page.locator("#review-filter").get_by_text("can't tell").click()
+    page.locator("#adjudicate-pair input").click()
+    options = page.get_by_role("option")
+    options.first.wait_for()
+    assert unsure in options.all_inner_texts()[0] and not any(agreed in o for o in options.all_inner_texts())
+    page.keyboard.press("Escape")
+    page.locator("#review-filter").get_by_text("all judged").click()
+    page.locator("#review-annotator input").click()
+    page.get_by_role("option", name="ann5", exact=True).click()
+    page.locator("#adjudicate-pair input").click()
+    page.get_by_role("option", name=re.compile(agreed)).click()
+    # The pair as annotators saw it: both candidates, flicker, zoom and outline, with the votes.
+    box = page.locator("#review-box")
+    box.locator("#review-viewer").filter(has_text="IQA winner").wait_for()
+    page.locator("#review-crop-left").wait_for(state="visible")
+    assert "ann5: sharper" in box.inner_text() and "ann7: sharper" in box.inner_text()
+    page.locator("#review-box").click()  # keys act on the page, not in a text box
+    page.keyboard.press("f")
+    page.locator("#review-crop-left").wait_for(state="hidden")
+    page.keyboard.press("f")
+    page.locator("#review-crop-left").wait_for(state="visible")
+    page.locator("#review-accept").click()
+    page.locator("#adjudicate-outcome").filter(has_text="Recorded").wait_for()
+    decided = {r["pair_id"]: r for r in store.adjudication_rows()}
+    assert decided[agreed]["answer"] == agreed_winner(store, agreed) and decided[agreed]["admin"] == "boss"
+    # Overturn: the admin's own answer replaces the accepted one.
+    page.locator("#adjudicate-answer").get_by_text("both bad").click()
+    page.locator("#adjudicate").click()
+    page.locator("#adjudicate-outcome").filter(has_text="both_bad").wait_for()
+    assert {r["pair_id"]: r for r in store.adjudication_rows()}[agreed]["answer"] == "both_bad"
+    assert [r["action"] for r in store.audit_rows()][:2] == ["adjudicate", "accept"]
+    page.close()
+
+
+def agreed_winner(store: Store, pair_id: str) -> str:
+    return next(t["candidate_a"] for t in store.task_rows() if t["pair_id"] == pair_id)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
