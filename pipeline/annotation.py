@@ -41,7 +41,7 @@ def store_url(cfg: DictConfig) -> str:
 
 
 def users_file_path(cfg: DictConfig, explicit: str | None = None) -> Path:
-    """--users-file, else store.users_file, else $SRPREFS_USERS_FILE, else <run_dir>/users.json."""
+    """--users_file, else store.users_file, else $SRPREFS_USERS_FILE, else <run_dir>/users.json."""
     chosen = explicit or cfg.store.users_file or os.environ.get(USERS_FILE_ENV)
     if chosen:
         return Path(chosen)
@@ -93,7 +93,7 @@ def annotate(cfg: DictConfig) -> int:
 
 
 def add_user(cfg: DictConfig, name: str, admin: bool, users_file: str | None) -> int:
-    """`pipeline users add NAME [--admin] [--users-file PATH]`."""
+    """`pipeline users add NAME [--admin] [--users_file PATH]`."""
     from annotation_ui import cli
 
     return cli.add_user(users_file_path(cfg, users_file), name, admin=admin)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import pkgutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -217,10 +218,11 @@ def _flow(value: Any) -> str:
     return yaml.safe_dump([value], default_flow_style=True, width=2**31, sort_keys=False).strip()[1:-1]
 
 
-def _note(resolved: ResolvedConfig, name: str, value: Any) -> str:
+def _note(resolved: ResolvedConfig, name: str, value: Any, refused: Mapping[str, list[str]]) -> str:
     """Where a value came from, and the frozen and default values it replaces."""
     source = resolved.sources.get(name, DEFAULT)
-    parts = [source]
+    parts = [f"REFUSED by `pipeline run` here: {', '.join(refused[name])} already ran with the frozen value; {source}"
+             if name in refused else source]
     if source not in (DEFAULT, FROZEN) and name in resolved.frozen and resolved.frozen[name] != value:
         parts.append(f"frozen {_flow(resolved.frozen[name])}")
     if source != DEFAULT and name in resolved.defaults and resolved.defaults[name] != value:
@@ -228,9 +230,12 @@ def _note(resolved: ResolvedConfig, name: str, value: Any) -> str:
     return "; ".join(parts)
 
 
-def to_yaml_with_sources(resolved: ResolvedConfig) -> str:
+def to_yaml_with_sources(resolved: ResolvedConfig, refused: Mapping[str, list[str]] | None = None) -> str:
     """The config as YAML with a comment after each value: where it came from (default, frozen,
-    file or command line), and the frozen and default values it differs from."""
+    file or command line), and the frozen and default values it differs from. ``refused``: the
+    keys `pipeline run` would refuse on this run, with the finished stages they would change;
+    those comments start with REFUSED and a last line counts them."""
+    refused = refused or {}
     rows: list[tuple[str, str | None]] = []
 
     def walk(values: dict[str, Any], prefix: str, indent: str) -> None:
@@ -240,9 +245,13 @@ def to_yaml_with_sources(resolved: ResolvedConfig) -> str:
                 rows.append((f"{indent}{key}:", None))
                 walk(value, name + ".", indent + "  ")
             else:
-                rows.append((f"{indent}{key}: {_flow(value)}", _note(resolved, name, value)))
+                rows.append((f"{indent}{key}: {_flow(value)}", _note(resolved, name, value, refused)))
 
     walk(to_container(resolved.cfg), "", "")
     # Align the comments, except after the few long values (prompt templates).
     width = max(len(text) for text, note in rows if note and len(text) <= 44)
-    return "".join(f"{text.ljust(width)}  # {note}\n" if note else f"{text}\n" for text, note in rows)
+    text = "".join(f"{text.ljust(width)}  # {note}\n" if note else f"{text}\n" for text, note in rows)
+    if refused:
+        text += (f"# `pipeline run` on this run_dir would refuse {len(refused)} key(s): {', '.join(refused)}; "
+                 "leave them out, use a new run_dir, or `pipeline reset` the stages they change\n")
+    return text

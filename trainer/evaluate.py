@@ -39,15 +39,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from common.cli import DefaultsHelpFormatter
 from common.device import DeviceError, resolve_device
 from common.masks import decode_masks
 from schemas.dataset import DatasetFormatError
-from stages.backbones.base import MissingWeightsError
+from stages.backbones.base import MissingWeightsError, SampleRequest
 from stages.scoring.metrics import MetricUnavailableError, create_metric
 from stages.scoring.reward import hybrid_reward
 from stages.scoring.scorer import ImageToScore, InstanceScorer
 from trainer.data import image_tensor, load_dspo_split, text_condition, validate_dspo_dataset
-from trainer.intervals import Interval, mean_interval, ratio_interval
+from trainer.intervals import Interval, format_interval, mean_interval, ratio_interval, too_few_units
 from trainer.models import BackboneFolderError, load_sampling_backbone
 
 # Smallest crop side per metric, as the score stage's defaults (vif needs 48 px windows).
@@ -60,7 +61,10 @@ BICUBIC = "bicubic"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dspo-eval", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="dspo-eval", description=__doc__.split("\n\n")[0],
+        formatter_class=DefaultsHelpFormatter,
+    )
     parser.add_argument("--dataset", required=True, help="dataset folder or Hub id (config 'dspo')")
     parser.add_argument("--split", default="validation")
     models = parser.add_mutually_exclusive_group()
@@ -152,6 +156,9 @@ def evaluate_models(
         "strength": args.strength if args.strength is not None else float(params.get("strength") or 1.0),
     }
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    warning = too_few_units(len(rows) * len(seeds))
+    if warning:  # now, not after minutes of sampling
+        print(f"dspo-eval: warning: {warning}", file=sys.stderr)
 
     # Per (image, seed) unit: each model's whole-image metrics and each comparison's instance outcomes;
     # per image: bicubic and the headroom rows (one image each), and the reference's mean over seeds.
@@ -165,7 +172,8 @@ def evaluate_models(
         hr = image_tensor(row["hr"])[None]
         masks = decode_masks(row["masks"])
         texts, negatives = [text_condition(row)] * len(seeds), [args.negative_prompt] * len(seeds)
-        samples = {label: backbone.sample(lq, texts, negatives, seeds, **sampler) for label, backbone in backbones.items()}
+        request = SampleRequest(texts, negatives, seeds, **sampler)
+        samples = {label: backbone.sample(lq, request) for label, backbone in backbones.items()}
         for label, images in samples.items():
             for name, values in whole_image_scores(metrics, images, hr).items():
                 per_unit[label][name].extend(values.tolist())
@@ -210,6 +218,8 @@ def evaluate_models(
         "whole_image": whole,
         "lower_is_better": lower_better,
         "interval": "95% percentile bootstrap (scipy.stats.bootstrap) over (image, seed) sample pairs",
+        "interval_units": len(rows) * len(seeds),
+        "warnings": [w for w in [too_few_units(len(rows) * len(seeds))] if w],
         "comparisons": [
             comparison_summary(a, b, outcomes[(a, b)], per_unit, lower_better) for a, b in comparisons
         ],
@@ -264,27 +274,23 @@ def format_table(result: dict[str, Any]) -> str:
         "|---|---|" + "---|" * len(names),
     ]
     for c in result["comparisons"]:
-        rate = c["instance_win_rate"]
         cells = [format_interval(c["delta"][n]) for n in names]
         lines.append(
-            f"| {c['a']} over {c['b']} ({c['instance_comparisons']}) | {rate['value']:.1%} "
-            f"[{rate['low']:.1%}, {rate['high']:.1%}] | " + " | ".join(cells) + " |"
+            f"| {c['a']} over {c['b']} ({c['instance_comparisons']}) | "
+            f"{format_interval(c['instance_win_rate'], percent=True)} | " + " | ".join(cells) + " |"
         )
     for label, values in result.get("headroom_over_reference", {}).items():
         lines.append(f"| headroom: {label} - reference | | " + " | ".join(format_interval(values[n]) for n in names) + " |")
     lines += ["", "| model | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for label, values in result["whole_image"].items():
         lines.append(f"| {label} | " + " | ".join(f"{values[n]:.4f}" for n in names) + " |")
+    no_interval = result.get("interval_units", 2) < 2
     for c in result["comparisons"]:
-        lines.append(
-            f"{c['a']} vs {c['b']}: metrics worse: {', '.join(c['metrics_worse']) or 'none'}; "
-            f"worse beyond the interval: {', '.join(c['metrics_worse_beyond_interval']) or 'none'}"
-        )
+        beyond = "n/a (no interval)" if no_interval else ", ".join(c["metrics_worse_beyond_interval"]) or "none"
+        lines.append(f"{c['a']} vs {c['b']}: metrics worse: {', '.join(c['metrics_worse']) or 'none'}; "
+                     f"worse beyond the interval: {beyond}")
+    lines += [f"warning: {w}" for w in result.get("warnings", [])]
     return "\n".join(lines)
-
-
-def format_interval(value: Mapping[str, float]) -> str:
-    return f"{value['value']:+.4f} [{value['low']:+.4f}, {value['high']:+.4f}]"
 
 
 def default_output(args: argparse.Namespace) -> Path:

@@ -24,9 +24,10 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from common.device import DeviceError, resolve_device
+from common.cli import DefaultsHelpFormatter
+from common.device import ON_MISSING_GPU, DeviceError, resolve_device
 from common.images import BadImageError, DecodedImage, decode_image
-from stages.backbones.base import Backbone, LQSizeError, MissingWeightsError, check_lq_size
+from stages.backbones.base import Backbone, LQSizeError, MissingWeightsError, SampleRequest, check_lq_size
 from stages.backbones.registry import BackboneConfigError
 from stages.backbones.tiling import sample_tiled, tile_count
 from trainer.data import image_tensor
@@ -35,18 +36,21 @@ from trainer.models import BackboneFolderError, load_sampling_backbone
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 # Formats that cannot store transparency: images with alpha are written as PNG instead.
 NO_ALPHA_SUFFIXES = {".jpg", ".jpeg", ".bmp"}
-# Sampler defaults = the sample stage's (pipeline/defaults/sample.yaml), i.e. how the training
-# candidates were made and how dspo-train validates.
+# Sampler defaults: fewer steps than the sample stage's 20 (pipeline/defaults/sample.yaml), since an
+# output wants fidelity, not variety (docs/benchmarks.md: 4 steps 0.06 dB below bicubic, 20 steps 0.45).
 DEFAULT_STEPS = 4
 DEFAULT_GUIDANCE = 1.0
 # Tile side in LQ pixels (0 = whole image) and context per side; chosen from the measured
-# time/memory table in README.md (the embedded model, one 512x512 input on 2 cores).
+# time/memory table in docs/benchmarks.md (the embedded model, one 512x512 input on 2 cores).
 DEFAULT_TILE = 256
 DEFAULT_TILE_PAD = 32
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="dspo-infer", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="dspo-infer", description=__doc__.split("\n\n")[0],
+        formatter_class=DefaultsHelpFormatter,
+    )
     parser.add_argument("--input_path", required=True, help="an image file or a folder of images")
     parser.add_argument("--output_path", required=True, help="folder for the SR images (created)")
     parser.add_argument("--checkpoint", default="tiny", help="dspo-train output folder, or 'tiny'")
@@ -70,7 +74,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max_pixels", type=int, default=4096 * 4096,
                         help="larger inputs fail (decompression bomb guard)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:<i>")
-    parser.add_argument("--on_missing_gpu", choices=("fallback", "error"), default="fallback",
+    parser.add_argument("--on_missing_gpu", choices=ON_MISSING_GPU, default="fallback",
                         help="when --device asks for CUDA and there is none: run on the CPU (warn) or stop")
     args = parser.parse_args(argv)
     if args.steps < 1:
@@ -192,11 +196,10 @@ class Run:
         tiles_bar = tqdm(total=tiles, desc=f"tiles of {items[0].path.name}", unit="tile", leave=False,
                          file=sys.stderr, disable=tiles == 1, dynamic_ncols=True)
         try:
-            sr = sample_tiled(
-                self.backbone, torch.stack([item.lq for item in items]), [args.prompt] * rows,
-                [args.negative_prompt] * rows, [args.seed] * rows, steps=args.steps, guidance=args.guidance,
-                strength=args.strength, tile=args.tile, tile_pad=args.tile_pad, on_tile=tiles_bar.update,
-            )
+            request = SampleRequest([args.prompt] * rows, [args.negative_prompt] * rows, [args.seed] * rows,
+                                    args.steps, args.guidance, args.strength)
+            sr = sample_tiled(self.backbone, torch.stack([item.lq for item in items]), request,
+                              tile=args.tile, tile_pad=args.tile_pad, on_tile=tiles_bar.update)
         except (torch.OutOfMemoryError, MemoryError) as err:
             for item in items:
                 self.fail(item.path, f"out of memory ({type(err).__name__}); try a smaller --tile")

@@ -36,7 +36,9 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration, set_seed
 from diffusers.optimization import get_scheduler
+from tqdm import tqdm
 
+from common.cli import DefaultsHelpFormatter
 from common.images import BadImageError
 from common.seeds import seed_for
 from schemas.dataset import CONFIG_DSPO, DatasetFormatError
@@ -53,7 +55,10 @@ LAST_DIR = "last"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="dspo-train", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="dspo-train", description=__doc__.split("\n\n")[0],
+        formatter_class=DefaultsHelpFormatter,
+    )
     data = parser.add_argument_group("data")
     data.add_argument("--dataset", required=True, help="dataset folder or Hub id")
     data.add_argument("--dataset_config", choices=CONFIGS, default=CONFIG_DSPO,
@@ -74,7 +79,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     model.add_argument("--noise_level", type=int, default=20, help="LQ noise augmentation of the SD x4 upscaler")
 
     loss = parser.add_argument_group("objective")
-    # Defaults measured by benchmarks/closed_loop.py --sweep (see its table in the README): without
+    # Defaults measured by benchmarks/closed_loop.py --sweep (table in docs/benchmarks.md): without
     # the SFT term the policy drifts away from losers and winners alike (PSNR falls while the
     # preference accuracy rises); sft_weight = beta / 4 puts both terms on one scale at step 0.
     loss.add_argument("--beta", type=float, default=100.0, help="DPO temperature")
@@ -246,10 +251,21 @@ def train(args: argparse.Namespace) -> int:
             beta=args.beta, device=accelerator.device,
         )
 
+    def say(line: str) -> None:
+        # Through the bar, so that a line does not tear it; only the main process speaks.
+        if accelerator.is_main_process:
+            bar.write(line, file=sys.stderr)
+
     def run_validation(step: int) -> None:
+        # Sampling every validation image takes long on a CPU (minutes at step 0, where the
+        # reference is sampled too): say so before, and how long it took after.
+        first = "the reference's samples too, then " if validator.first_run else ""
+        say(f"validation at step {step}: sampling {len(validation_batches)} image(s) x {args.validation_seeds} "
+            f"seed(s), {validator.sampler.steps} steps each ({first}scoring)...")
+        began = time.time()
         record = log.write("validation", step, validator(accelerator.unwrap_model(denoiser)))
         accelerator.log({f"val/{k}": v for k, v in record.items() if k not in ("kind", "step")}, step=step)
-        accelerator.print(console_line(record))
+        say(f"{console_line(record)} ({time.time() - began:.0f} s)")
         # The best checkpoint by absolute quality when HR is known, else by held-out DSPO loss;
         # step 0 (the reference itself) competes, so a run that only degrades keeps the reference.
         score = record["psnr"] if "psnr" in record else -record["loss"]
@@ -258,6 +274,9 @@ def train(args: argparse.Namespace) -> int:
             if accelerator.is_main_process:
                 save_model_atomically(trainable, accelerator.unwrap_model(denoiser), output_dir / BEST_DIR)
 
+    # The step bar: loss and implicit accuracy of the last step, and tqdm's ETA.
+    bar = tqdm(total=args.max_train_steps, initial=start_step, desc="dspo-train", unit="step",
+               disable=not accelerator.is_main_process, file=sys.stderr, dynamic_ncols=True)
     if validator is not None and start_step == 0:
         run_validation(0)
 
@@ -288,8 +307,10 @@ def train(args: argparse.Namespace) -> int:
         values = {k: float(accelerator.gather(torch.tensor(v, device=accelerator.device)).mean()) for k, v in values.items()}
         record = log.write("train", step, values)
         accelerator.log({f"train/{k}": v for k, v in values.items()}, step=step)
+        bar.update(1)
+        bar.set_postfix(loss=f"{values['loss']:.4g}", acc=f"{values.get('implicit_acc', float('nan')):.2f}")
         if step % args.log_every == 0 or step == args.max_train_steps:
-            accelerator.print(console_line(record))
+            say(console_line(record))
         if validator is not None and args.validation_steps > 0 and step % args.validation_steps == 0:
             run_validation(step)
         if step % args.checkpointing_steps == 0 and accelerator.is_main_process:
@@ -298,6 +319,7 @@ def train(args: argparse.Namespace) -> int:
 
     if validator is not None and step % args.validation_steps:
         run_validation(step)  # the last step competes too
+    bar.close()
     if accelerator.is_main_process:
         final = accelerator.unwrap_model(denoiser)
         save_model_atomically(trainable, final, output_dir / LAST_DIR)

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDIMScheduler, DiffusionPipeline, UNet2DModel
 
-from stages.backbones.base import Backbone, BackboneSpec
+from stages.backbones.base import Backbone, BackboneSpec, SampleRequest
 
 # The committed weights, in save_pretrained layout (model_index.json, unet/, scheduler/).
 EMBEDDED_WEIGHTS = Path(__file__).parent / "tiny_weights"
@@ -164,15 +164,6 @@ class TinyBackbone(Backbone):
         self.size_multiple = 2 ** (len(self.pipe.unet.config.block_out_channels) - 1)
         self.noise_channels = 3 * self.scale**2
 
-    def denoise(
-        self,
-        lq: torch.Tensor,
-        prompts: Sequence[str],
-        negative_prompts: Sequence[str],
-        seeds: Sequence[int],
-        steps: int,
-        guidance: float,
-        strength: float,
-        noise: torch.Tensor | None,
-    ) -> torch.Tensor:
-        return self.pipe(lq, None, steps=steps, guidance=guidance, strength=strength, noise=noise).cpu()
+    def denoise(self, lq: torch.Tensor, request: SampleRequest) -> torch.Tensor:
+        return self.pipe(lq, None, steps=request.steps, guidance=request.guidance, strength=request.strength,
+                         noise=request.noise).cpu()
