@@ -9,7 +9,7 @@ in the page (the viewer's data-pair changes). First ``--rounds`` rounds with one
 ratio both / alone, the target (p90 <= 300 ms with two) and the machine's load average, which
 matters on a shared machine.
 
-    .venv/bin/python benchmarks/bench_annotation_latency.py [--rounds 20 --pairs 120]
+    python -m benchmarks.bench_annotation_latency [--rounds 20 --pairs 120]
         [--postgres postgresql+psycopg://postgres@127.0.0.1:5432/test]
 """
 

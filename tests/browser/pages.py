@@ -159,7 +159,8 @@ def start_server(
         [sys.executable, "-c", SERVE, url, str(users_file), str(port), str(lease_ttl_s), db_schema or ""],
         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
     )
-    deadline = time.time() + 120
+    # Importing Gradio alone takes over a minute on a loaded 2-core machine.
+    deadline = time.time() + 300
     while time.time() < deadline:
         try:
             if httpx.get(f"http://127.0.0.1:{port}/", timeout=2).status_code == 200:
