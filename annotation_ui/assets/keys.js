@@ -25,7 +25,7 @@
   let shownPair = null, shownAt = performance.now();
   // The answer sent last (until its pair leaves the screen), one answer waiting for the server,
   // and whether the server answers.
-  let pending = null, queued = null, connection = "ok", restarted = false;
+  let pending = null, queued = null, sending = false, connection = "ok", restarted = false;
 
   // The page's id: its lease belongs to it. Kept across reloads of this tab (sessionStorage),
   // new in every other tab.
@@ -268,15 +268,21 @@
       choice: ANSWERS.get(waiting.id), description: box ? box.value : "", about: about ? about.value : "both",
       view: { ...window.srprefsView(), pair: waiting.pair },
     };
+    if (sending) return;
+    sending = true;
     let result;
     try {
       const response = await fetch(`${base}srprefs/answer`, {
         method: "POST", credentials: "same-origin", headers: { "Content-Type": "application/json" },
         body: JSON.stringify(body),
       });
+      // A server still starting answers before its routes and logins are in place: try again.
+      if (!response.ok) return;
       result = await response.json();
     } catch (error) {
       return;  // still away: it stays queued for the next try
+    } finally {
+      sending = false;
     }
     queued = null;
     if (result.ok) {
@@ -295,7 +301,7 @@
       if (appId === null) appId = id;
       const was = connection;
       connection = "ok";
-      if (was !== "ok") sendQueued();
+      if (queued) sendQueued();
       if (id !== appId) {
         if (!restarted) banner("reload", "The server restarted. Reload the page when convenient: your judgements and typed text are kept.");
         restarted = true;
