@@ -109,7 +109,9 @@ def full_reference(images: dict[str, list[np.ndarray]], hr: list[np.ndarray]) ->
     return table
 
 
-def measure(run: RunDir, overrides: Sequence[str], with_full_reference: bool = False) -> dict[str, Any]:
+def measure(
+    run: RunDir, overrides: Sequence[str], with_full_reference: bool = False, figure: str | None = None
+) -> dict[str, Any]:
     cfg = load_config([f"run_dir={run.uri}", *overrides])
     stage = SampleStage(cfg)
     stage.setup()
@@ -136,7 +138,7 @@ def measure(run: RunDir, overrides: Sequence[str], with_full_reference: bool = F
         per_image.append(measures)
         up = bicubic(decode_lq(source["lq"]), hr.shape[:2])
         bicubic_psnr.append(float(psnr(((up - hr) ** 2).mean())))
-        if with_full_reference:
+        if with_full_reference or figure:
             hr_images.append(hr)
             images["bicubic"].append(up)
             images["mean candidate"].append(candidates)
@@ -163,7 +165,24 @@ def measure(run: RunDir, overrides: Sequence[str], with_full_reference: bool = F
     }
     if with_full_reference:
         result["full_reference"] = full_reference(images, hr_images)
+    if figure:
+        lq_images = [decode_lq(lq_rows[row["image_id"]]["lq"]) for row in sampled.select(["image_id"]).to_pylist()]
+        save_figure(figure, lq_images, images["bicubic"], images["mean candidate"], hr_images)
     return result
+
+
+def save_figure(path: str, lq: list[torch.Tensor], bicubic_images: list[np.ndarray],
+                candidates: list[np.ndarray], hr: list[np.ndarray], rows: int = 3) -> None:
+    """A JPEG grid, one row per image: LQ (nearest), bicubic, candidates 0 and 1, HR."""
+    from PIL import Image
+
+    tiles = []
+    for i in range(min(rows, len(hr))):
+        size = hr[i].shape[:2]
+        nearest = F.interpolate(lq[i][None], size=size, mode="nearest")[0].permute(1, 2, 0).numpy()
+        tiles.append(np.concatenate([nearest, bicubic_images[i], candidates[i][0], candidates[i][1], hr[i]], axis=1))
+    grid = (np.concatenate(tiles, axis=0).clip(0, 1) * 255).round().astype(np.uint8)
+    Image.fromarray(grid).save(path, quality=90)
 
 
 def format_table(results: Sequence[dict[str, Any]]) -> str:
@@ -199,13 +218,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="space-separated sample.* overrides without the prefix, e.g. 'steps=[4,20]'")
     parser.add_argument("--full_reference", action="store_true",
                         help="also pyiqa PSNR/SSIM/FSIM/VIF/GMSD of bicubic, mean candidate, mean of N, best per instance")
+    parser.add_argument("--figure", default=None,
+                        help="JPEG of the first setting: LQ, bicubic, two candidates, HR for three images")
     parser.add_argument("--output_json", default=None)
     args = parser.parse_args(argv)
     run = RunDir(args.run_dir)
     results = []
     for setting in args.setting:
         overrides = [f"sample.{item}" for item in setting.split()]
-        results.append(measure(run, overrides, args.full_reference))
+        results.append(measure(run, overrides, args.full_reference, args.figure if not results else None))
         # Each row as soon as it is measured (a long sweep may be stopped early).
         print(format_table(results[-1:]).splitlines()[-2], f"(bicubic {results[-1]['psnr_bicubic']:.3f} dB)", flush=True)
         if args.full_reference:

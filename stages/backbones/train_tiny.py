@@ -122,6 +122,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="t = T-1 - floor(T u^p), u uniform: 1 is uniform, 2 puts 71%% of steps in the "
                              "upper half of the schedule, where the x0 prediction is the regression on the LQ "
                              "that few-step sampling rests on (default: %(default)s)")
+    parser.add_argument("--signal_scaled_input", action=argparse.BooleanOptionalAction, default=True,
+                        help="feed the UNet x_t scaled by sqrt(alpha_bar_t) (see TinySRPipeline.predict_x0)")
     parser.add_argument("--cond_drop", type=float, default=0.1, help="conditioning dropout, enables CFG (default: %(default)s)")
     parser.add_argument("--scale", type=int, default=4, help="default: %(default)s")
     parser.add_argument("--hr_crop", type=int, default=64, help="default: %(default)s")
@@ -141,7 +143,10 @@ def save_ema(pipe: TinySRPipeline, ema_unet: torch.nn.Module, dtype: str, folder
     """Save the EMA weights in save_pretrained layout (training continues on the live copy)."""
     # float16 storage halves the committed file; loading casts back to the requested dtype.
     stored = copy.deepcopy(ema_unet).to("cpu", DTYPES[dtype])
-    TinySRPipeline(stored, pipe.scheduler, residual_scale=pipe.config.residual_scale).save_pretrained(folder)
+    TinySRPipeline(
+        stored, pipe.scheduler, residual_scale=pipe.config.residual_scale,
+        signal_scaled_input=pipe.config.signal_scaled_input,
+    ).save_pretrained(folder)
 
 
 def lr_factor(step: int, warmup: int, total: int) -> float:
@@ -168,7 +173,9 @@ def train(args: argparse.Namespace) -> dict:
     hr_pool, lq_pool = pool["hr"], pool["lq"]
 
     unet = build_unet(args.scale, [int(c) for c in args.block_out_channels.split(",")], args.layers_per_block)
-    pipe = TinySRPipeline(unet, build_scheduler(), residual_scale=pool["residual_scale"]).to(device)
+    pipe = TinySRPipeline(
+        unet, build_scheduler(), residual_scale=pool["residual_scale"], signal_scaled_input=args.signal_scaled_input
+    ).to(device)
     ema_unet = copy.deepcopy(unet).requires_grad_(False)
     optimizer = torch.optim.AdamW(unet.parameters(), lr=args.learning_rate, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, args.warmup_steps, args.steps))
