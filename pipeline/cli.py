@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from common.logs import quiet_optional_kernel_warnings
 from pipeline.errors import ShardFailedError
 
 # The keys `pipeline --help` shows; their defaults and meanings come from pipeline/defaults/*.yaml.
@@ -156,9 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         args.overrides = [*args.overrides, *extra]
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    # bitsandbytes (pulled in by diffusers/peft) warns at import about optional CPU kernels that
-    # nothing here uses.
-    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    quiet_optional_kernel_warnings()
     try:
         if args.command == "run":
             return _run(args.overrides)

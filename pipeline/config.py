@@ -1,6 +1,7 @@
 """Run configuration: typed sections (pipeline/settings), values from the shipped YAML defaults
 (pipeline/defaults), then the run directory's frozen config (when ``run_dir`` already holds one),
-then ``config=my.yaml``, then dotted ``key=value`` overrides.
+then the deployment's environment variables (``ENVIRONMENT_KEYS``), then ``config=my.yaml``, then
+dotted ``key=value`` overrides.
 
 Each config section is a dataclass in ``pipeline/settings/<section>.py`` named ``Settings``
 (types only) and a YAML file ``pipeline/defaults/<section>.yaml`` (values and their meaning).
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import os
 import pkgutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -31,6 +33,10 @@ FROZEN_CONFIG = "config.yaml"
 INVOCATION_KEYS = ("stage", "run_dir")
 # Where a key's value came from, as `pipeline config` marks it.
 DEFAULT, FROZEN, COMMAND_LINE = "default", "frozen", "command line"
+# Environment variables a deployment sets once for every command it runs (docker-compose.yml), so
+# `pipeline users add`, `pipeline annotate` and `pipeline run` in a container all find the same
+# run directory and task store without repeating them on each command line.
+ENVIRONMENT_KEYS = {"SRPREFS_RUN_DIR": "run_dir", "SRPREFS_STORE_URL": "store.url", "SRPREFS_EXECUTOR": "executor"}
 
 
 class ConfigError(ValueError):
@@ -140,6 +146,21 @@ def settings_of(cfg: DictConfig) -> dict[str, Any]:
     return values
 
 
+def _environment_layers() -> list[_Layer]:
+    """One layer per ``ENVIRONMENT_KEYS`` variable that is set (and not empty)."""
+    layers = []
+    for variable, key in ENVIRONMENT_KEYS.items():
+        value = os.environ.get(variable)
+        if value:
+            origin = f"environment ${variable}"
+            try:
+                values = OmegaConf.from_dotlist([f"{key}={value}"])
+            except OmegaConfBaseException as err:
+                raise ConfigError(_describe(err, origin)) from None
+            layers.append(_Layer(origin, origin, values))
+    return layers
+
+
 def _split_overrides(overrides: list[str], config_file: str | None) -> tuple[list[str], list[str]]:
     for item in overrides:
         if "=" not in item:
@@ -154,11 +175,13 @@ def resolve_config(overrides: list[str] | None = None, config_file: str | None =
     """Resolve a run config and where each key came from.
 
     Layers, later ones winning: shipped defaults < the run_dir's frozen config (a rerun keeps
-    the run's settings for every key it does not give) < ``config=`` files < ``key=value``.
+    the run's settings for every key it does not give) < the environment (``ENVIRONMENT_KEYS``)
+    < ``config=`` files < ``key=value``.
     """
     files, dotted = _split_overrides(list(overrides or []), config_file)
-    layers = [_Layer(f"file {path}", f"config file '{path}'", _load_yaml(path, f"config file '{path}'"))
-              for path in files]
+    layers = _environment_layers()
+    layers += [_Layer(f"file {path}", f"config file '{path}'", _load_yaml(path, f"config file '{path}'"))
+               for path in files]
     try:
         layers.append(_Layer(COMMAND_LINE, COMMAND_LINE, OmegaConf.from_dotlist(dotted)))
     except OmegaConfBaseException as err:

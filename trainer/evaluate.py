@@ -39,7 +39,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from common.cli import DefaultsHelpFormatter
 from common.device import DeviceError, resolve_device
 from common.masks import decode_masks
 from schemas.dataset import DatasetFormatError
@@ -50,6 +49,7 @@ from stages.scoring.scorer import ImageToScore, InstanceScorer
 from trainer.data import image_tensor, load_dspo_split, text_condition, validate_dspo_dataset
 from trainer.intervals import Interval, format_interval, mean_interval, ratio_interval, too_few_units
 from trainer.models import BackboneFolderError, load_sampling_backbone
+from trainer.options import parse_eval_args as parse_args
 
 # Smallest crop side per metric, as the score stage's defaults (vif needs 48 px windows).
 MIN_SIDE = {"default": 32, "vif": 48, "cw_ssim": 64, "ms_ssim": 176}
@@ -58,44 +58,6 @@ CHUNK_PIXELS = 262144  # most pixels per metric call
 REFERENCE, TRAINED = "reference", "trained"
 HEADROOM = ("reference_mean", "reference_best_instances")
 BICUBIC = "bicubic"
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="dspo-eval", description=__doc__.split("\n\n")[0],
-        formatter_class=DefaultsHelpFormatter,
-    )
-    parser.add_argument("--dataset", required=True, help="dataset folder or Hub id (config 'dspo')")
-    parser.add_argument("--split", default="validation")
-    models = parser.add_mutually_exclusive_group()
-    models.add_argument("--checkpoint", help="the trained model (dspo-train output folder), against --reference")
-    models.add_argument("--compare", nargs=2, metavar=("A", "B"),
-                        help="two models head to head ('tiny' or folders): A's win rate over B")
-    parser.add_argument("--reference", default="tiny", help="with --checkpoint: the model it started from")
-    parser.add_argument("--seeds", type=int, default=4, help="sample pairs per image")
-    parser.add_argument("--first_seed", type=int, default=1000,
-                        help="seeds first_seed.. (apart from dspo-train's validation seeds 0..)")
-    parser.add_argument("--max_images", type=int, default=None)
-    parser.add_argument("--sample_steps", type=int, default=None, help="default: as the dataset's candidates")
-    parser.add_argument("--guidance", type=float, default=None, help="default: as the dataset's candidates")
-    parser.add_argument("--strength", type=float, default=None, help="default: as the dataset's candidates")
-    parser.add_argument("--negative_prompt", default="")
-    parser.add_argument("--noise_level", type=int, default=20)
-    parser.add_argument("--metrics", default="psnr,ssim,fsim,vif,gmsd", help="full-reference metrics (pyiqa names)")
-    parser.add_argument("--weights_dir", default="weights/iqa", help="IQA weight files (never downloaded)")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--output_json", default=None)
-    return parser
-
-
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.checkpoint is None and args.compare is None:
-        parser.error("give --checkpoint (trained against --reference) or --compare A B")
-    if args.seeds < 1:
-        parser.error("--seeds must be at least 1")
-    return args
 
 
 def whole_image_scores(metrics: Sequence[Any], images: torch.Tensor, hr: torch.Tensor) -> dict[str, np.ndarray]:

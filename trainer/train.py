@@ -38,93 +38,20 @@ from accelerate.utils import ProjectConfiguration, set_seed
 from diffusers.optimization import get_scheduler
 from tqdm import tqdm
 
-from common.cli import DefaultsHelpFormatter
 from common.images import BadImageError
 from common.seeds import seed_for
 from schemas.dataset import CONFIG_DSPO, DatasetFormatError
 from trainer.checkpoints import CheckpointError, find_checkpoint, load_checkpoint, save_checkpoint
 from trainer.data import CropSizeError, DspoBatch, collate_dspo, random_crop
-from trainer.levels import CONFIGS, LEVEL_INSTANCE, LEVELS, training_rows
+from trainer.levels import training_rows
 from trainer.logs import TrainingLog, console_line
 from trainer.loss import dspo_loss, instance_errors, mask_fractions
 from trainer.models import BackboneFolderError, LoraSettings, TrainableSR, load_trainable
+from trainer.options import parse_train_args as parse_args
 from trainer.validation import SamplerSettings, Validator
 
 BEST_DIR = "best"
 LAST_DIR = "last"
-
-
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="dspo-train", description=__doc__.split("\n\n")[0],
-        formatter_class=DefaultsHelpFormatter,
-    )
-    data = parser.add_argument_group("data")
-    data.add_argument("--dataset", required=True, help="dataset folder or Hub id")
-    data.add_argument("--dataset_config", choices=CONFIGS, default=CONFIG_DSPO,
-                      help="'dspo' (srprefs) or 'pairs' (Pick-a-Pic layout: jpg_0, jpg_1, label_0, caption, lq)")
-    data.add_argument("--level", choices=LEVELS, default=LEVEL_INSTANCE,
-                      help="'instance': DSPO (per-instance preferences); 'image': Diffusion-DPO on whole images")
-    data.add_argument("--train_split", default="train")
-    data.add_argument("--validation_split", default="validation", help="'' to skip validation")
-    data.add_argument("--validation_images", type=int, default=8, help="validation rows used (first ones)")
-    data.add_argument("--validation_seeds", type=int, default=2, help="samples per validation image")
-
-    model = parser.add_argument_group("model")
-    model.add_argument("--backbone", default="tiny", help="'tiny' (embedded) or a diffusers pipeline folder")
-    model.add_argument("--use_lora", action="store_true", help="train LoRA adapters (reference = adapters off)")
-    model.add_argument("--lora_rank", type=int, default=8)
-    model.add_argument("--lora_alpha", type=float, default=8.0)
-    model.add_argument("--lora_target_modules", default="to_q,to_k,to_v,to_out.0")
-    model.add_argument("--noise_level", type=int, default=20, help="LQ noise augmentation of the SD x4 upscaler")
-
-    loss = parser.add_argument_group("objective")
-    # Defaults measured by benchmarks/closed_loop.py --sweep (table in docs/benchmarks.md): without
-    # the SFT term the policy drifts away from losers and winners alike (PSNR falls while the
-    # preference accuracy rises); sft_weight = beta / 4 puts both terms on one scale at step 0.
-    loss.add_argument("--beta", type=float, default=100.0, help="DPO temperature")
-    loss.add_argument("--sft_weight", type=float, default=25.0, help="weight of the winners' denoising error")
-    loss.add_argument("--dpo_weight", type=float, default=1.0,
-                      help="weight of the DSPO term; 0 trains on the winners alone (the SFT-only control)")
-    loss.add_argument("--condition_dropout", type=float, default=0.1,
-                      help="share of images trained without condition (keeps classifier-free guidance consistent)")
-
-    optim = parser.add_argument_group("optimisation")
-    optim.add_argument("--learning_rate", type=float, default=3e-4, help="measured for the tiny backbone; lower for large ones")
-    optim.add_argument("--lr_scheduler", default="constant")
-    optim.add_argument("--lr_warmup_steps", type=int, default=0)
-    optim.add_argument("--adam_weight_decay", type=float, default=0.0)
-    optim.add_argument("--max_grad_norm", type=float, default=1.0)
-    optim.add_argument("--max_train_steps", type=int, default=300)
-    optim.add_argument("--train_batch_size", type=int, default=1, help="images per step (each with N candidates)")
-    optim.add_argument("--crop_size", type=int, default=0,
-                       help="train on one random aligned crop of this many HR pixels per step (0: whole images)")
-    optim.add_argument("--gradient_accumulation_steps", type=int, default=1)
-    optim.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"], default="no")
-    optim.add_argument("--seed", type=int, default=0)
-
-    run = parser.add_argument_group("run")
-    run.add_argument("--output_dir", required=True)
-    run.add_argument("--checkpointing_steps", type=int, default=100)
-    run.add_argument("--checkpoints_total_limit", type=int, default=None)
-    run.add_argument("--resume_from_checkpoint", default=None, help="'latest' or a checkpoint folder")
-    run.add_argument("--validation_steps", type=int, default=50, help="0 disables validation")
-    run.add_argument("--sample_steps", type=int, default=None, help="validation sampler steps (default: as the candidates)")
-    run.add_argument("--guidance", type=float, default=None, help="validation guidance (default: as the candidates)")
-    run.add_argument("--strength", type=float, default=None, help="validation start strength (default: as the candidates)")
-    run.add_argument("--report_to", choices=["auto", "tensorboard", "none"], default="auto")
-    run.add_argument("--log_every", type=int, default=1, help="console line every N steps")
-    args = parser.parse_args(argv)
-    for name in ("max_train_steps", "train_batch_size", "gradient_accumulation_steps", "checkpointing_steps", "log_every"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name} must be at least 1")
-    if args.beta <= 0:
-        parser.error("--beta must be positive")
-    if args.dpo_weight < 0 or args.sft_weight < 0 or args.dpo_weight + args.sft_weight == 0:
-        parser.error("--dpo_weight and --sft_weight must be non-negative and not both 0")
-    if not 0.0 <= args.condition_dropout < 1.0:
-        parser.error("--condition_dropout must be in [0, 1)")
-    return args
 
 
 def sampler_settings(args: argparse.Namespace, rows: Sequence[dict[str, Any]]) -> SamplerSettings:

@@ -1,10 +1,14 @@
-"""The backbone registry, backbone_plugins, devices, and the tiny SR model's maths on a small random copy."""
+"""The backbone registry, plugins, devices, and the tiny SR model's maths on a small random copy."""
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from pipeline.config import load_config
 from stages.backbones import (
@@ -151,8 +155,17 @@ def test_candidates_depend_only_on_their_seed(tmp_path):
 def test_training_script_output_loads_as_a_backbone(tmp_path):
     from stages.backbones.train_tiny import main as train_main
 
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 256, (80, 96, 3), dtype=np.uint8)).save(photos / f"{i}.png")
     folder = tmp_path / "trained"
-    train_main(["--output_dir", str(folder), "--steps", "2", "--pool_size", "8", "--batch_size", "4",
-                "--block_out_channels", "32,32", "--log_every", "1"])
+    args = ["--output_dir", str(folder), "--image_folder", str(photos), "--pool_size", "8", "--batch_size", "4",
+            "--block_out_channels", "32,32", "--checkpoint_every", "1"]
+    train_main([*args, "--steps", "2"])
+    train_main([*args, "--steps", "3"])  # resumes from state.pt: one more step, not three
+    log = json.loads((folder / "training.json").read_text())["log"]
+    assert [entry["step"] for entry in log] == [1, 2, 3]
     backbone = load(sample_settings(f"sample.backbone.path={folder}"))
     assert backbone.sample(torch.rand(1, 3, 8, 8), SampleRequest.unprompted([0], steps=2, guidance=1.0)).shape == (1, 3, 32, 32)
