@@ -90,6 +90,12 @@ class SampleRequest:
     def with_noise(self, noise: torch.Tensor | None) -> SampleRequest:
         return dataclasses.replace(self, noise=noise)
 
+    def pipeline_arguments(self) -> dict[str, Any]:
+        """The request in a diffusers pipeline call's words (text, steps, guidance; PyTorch
+        tensors as output): what the adapters built on diffusers pipelines pass alike."""
+        return {"prompt": list(self.prompts), "negative_prompt": list(self.negative_prompts),
+                "num_inference_steps": self.steps, "guidance_scale": self.guidance, "output_type": "pt"}
+
 
 class Backbone(abc.ABC):
     """Subclasses set the attributes below in ``__init__`` and implement ``denoise``."""

@@ -69,13 +69,9 @@ class DiffusersPipelineBackbone(Backbone):
             image = F.interpolate(lq, scale_factor=self.scale, mode="bicubic", align_corners=False).clamp(0, 1)
         extra = {"strength": request.strength} if self.accepts_strength else {}
         output = self.pipe(
-            prompt=list(request.prompts),
-            negative_prompt=list(request.negative_prompts),
+            **request.pipeline_arguments(),
             image=image.to(self.device, self.dtype),
-            num_inference_steps=request.steps,
-            guidance_scale=request.guidance,
             generator=[torch.Generator("cpu").manual_seed(int(s)) for s in request.seeds],
-            output_type="pt",
             **extra,
             **self.call_options,
         )

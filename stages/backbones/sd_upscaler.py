@@ -75,14 +75,10 @@ class SDUpscalerBackbone(Backbone):
         assert noise is not None  # base.Backbone.sample draws it (noise_channels is set)
         with self.lq_noise(noise[:, :LQ_CHANNELS]):
             output = self.pipe(
-                prompt=list(request.prompts),
-                negative_prompt=list(request.negative_prompts),
+                **request.pipeline_arguments(),
                 image=lq.to(self.device, self.dtype),
-                num_inference_steps=request.steps,
-                guidance_scale=request.guidance,
                 noise_level=self.noise_level,
                 latents=noise[:, LQ_CHANNELS:].to(self.device, self.dtype),
-                output_type="pt",
             )
         return output.images.float().cpu().clamp(0, 1)
 

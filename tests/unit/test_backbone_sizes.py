@@ -15,7 +15,6 @@ from pipeline.config import load_config
 from stages.backbones import SampleRequest, load
 from stages.backbones.base import MIN_LQ_SIDE, LQSizeError, reflect_pad_to_multiple
 from stages.backbones.tiny import TinySRPipeline, build_scheduler, build_unet
-from tests.tiny_models import save_tiny_upscaler
 
 ODD_SIZES = [(7, 13), (179, 179), (181, 257)]
 
@@ -31,11 +30,6 @@ def tiny_three_levels(tmp_path_factory):
     torch.manual_seed(0)
     TinySRPipeline(build_unet(4, (32, 32, 32), layers_per_block=1), build_scheduler()).save_pretrained(folder)
     return load(settings(f"sample.backbone.path={folder}"))
-
-
-@pytest.fixture(scope="module")
-def upscaler_folder(tmp_path_factory):
-    return save_tiny_upscaler(tmp_path_factory.mktemp("sd_x4") / "pipeline")
 
 
 def rand_lq(height: int, width: int, seed: int = 0, batch: int = 1) -> torch.Tensor:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from importlib.metadata import EntryPoint
 
 import numpy as np
 import pytest
@@ -13,9 +12,7 @@ from PIL import Image
 
 from pipeline.config import load_config
 from stages.backbones import (
-    Backbone,
     BackboneConfigError,
-    BackboneSpec,
     MissingWeightsError,
     SampleRequest,
     available,
@@ -31,6 +28,7 @@ from stages.backbones.tiny import (
     build_unet,
     upsample,
 )
+from tests.plugin_backbones import EchoBackbone
 
 
 def small_tiny_folder(folder, seed: int = 0):
@@ -45,39 +43,7 @@ def sample_settings(*overrides: str):
     return load_config(["sample.device=cpu", *overrides]).sample
 
 
-class EchoBackbone(Backbone):
-    """A plugin backbone: nearest-neighbour upsampling plus seed-dependent noise."""
-
-    def __init__(self, spec: BackboneSpec) -> None:
-        self.spec = spec
-        self.scale = 2
-        self.device = spec.device
-        self.dtype = spec.dtype
-        self.revision = "echo-1"
-        self.scheduler_name = "none"
-
-    def denoise(self, lq, request):
-        noise = torch.stack([torch.rand(lq.shape[1:], generator=torch.Generator().manual_seed(s)) for s in request.seeds])
-        return F.interpolate((lq + 0.01 * noise).clamp(0, 1), scale_factor=2, mode="nearest")
-
-
-def not_a_backbone(spec: BackboneSpec) -> object:
-    return object()
-
-
-@pytest.fixture
-def plugins(monkeypatch):
-    """Register this module's plugins under the srprefs.backbones entry point group."""
-    group = registry.ENTRY_POINT_GROUP
-    eps = [
-        EntryPoint("echo", f"{__name__}:EchoBackbone", group),
-        EntryPoint("broken", f"{__name__}:not_a_backbone", group),
-    ]
-    real = registry.entry_points
-    monkeypatch.setattr(registry, "entry_points", lambda group: eps if group == registry.ENTRY_POINT_GROUP else real(group=group))
-
-
-def test_plugin_backbone_is_selected_by_name(plugins):
+def test_plugin_backbone_is_selected_by_name(backbone_plugins):
     assert {"echo", "tiny", "sd-x4-upscaler", "diffusers"} <= set(available())
     backbone = load(sample_settings("sample.backbone.name=echo", "sample.backbone.options={flavour: plain}"))
     assert isinstance(backbone, EchoBackbone)
@@ -87,7 +53,7 @@ def test_plugin_backbone_is_selected_by_name(plugins):
     assert sr.shape == (2, 3, 8, 8)
 
 
-def test_plugin_that_returns_no_backbone_is_rejected(plugins):
+def test_plugin_that_returns_no_backbone_is_rejected(backbone_plugins):
     with pytest.raises(BackboneConfigError, match="not a stages.backbones.Backbone"):
         load(sample_settings("sample.backbone.name=broken"))
 

@@ -13,12 +13,6 @@ import torch
 from pipeline.config import load_config
 from stages.backbones import MissingWeightsError, SampleRequest, load
 from stages.backbones.base import weights_revision
-from tests.tiny_models import save_tiny_upscaler
-
-
-@pytest.fixture(scope="module")
-def upscaler_folder(tmp_path_factory):
-    return save_tiny_upscaler(tmp_path_factory.mktemp("sd_x4") / "pipeline")
 
 
 def sample_settings(*overrides: str):

@@ -12,8 +12,9 @@ from pipeline.rundir import RunDir
 from stages.backbones import SampleRequest, load
 from stages.sample import CallProgress, SampleStage
 from stages.score import ScoreStage
+from tests.score_fixtures import tables
 from tests.unit.test_sample import lq_table
-from tests.unit.test_score import FAST_METRICS, graded_images, tables  # noqa: F401 (fixture)
+from tests.unit.test_score import FAST_METRICS
 
 
 def test_batch_progress_emits_whole_units_capped_by_the_batches_begun():
@@ -91,14 +92,14 @@ def _score_updates(run_dir, images, *settings: str) -> list[int]:
     return _recorded_run(stage, RunDir(str(run_dir)), *((n, inputs[n]) for n in ("candidates", "instances", "lq")))
 
 
-def test_score_bar_advances_once_per_candidate_in_map_mode(tmp_path, graded_images):  # noqa: F811
+def test_score_bar_advances_once_per_candidate_in_map_mode(tmp_path, graded_images):
     """The demo's shape in the default map mode: one image's 4 candidates per metric call (its
     256 px images fill score.chunk_pixels; here 64 px images and a chunk of 4 x 64 x 64), the 5
     default metrics: each call is 0.8 of a candidate. Two images in one batch: 8 updates of 1."""
     assert _score_updates(tmp_path, graded_images, "score.mode=map", f"score.chunk_pixels={4 * 64 * 64}") == [1] * 8
 
 
-def test_score_bar_moves_inside_a_batch_in_composite_mode(tmp_path, graded_images):  # noqa: F811
+def test_score_bar_moves_inside_a_batch_in_composite_mode(tmp_path, graded_images):
     """Composite mode calls a metric per group of same-shape crops: the bar moves per call
     (here 32 crops of 3 metrics in a few calls each), not once per batch."""
     updates = _score_updates(tmp_path, graded_images, "score.mode=composite", FAST_METRICS)

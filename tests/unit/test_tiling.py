@@ -6,9 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from stages.backbones.base import Backbone, BackboneSpec, SampleRequest
+from stages.backbones.base import Backbone, SampleRequest
 from stages.backbones.tiling import blend_weights, sample_tiled, tile_count, window_spans
-from stages.backbones.tiny import TinyBackbone
 
 
 class ShiftBackbone(Backbone):
@@ -72,26 +71,21 @@ def test_bad_tile_settings_are_refused():
         sample_tiled(ShiftBackbone(), torch.rand(1, 3, 8, 8), SampleRequest.unprompted([0], 1), tile=-1)
 
 
-@pytest.fixture(scope="module")
-def embedded():
-    return TinyBackbone(BackboneSpec("tiny", None, torch.device("cpu"), torch.float32))
-
-
 def smooth_image(height: int, width: int) -> torch.Tensor:
     y, x = torch.meshgrid(torch.linspace(0, 1, height), torch.linspace(0, 1, width), indexing="ij")
     return torch.stack([0.3 + 0.4 * x, 0.2 + 0.5 * y, 0.5 + 0.2 * torch.sin(3 * x + 2 * y)])[None]
 
 
 @pytest.mark.parametrize("kind", ["smooth", "constant"])
-def test_embedded_model_tiled_agrees_with_whole_image(embedded, kind):
+def test_embedded_model_tiled_agrees_with_whole_image(embedded_tiny, kind):
     """The embedded model with the default tile_pad (32): tiles start from the crops of the image's
     noise field, so away from the image borders the tiled sample is within 1/255 of the whole-image
     one; on a constant image that holds everywhere, so no seam line shows."""
     height, width = 40, 112  # one row of three 80-wide windows (tile 16 + 2 x 32 context)
     lq = smooth_image(height, width) if kind == "smooth" else torch.full((1, 3, height, width), 0.5)
     common = dict(prompts=[""], negative_prompts=[""], seeds=[7], steps=2, guidance=1.0)
-    whole = embedded.sample(lq, SampleRequest(**common))
-    tiled = sample_tiled(embedded, lq, SampleRequest(**common), tile=16, tile_pad=32)
+    whole = embedded_tiny.sample(lq, SampleRequest(**common))
+    tiled = sample_tiled(embedded_tiny, lq, SampleRequest(**common), tile=16, tile_pad=32)
     assert tile_count(height, width, 16, 32) == 3
     difference = (tiled - whole).abs() * 255
     border = 0 if kind == "constant" else 4 * 8  # 8 LQ pixels

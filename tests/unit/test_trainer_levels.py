@@ -24,21 +24,6 @@ from trainer.train import main as train_main
 from trainer.train import training_step
 
 
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    return write_dspo_dataset(tmp_path_factory.mktemp("data") / "ds")
-
-
-@pytest.fixture(scope="module")
-def pairs_dataset(tmp_path_factory):
-    return write_pairs_dataset(tmp_path_factory.mktemp("pairs") / "ds")
-
-
-@pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory):
-    return save_tiny_sr(tmp_path_factory.mktemp("tiny") / "model")
-
-
 def test_whole_image_winner_and_loser_are_the_area_weighted_net_wins():
     # Net wins: c0 = 0.5 - 0.2, c1 = -0.5 + 0.3 + 0.2, c2 = -0.3.
     assert whole_image_choice([0, 1, 1], [1, 2, 0], [0.5, 0.3, 0.2], candidates=3) == (0, 2)
@@ -60,12 +45,15 @@ def whole_image_loss_by_loop(policy, ref, choices, beta):
     return total / len(choices)
 
 
-def test_image_level_loss_is_diffusion_dpo_on_whole_images(dataset, tiny_folder):
-    trainable = TinyTrainable(tiny_folder, lora=None)
-    with torch.no_grad():  # policy != reference, so the loss is not log 2 everywhere
+def test_image_level_loss_is_diffusion_dpo_on_whole_images(dspo_dataset, tiny_sr_folder):
+    trainable = TinyTrainable(tiny_sr_folder, lora=None)
+    # policy != reference, so the loss is not log 2 everywhere; a fixed draw, not the global RNG
+    # (whose state depends on which tests and fixtures ran before)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
         for p in trainable.denoiser.parameters():
-            p.add_(0.01 * torch.randn_like(p))
-    rows = [load_dspo_split(str(dataset), "train")[i] for i in range(2)]
+            p.add_(0.01 * torch.randn(p.shape, generator=generator, dtype=p.dtype))
+    rows = [load_dspo_split(str(dspo_dataset), "train")[i] for i in range(2)]
     choices = [whole_image_choice(r["win_index"], r["lose_index"], r["weight"], len(r["candidates"])) for r in rows]
     args = argparse.Namespace(condition_dropout=0.0, beta=500.0, sft_weight=0.0, dpo_weight=1.0)
 
@@ -100,11 +88,11 @@ def test_pairs_rows_put_the_labelled_winner_first(pairs_dataset):
     assert not collate_pairs([row], level="instance").masks.all()  # one quadrant
 
 
-def test_image_level_on_the_pairs_config_trains_two_steps(tmp_path, pairs_dataset, tiny_folder):
+def test_image_level_on_the_pairs_config_trains_two_steps(tmp_path, pairs_dataset, tiny_sr_folder):
     out = tmp_path / "out"
     args = [
         "--dataset", str(pairs_dataset), "--dataset_config", "pairs", "--level", "image",
-        "--backbone", str(tiny_folder), "--output_dir", str(out), "--max_train_steps", "2",
+        "--backbone", str(tiny_sr_folder), "--output_dir", str(out), "--max_train_steps", "2",
         "--learning_rate", "1e-3", "--validation_steps", "1", "--validation_images", "2",
         "--validation_seeds", "1", "--report_to", "none",
     ]
@@ -118,16 +106,16 @@ def test_image_level_on_the_pairs_config_trains_two_steps(tmp_path, pairs_datase
     assert [r["step"] for r in records if r["kind"] == "validation"] == [0, 1, 2]
     summary = json.loads((out / "training_summary.json").read_text())
     assert summary["args"]["level"] == "image" and summary["args"]["dataset_config"] == "pairs"
-    before = UNet2DModel.from_pretrained(tiny_folder / "unet").state_dict()
+    before = UNet2DModel.from_pretrained(tiny_sr_folder / "unet").state_dict()
     after = UNet2DModel.from_pretrained(out / "last" / "unet").state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before)
 
 
-def test_pairs_without_lq_and_images_without_preference_are_refused(tmp_path, tiny_folder, capsys):
+def test_pairs_without_lq_and_images_without_preference_are_refused(tmp_path, tiny_sr_folder, capsys):
     no_lq = write_pairs_dataset(tmp_path / "no_lq")
     for path in (no_lq / "data" / "pairs").iterdir():
         pq.write_table(pq.read_table(path).drop_columns(["lq"]), path)
-    common = ["--backbone", str(tiny_folder), "--max_train_steps", "1", "--validation_steps", "0", "--report_to", "none"]
+    common = ["--backbone", str(tiny_sr_folder), "--max_train_steps", "1", "--validation_steps", "0", "--report_to", "none"]
     code = train_main(["--dataset", str(no_lq), "--dataset_config", "pairs", "--level", "image",
                        "--output_dir", str(tmp_path / "a"), *common])
     assert code == 2
@@ -146,9 +134,9 @@ def test_pairs_without_lq_and_images_without_preference_are_refused(tmp_path, ti
     assert "has no 'pairs' config" in capsys.readouterr().err
 
 
-def test_compare_a_checkpoint_with_itself_is_even(tmp_path, dataset, tiny_folder):
+def test_compare_a_checkpoint_with_itself_is_even(tmp_path, dspo_dataset, tiny_sr_folder):
     out = tmp_path / "compare.json"
-    args = ["--dataset", str(dataset), "--compare", str(tiny_folder), str(tiny_folder), "--seeds", "2",
+    args = ["--dataset", str(dspo_dataset), "--compare", str(tiny_sr_folder), str(tiny_sr_folder), "--seeds", "2",
             "--metrics", "psnr,ssim", "--output_json", str(out)]
     assert evaluate_main(args) == 0
     [comparison] = json.loads(out.read_text())["comparisons"]
@@ -159,10 +147,10 @@ def test_compare_a_checkpoint_with_itself_is_even(tmp_path, dataset, tiny_folder
     assert comparison["metrics_worse_beyond_interval"] == []
 
 
-def test_compare_of_two_different_models_has_a_real_interval(tmp_path, dataset, tiny_folder):
+def test_compare_of_two_different_models_has_a_real_interval(tmp_path, dspo_dataset, tiny_sr_folder):
     other = save_tiny_sr(tmp_path / "other", seed=1)
     out = tmp_path / "compare.json"
-    args = ["--dataset", str(dataset), "--compare", str(other), str(tiny_folder), "--seeds", "2",
+    args = ["--dataset", str(dspo_dataset), "--compare", str(other), str(tiny_sr_folder), "--seeds", "2",
             "--metrics", "psnr", "--output_json", str(out)]
     assert evaluate_main(args) == 0
     result = json.loads(out.read_text())
