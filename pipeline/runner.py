@@ -11,6 +11,8 @@ from typing import Any
 import pyarrow.parquet as pq
 from omegaconf import DictConfig
 
+from pipeline.checks import stage_problems
+from pipeline.config import ConfigError
 from pipeline.executors.shard import SOURCES, pending_shards, primary_table
 from pipeline.frozen import ConfigMismatchError, check_and_freeze
 from pipeline.lock import LOCK_FILE, RunDirLock
@@ -130,6 +132,21 @@ def _run_checked(stage: Stage, cfg: DictConfig, run: RunDir) -> StageSummary:
     return summarise(run, stage.name)
 
 
+def build_stages(cfg: DictConfig, names: list[str], listed: bool = False) -> list[Stage]:
+    """The stages ``names``, built and checked (pipeline/checks.py) before any work: one
+    ConfigError names every problem of every stage."""
+    stages, problems = [], []
+    for name in names:
+        try:
+            stages.append(stage_class(name)(cfg))
+        except ValueError as err:  # a stage's own check of its settings
+            problems.append(str(err))
+    problems += stage_problems(cfg, names, listed)
+    if problems:
+        raise ConfigError("settings that cannot work:\n  " + "\n  ".join(problems))
+    return stages
+
+
 def run_stages(cfg: DictConfig, stage: str) -> list[StageSummary]:
     """Run ``stage`` (or all of them, in order) on ``cfg.run_dir``.
 
@@ -137,8 +154,8 @@ def run_stages(cfg: DictConfig, stage: str) -> list[StageSummary]:
     work and before anything is frozen; then the run directory is locked against other runs,
     the temporary files a killed run left are removed, and the settings are frozen.
     """
-    stages = [stage_class(name)(cfg) for name in (ORDER if stage == "all" else [stage])]
     run = RunDir(cfg.run_dir)
+    stages = build_stages(cfg, ORDER if stage == "all" else [stage], listed=run.exists(SOURCES_STATE))
     with RunDirLock(run, float(cfg.pipeline.lock_lease_s)):
         removed = run.remove_temporary_files(keep=(LOCK_FILE.rsplit("/", 1)[1],))
         if removed:

@@ -43,6 +43,15 @@ def network_atol(layers: int, fan_in: int, steps: int = 1, scale: float = 1.0) -
     return math.sqrt(layers * steps) * sum_atol(fan_in, scale)
 
 
+def equal_models_dpo_atol(beta: float, unit_weight_sum: float = 1.0) -> float:
+    """How far a (D)DPO loss of a policy equal to its reference may lie from log 2 per unit of
+    instance weight: policy and reference run in separate float32 passes of the tiny UNet (~15
+    layers, fan-in up to 3x3x64), so each of the four mean errors moves by up to twice that
+    rounding (residuals below 1), the logit by beta/2 times four of those, and -log sigmoid by
+    half the logit's change."""
+    return 2 * beta * network_atol(15, 9 * 64) * unit_weight_sum
+
+
 def psnr_atol(n_terms: int, eps: float = FLOAT32_EPS) -> float:
     """Decibels a PSNR may move when its MSE (a mean of ``n_terms`` squared errors) is summed in
     another order: a relative error of the mean times 10/ln 10."""
