@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow.parquet as pq
@@ -13,10 +13,10 @@ from omegaconf import DictConfig
 
 from pipeline.checks import stage_problems
 from pipeline.config import ConfigError
-from pipeline.executors.shard import SOURCES, pending_shards, primary_table
+from pipeline.executors.shard import SOURCES, pending_shards, primary_table, verified_markers
 from pipeline.frozen import ConfigMismatchError, check_and_freeze
 from pipeline.lock import LOCK_FILE, RunDirLock
-from pipeline.registry import EXTERNAL_TABLES, ORDER, PRIMARY_INPUT, PRODUCERS, stage_class
+from pipeline.registry import EXTERNAL_TABLES, ORDER, PRIMARY_INPUT, PRODUCERS, STAGES, stage_class
 from pipeline.rundir import SOURCES_STATE, RunDir
 from schemas import TABLES
 from stages.base import Stage
@@ -38,6 +38,8 @@ class StageSummary:
     failed: int
     seconds: float
     finalized: bool  # the stage's final step (emit: the dataset/ folder) finished after its shards
+    # Shards with a completion marker whose output is no longer whole: shard -> what is wrong.
+    broken: dict[int, str] = field(default_factory=dict)
 
 
 def _shard_rows(run: RunDir, table: str, shard: int) -> int:
@@ -74,7 +76,14 @@ def check_inputs(stage: Stage, run: RunDir) -> None:
         if producer is None:
             continue
         shards = set(run.shards(table))
-        done = set(run.markers(producer))
+        finished, broken = verified_markers(run, producer, table)
+        if broken:
+            shard, problem = min(broken.items())
+            raise NotReadyError(
+                f"stage '{stage.name}' reads table '{table}', whose shard {shard} is broken: {problem}; "
+                f"run `pipeline run stage={producer} run_dir={run.uri}` to redo it"
+            )
+        done = set(finished)
         if not shards or not shards <= done:
             raise NotReadyError(
                 f"stage '{stage.name}' reads table '{table}', which stage '{producer}' has not "
@@ -114,7 +123,11 @@ def finalize(stage: Stage, cfg: DictConfig, run: RunDir, shards_changed: bool) -
         # The marker goes first, so a final step that does not finish leaves none (status shows
         # it, and the next run redoes it).
         run.delete_file(final)
-        run.write_json(final, {"external_tables": inputs, "stats": stage.finalize(run)})
+        try:
+            stats = stage.finalize(run)
+        except OSError as err:  # e.g. a full disk while writing the dataset: say which run and stage
+            raise OSError(f"stage {stage.name}: its final step could not write into {run.uri}: {err}") from None
+        run.write_json(final, {"external_tables": inputs, "stats": stats})
 
 
 def _run_checked(stage: Stage, cfg: DictConfig, run: RunDir) -> StageSummary:
@@ -173,15 +186,19 @@ def final_marker(stage: str) -> str:
 
 
 def summarise(run: RunDir, stage: str) -> StageSummary:
-    markers = run.markers(stage).values()
+    """A stage's progress; only shards whose output is still whole count as done."""
+    done, broken = verified_markers(run, stage, STAGES[stage].output_table)
+    markers = done.values()
     return StageSummary(
         stage=stage,
         shards_done=len(markers),
-        shards_total=len(run.shards(PRIMARY_INPUT[stage])),
+        # A finished shard counts even when its input shard was deleted since.
+        shards_total=len(set(run.shards(PRIMARY_INPUT[stage])) | set(done) | set(broken)),
         ok=sum(m["ok"] for m in markers),
         failed=sum(m["failed"] for m in markers),
         seconds=round(sum(m["seconds"] for m in markers), 1),
         finalized=run.exists(final_marker(stage)),
+        broken=broken,
     )
 
 
@@ -189,6 +206,12 @@ def status(run: RunDir) -> dict[str, Any]:
     stages = [summarise(run, name) for name in ORDER]
     sources = run.read_json(SOURCES_STATE) if run.exists(SOURCES_STATE) else None
     return {"stages": stages, "sources": sources}
+
+
+def broken_shard_lines(stages: list[StageSummary], run: RunDir) -> list[str]:
+    """One line per finished shard whose output is no longer whole, saying how to redo it."""
+    return [f"BROKEN: stage {s.stage} shard {shard}: {problem}; `pipeline run stage={s.stage} run_dir={run.uri}` "
+            "redoes it" for s in stages for shard, problem in sorted(s.broken.items())]
 
 
 def format_status(run: RunDir) -> str:
@@ -202,6 +225,7 @@ def format_status(run: RunDir) -> str:
         shards = f"{s.shards_done}/{s.shards_total}" if s.shards_total else "-"
         final = "done" if s.finalized else "NOT DONE" if s.shards_done else "-"
         lines.append(f"{s.stage:<9} {shards:>9} {s.ok:>7} {s.failed:>7} {s.seconds:>9.1f}  {final}")
+    lines += broken_shard_lines(info["stages"], run)
     emit = next(s for s in info["stages"] if s.stage == "emit")
     if emit.shards_done and not emit.finalized:
         lines.append(

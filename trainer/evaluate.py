@@ -46,6 +46,7 @@ from stages.backbones.base import MissingWeightsError
 from stages.scoring.metrics import MetricUnavailableError, create_metric
 from stages.scoring.reward import hybrid_reward
 from stages.scoring.scorer import ImageToScore, InstanceScorer
+from trainer.arguments import refuse_non_finite
 from trainer.data import image_tensor, load_dspo_split, text_condition, validate_dspo_dataset
 from trainer.intervals import Interval, mean_interval, ratio_interval
 from trainer.models import BackboneFolderError, load_sampling_backbone
@@ -87,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
+    refuse_non_finite(parser, args)
+    if args.output_json and Path(args.output_json).is_dir():
+        parser.error(f"--output_json '{args.output_json}' is a folder, not a file")
     if args.checkpoint is None and args.compare is None:
         parser.error("give --checkpoint (trained against --reference) or --compare A B")
     if args.seeds < 1:

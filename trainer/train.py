@@ -40,6 +40,7 @@ from diffusers.optimization import get_scheduler
 from common.images import BadImageError
 from common.seeds import seed_for
 from schemas.dataset import CONFIG_DSPO, DatasetFormatError
+from trainer.arguments import refuse_non_finite
 from trainer.checkpoints import CheckpointError, find_checkpoint, load_checkpoint, save_checkpoint
 from trainer.data import CropSizeError, DspoBatch, collate_dspo, random_crop
 from trainer.levels import CONFIGS, LEVEL_INSTANCE, LEVELS, training_rows
@@ -110,6 +111,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     run.add_argument("--report_to", choices=["auto", "tensorboard", "none"], default="auto")
     run.add_argument("--log_every", type=int, default=1, help="console line every N steps")
     args = parser.parse_args(argv)
+    refuse_non_finite(parser, args)
+    if Path(args.output_dir).exists() and not Path(args.output_dir).is_dir():
+        parser.error(f"--output_dir '{args.output_dir}' is a file, not a folder")
+    if args.learning_rate <= 0 or args.lora_alpha <= 0 or args.max_grad_norm <= 0 or args.adam_weight_decay < 0:
+        parser.error("--learning_rate, --lora_alpha and --max_grad_norm must be positive, --adam_weight_decay >= 0")
     for name in ("max_train_steps", "train_batch_size", "gradient_accumulation_steps", "checkpointing_steps", "log_every"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
