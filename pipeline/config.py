@@ -102,29 +102,29 @@ def _load_yaml(text_or_path: str, name: str, from_text: bool = False) -> DictCon
     return loaded
 
 
-# An OmegaConf resolver call: ${oc.env:NAME}, ${oc.decode:...}, any ${name:...} (not \${, a
-# literal). Plain ${other.key} references stay allowed: they only copy another setting.
-_RESOLVER_CALL = re.compile(r"(?<!\\)\$\{\s*[\w.]+\s*:")
+# An OmegaConf interpolation: ${oc.env:NAME}, ${oc.decode:...}, any resolver call, or a
+# ${other.key} reference (\${ is a literal). Settings are plain values.
+_INTERPOLATION = re.compile(r"(?<!\\)\$\{")
 
 
-def _resolver_calls(values: Any, key: str = "") -> list[str]:
-    """Keys of ``values`` whose text calls a resolver."""
+def _interpolations(values: Any, key: str = "") -> list[str]:
+    """Keys of ``values`` whose text interpolates."""
     if isinstance(values, str):
-        return [key] if _RESOLVER_CALL.search(values) else []
+        return [key] if _INTERPOLATION.search(values) else []
     if isinstance(values, dict):
-        return [found for k, v in values.items() for found in _resolver_calls(v, f"{key}.{k}" if key else str(k))]
+        return [found for k, v in values.items() for found in _interpolations(v, f"{key}.{k}" if key else str(k))]
     if isinstance(values, list):
-        return [found for i, v in enumerate(values) for found in _resolver_calls(v, f"{key}[{i}]")]
+        return [found for i, v in enumerate(values) for found in _interpolations(v, f"{key}[{i}]")]
     return []
 
 
-def _refuse_resolvers(values: DictConfig, origin: str) -> None:
+def _refuse_interpolation(values: DictConfig, origin: str) -> None:
     """Settings are values, never instructions to read the environment or run a resolver: a
     ``${oc.env:SECRET}`` would put the secret into every prompt and the frozen config."""
-    keys = _resolver_calls(OmegaConf.to_container(values, resolve=False))
+    keys = _interpolations(OmegaConf.to_container(values, resolve=False))
     if keys:
-        raise ConfigError(f"{origin}: {', '.join(keys)}: resolver interpolation such as ${{oc.env:...}} is "
-                          "not allowed in settings; write the value itself")
+        raise ConfigError(f"{origin}: {', '.join(keys)}: interpolation (${{oc.env:...}}, ${{other.key}}) is not "
+                          "allowed in settings; write the value itself")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,7 +148,7 @@ def _frozen_layer(run: RunDir) -> _Layer | None:
     frozen = _load_yaml(run.read_bytes(FROZEN_CONFIG).decode(), origin, from_text=True)
     for key in INVOCATION_KEYS:  # written by earlier versions
         frozen.pop(key, None)
-    _refuse_resolvers(frozen, origin)
+    _refuse_interpolation(frozen, origin)
     return _Layer(FROZEN, origin, frozen)
 
 
@@ -191,7 +191,7 @@ def resolve_config(overrides: list[str] | None = None, config_file: str | None =
     except OmegaConfBaseException as err:
         raise ConfigError(_describe(err, COMMAND_LINE)) from None
     for layer in layers:
-        _refuse_resolvers(layer.values, layer.origin)
+        _refuse_interpolation(layer.values, layer.origin)
     # run_dir decides whether there is a frozen config, so it is resolved without one first.
     frozen = _frozen_layer(RunDir(str(_merge_layers(layers).run_dir)))
     if frozen is not None:

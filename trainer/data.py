@@ -58,12 +58,13 @@ def load_split(dataset: str, config: str, split: str) -> datasets.Dataset:
     except (ValueError, OSError, ConnectionError, datasets.exceptions.DatasetGenerationError) as err:
         if isinstance(err, DatasetFormatError):
             raise
-        broken = _broken_data_file(folder) if folder.is_dir() else None
-        if broken:
-            raise DatasetFormatError(f"cannot load config '{config}' of dataset '{dataset}': {broken}") from None
         # datasets says 'Instruction "train" corresponds to no data!' for a split without rows.
         empty = re.search(r'Instruction "(.+?)" corresponds to no data', str(err))
         reason = f"split '{empty.group(1)}' has no rows" if empty else str(err).splitlines()[0]
+        # datasets' own errors seldom name the file; a broken or empty one is named here.
+        broken = _broken_data_file(folder) if folder.is_dir() else None
+        if broken:
+            reason = f"{reason}: {broken}" if empty else broken
         raise DatasetFormatError(f"cannot load config '{config}' of dataset '{dataset}': {reason}") from None
     if split not in loaded:
         raise DatasetFormatError(f"dataset '{dataset}' has no split '{split}'; it has {sorted(loaded)}")
