@@ -32,7 +32,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from trainer.evaluate import REFERENCE, build_parser, evaluate_models, format_interval
+from trainer.evaluate import REFERENCE, build_parser, evaluate_models
+from trainer.intervals import format_interval
 from trainer.logs import TrainingLog
 
 SFT, IMAGE_DPO, DSPO = "sft_only", "image_dpo", "dspo"
@@ -104,9 +105,8 @@ def results_table(evaluation: dict[str, Any]) -> str:
         "|---|---|" + "---|" * len(names) + "---|",
     ]
     for c in evaluation["comparisons"]:
-        rate = c["instance_win_rate"]
         lines.append(
-            f"| {c['a']} vs {c['b']} | {rate['value']:.1%} [{rate['low']:.1%}, {rate['high']:.1%}] | "
+            f"| {c['a']} vs {c['b']} | {format_interval(c['instance_win_rate'], percent=True)} | "
             + " | ".join(format_interval(c["delta"][n]) for n in names)
             + f" | {', '.join(c['metrics_worse_beyond_interval']) or 'none'} |"
         )
