@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import DiffusionPipeline
 
-from stages.backbones.base import Backbone, BackboneSpec, MissingWeightsError, SampleRequest
+from stages.backbones.base import Backbone, BackboneSpec, MissingWeightsError, SampleRequest, load_pretrained
 
 # Options of the spec that configure this adapter rather than the pipeline call.
 ADAPTER_OPTIONS = ("scale", "upsample_input", "noise_level", "size_multiple")
@@ -48,7 +48,7 @@ class DiffusersPipelineBackbone(Backbone):
             )
         folder = Path(spec.path)
         self.check_files(folder, ("model_index.json",), spec.path_key)
-        self.pipe = DiffusionPipeline.from_pretrained(folder, dtype=spec.dtype, local_files_only=True)
+        self.pipe = load_pretrained(DiffusionPipeline.from_pretrained, folder, dtype=spec.dtype, local_files_only=True)
         self.pipe.set_progress_bar_config(disable=True)
         self.pipe.to(spec.device)
         parameters = inspect.signature(self.pipe.__call__).parameters

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from diffusers import StableDiffusionUpscalePipeline
 
-from stages.backbones.base import Backbone, BackboneSpec, MissingWeightsError, SampleRequest
+from stages.backbones.base import Backbone, BackboneSpec, MissingWeightsError, SampleRequest, load_pretrained
 
 REQUIRED_FILES = (
     "model_index.json",
@@ -57,8 +57,8 @@ class SDUpscalerBackbone(Backbone):
             )
         folder = Path(spec.path)
         self.check_files(folder, REQUIRED_FILES, spec.path_key)
-        self.pipe = StableDiffusionUpscalePipeline.from_pretrained(
-            folder, dtype=spec.dtype, local_files_only=True
+        self.pipe = load_pretrained(
+            StableDiffusionUpscalePipeline.from_pretrained, folder, dtype=spec.dtype, local_files_only=True
         )
         self.pipe.set_progress_bar_config(disable=True)
         self.pipe.to(spec.device)
