@@ -44,10 +44,10 @@ import os, signal, sys
 import pipeline.executors.local as local
 kill_at, original = int(sys.argv[1]), local.run_shard
 
-def run_shard(stage, run, shard, on_rows=None):
+def run_shard(stage, run, shard, **kwargs):
     if shard == kill_at:
         os.kill(os.getpid(), signal.SIGKILL)
-    return original(stage, run, shard, on_rows)
+    return original(stage, run, shard, **kwargs)
 
 local.run_shard = run_shard
 from pipeline.cli import main
