@@ -200,7 +200,8 @@ def test_review_shows_judged_pairs_with_pictures_filters_them_and_accepts_or_ove
     page.get_by_role("option", name=re.compile(agreed)).click()
     # The pair as annotators saw it: both candidates, flicker, zoom and outline, with the votes.
     box = page.locator("#review-box")
-    box.locator("#review-viewer").filter(has_text="IQA winner").wait_for()
+    box.locator(f"#review-viewer[data-pair='{agreed}']").wait_for()  # the picked pair, not the one before
+    box.filter(has_text="ann5: sharper").wait_for()
     page.locator("#review-crop-left").wait_for(state="visible")
     assert "ann5: sharper" in box.inner_text() and "ann7: sharper" in box.inner_text()
     page.locator("#review-box").click()  # keys act on the page, not in a text box
