@@ -190,28 +190,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     quiet_optional_kernel_warnings()
     try:
-        if args.command == "run":
-            return _run(args.overrides)
-        if args.command == "demo":
-            return _demo(args.overrides)
-        if args.command == "status":
-            return _status(args.overrides)
-        if args.command == "config":
-            return _config(args.overrides)
-        if args.command == "keys":
-            return _keys(args.prefixes)
-        if args.command == "reset":
-            from pipeline.config import load_config
-            from pipeline.reset import reset
-
-            return reset(load_config(args.overrides), args.yes)
-        from pipeline import annotation
-        from pipeline.config import load_config
-
-        cfg = load_config(args.overrides)
-        if args.command == "annotate":
-            return annotation.annotate(cfg)
-        return annotation.add_user(cfg, args.name, args.admin, args.users_file)
+        code = _dispatch(args)
+        # Short output sits in stdout's buffer until exit, where a reader that went away would
+        # make the interpreter complain; flushing here lets the handler below see it.
+        sys.stdout.flush()
+        return code
     except ShardFailedError as err:  # the work failed (a bug, or too many bad items), not the command
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -228,6 +211,31 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_EMPTY_DATASET
         print("(set SRPREFS_DEBUG=1 to see the traceback)", file=sys.stderr)
         return 2
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "run":
+        return _run(args.overrides)
+    if args.command == "demo":
+        return _demo(args.overrides)
+    if args.command == "status":
+        return _status(args.overrides)
+    if args.command == "config":
+        return _config(args.overrides)
+    if args.command == "keys":
+        return _keys(args.prefixes)
+    from pipeline.config import load_config
+
+    if args.command == "reset":
+        from pipeline.reset import reset
+
+        return reset(load_config(args.overrides), args.yes)
+    from pipeline import annotation
+
+    cfg = load_config(args.overrides)
+    if args.command == "annotate":
+        return annotation.annotate(cfg)
+    return annotation.add_user(cfg, args.name, args.admin, args.users_file)
 
 
 def quiet_broken_pipe() -> int:

@@ -25,7 +25,9 @@ TOP_REASONS = 3
 
 
 class TableReader(Protocol):
-    def iter_table(self, name: str, columns: list[str] | None = None) -> Iterator[pa.Table]: ...
+    def shards(self, table: str) -> list[int]: ...
+
+    def read_shard(self, table: str, shard: int, columns: list[str] | None = None) -> pa.Table: ...
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,16 @@ class FailureReason:
     message: str  # the error, with the item's file and id replaced by <file> and <image>
     count: int
     example: str  # the source file (else the image id) of one item that failed this way
+
+
+def _readable_shards(run: TableReader, table: str) -> Iterator[pa.Table]:
+    """The table's shards that read; a broken one (a truncated file) is reported by `pipeline
+    status` on its own line and must not stop the failure summary."""
+    for shard in run.shards(table):
+        try:
+            yield run.read_shard(table, shard, ["image_id", "status", "error"])
+        except (OSError, pa.ArrowException):
+            continue
 
 
 def failure_reasons(
@@ -45,7 +57,7 @@ def failure_reasons(
     for table in tables:
         rows = [
             (image_id, error or "no message")
-            for shard in run.iter_table(table, ["image_id", "status", "error"])
+            for shard in _readable_shards(run, table)
             for image_id, error in zip(
                 *(shard.filter(pc.equal(shard.column("status"), STATUS_FAILED)).column(c).to_pylist()
                   for c in ("image_id", "error"))

@@ -31,12 +31,14 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from common.images import decode_rgb
+
 MANIFEST = Path(__file__).with_name("photos_manifest.json")
 SPLITS = ("train", "validation", "test")
 # Wallpapers are up to 5640 px wide and often soft at full size; scaling them to this long side
 # gives sharp HR photographs of the size the pipeline works on (and clean ones: less JPEG).
 DEFAULT_LONG_SIDE = 1024
-# Some wallpapers exceed PIL's default decompression-bomb limit; these files are pinned by sha256.
+# Some wallpapers (5640 x 3172) exceed the pipeline's default pixel limit; these files are pinned by sha256.
 MAX_PIXELS = 40_000_000
 
 
@@ -132,14 +134,12 @@ def photo_array(photo: Photo, folder: Path | None = None, long_side: int = DEFAU
     path = (folder or cache_dir()) / photo.file_name
     if not path.exists():
         raise PhotoError(f"photo {photo.id} is not in {path.parent}: run `python -m stages.backbones.photos fetch`")
-    Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS or 0, MAX_PIXELS)
-    with Image.open(path) as image:
-        image = image.convert("RGB")
-        factor = long_side / max(image.size)
-        if factor < 1:
-            size = (max(1, round(image.width * factor)), max(1, round(image.height * factor)))
-            image = image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
-        return np.asarray(image, dtype=np.uint8).copy()
+    image = decode_rgb(path.read_bytes(), MAX_PIXELS)
+    factor = long_side / max(image.size)
+    if factor < 1:
+        size = (max(1, round(image.width * factor)), max(1, round(image.height * factor)))
+        image = image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    return np.asarray(image, dtype=np.uint8).copy()
 
 
 def split_photos(split: str, manifest: list[Photo] | None = None) -> list[Photo]:

@@ -120,6 +120,24 @@ def test_an_adjudication_decides_whatever_the_votes():
     assert decide(votes).decisions["p1"].votes == 4
 
 
+def test_an_adjudication_keeps_every_annotators_description_and_its_note():
+    votes = [
+        vote("p1", "a", "left", "W1", "W1 fur is crisp", described_candidate="W1"),
+        vote("p1", "b", "right", "W1", "L1 has real texture", described_candidate="L1"),
+        vote("p1", "c", "tie", "W1", "both soft"),
+        vote("p1", "boss", "tie", "W1", "equally soft on a second look", role="adjudicator"),
+    ]
+    decision = decide(votes).decisions["p1"]
+    assert decision.outcome == TIE
+    assert decision.notes == (
+        ("W1", "W1 fur is crisp"),
+        ("L1", "L1 has real texture"),
+        ("", "both soft"),
+        ("", "equally soft on a second look"),
+    )
+    assert decision.description.splitlines() == [text for _, text in decision.notes]
+
+
 def test_cant_tell_is_a_vote_and_keeps_the_iqa_label():
     votes = [vote("p1", "a", "cant_tell", "W1"), vote("p1", "b", "cant_tell", "L1"), vote("p1", "c", "left", "W1")]
     assert decide(votes).decisions["p1"].outcome == CANT_TELL

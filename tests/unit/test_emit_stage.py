@@ -201,6 +201,6 @@ def test_report_without_the_report_extra_names_the_install(synthetic, monkeypatc
     monkeypatch.setitem(EXTRAS, "report", (("srprefs_no_such_module",), "the plots in dataset/report.html"))
     run_emit(synthetic)
     page = open(os.path.join(synthetic.run.root, "dataset", "report.html"), encoding="utf-8").read()
-    assert 'figure class="plot' not in page
+    assert '<figure class="plot' not in page  # no plot rendered (the samples' crops stay)
     assert "pip install &#x27;srprefs[report]&#x27;" in page or "pip install 'srprefs[report]'" in page
     assert page.count('class="sample"') == 4

@@ -43,7 +43,7 @@ def test_keys_carry_the_shipped_defaults_and_their_comments():
     # Entries of a one-line mapping share its comment; a key right under a sibling shares the sibling's.
     assert by_key["emit.splits.validation"].doc.startswith("Share of source images per split")
     assert by_key["host"].doc == by_key["port"].doc == "The annotation UI (`pipeline annotate`)."
-    assert format_key(by_key["sample.steps"]).startswith("  sample.steps=[20]\n      Sampler settings, one list each")
+    assert format_key(by_key["sample.steps"]).startswith("  sample.steps=[1]\n      Sampler settings, one list each")
 
 
 def test_stage_key_names_every_stage():
