@@ -30,7 +30,7 @@ from schemas.scores import metrics_dict
 from schemas.table import STATUS_FAILED
 from stages.base import Batch, RunContext, Stage
 from stages.emit.card import CardFacts, render_card
-from stages.emit.files import ShardWriter, card_data, check_split_fractions, split_of
+from stages.emit.files import ShardWriter, card_data, check_split_fractions, split_of, split_of_folder
 from stages.emit.judgements import MergeReport, decide_pairs
 from stages.emit.report import SamplePair, bar_chart, heatmap, histogram, render_report
 from stages.emit.rows import assemble_dspo_rows, dspo_row_with, merge_instances, pairs_rows
@@ -71,12 +71,22 @@ class EmitStage(Stage):
             cant_tell_as_tie=bool(settings.judgements.cant_tell_as_tie),
         )
         run.delete_dir(STAGING_DIR)  # what a killed emit left
-        writers = self._writers(run, fractions)
+        sources = {
+            image_id: uri
+            for shard in run.iter_table("hr", ["image_id", "source_uri"])
+            for image_id, uri in zip(shard.column("image_id").to_pylist(), shard.column("source_uri").to_pylist())
+        }
+        # split_by=folder: the split of the nearest split-named folder, else the hash's.
+        assigned = {}
+        if settings.split_by == "folder":
+            assigned = {i: split for i, uri in sources.items() if uri and (split := split_of_folder(uri))}
+        splits = [s for s in dataset.SPLITS if s in fractions or s in set(assigned.values())]
+        writers = self._writers(run, splits)
         tally = _Tally()
         samples = _SampleReservoir(int(settings.report_samples), self.seed)
-        self._write_rows(run.iter_table(dataset.SPEC.name), merge, fractions, writers, tally, samples)
+        self._write_rows(run.iter_table(dataset.SPEC.name), merge, fractions, assigned, writers, tally, samples)
         pair_stats = _pair_stats(run)
-        facts = self._card_facts(run, scores, writers, tally, merge, pair_stats)
+        facts = self._card_facts(run, scores, writers, tally, merge, pair_stats, sources)
         header = card_data(writers, license=str(settings.license), pretty_name=facts.name)
         run.write_bytes(f"{STAGING_DIR}/README.md", render_card(header, facts).encode())
         report = self._report(facts, pairs, scores, tally, samples, pair_stats)
@@ -96,15 +106,17 @@ class EmitStage(Stage):
         shards: Iterable[pa.Table],
         merge: MergeReport,
         fractions: dict[str, float],
+        assigned: dict[str, str],
         writers: dict[str, dict[str, ShardWriter]],
         tally: _Tally,
         samples: _SampleReservoir,
     ) -> None:
-        """Each IQA-labelled dspo row -> people's decisions applied -> its split of both configs."""
+        """Each IQA-labelled dspo row -> people's decisions applied -> its split of both configs
+        (``assigned`` by image_id, else by the hash of ``fractions``)."""
         record_batches = (b for rows in shards for b in rows.to_batches(max_chunksize=max(1, self.batch_size)))
         for record_batch in record_batches:
             for row in record_batch.to_pylist():
-                split = split_of(row["image_id"], fractions)
+                split = assigned.get(row["image_id"]) or split_of(row["image_id"], fractions)
                 instances = merge_instances(row, merge.decisions, merge.undecided_notes)
                 dspo_row = dspo_row_with(row, instances)
                 if dspo_row is None:
@@ -123,7 +135,7 @@ class EmitStage(Stage):
             for writer in splits.values():
                 writer.close()
 
-    def _writers(self, run: RunContext, fractions: dict[str, float]) -> dict[str, dict[str, ShardWriter]]:
+    def _writers(self, run: RunContext, splits: list[str]) -> dict[str, dict[str, ShardWriter]]:
         settings = self.settings
         features = {CONFIG_DSPO: dspo_features(bool(settings.include_hr))}
         if settings.pairs:
@@ -133,7 +145,7 @@ class EmitStage(Stage):
                 split: ShardWriter(
                     run, STAGING_DIR, config, split, feats, int(settings.row_group_size), int(settings.max_shard_bytes)
                 )
-                for split in fractions
+                for split in splits
             }
             for config, feats in features.items()
         }
@@ -146,6 +158,7 @@ class EmitStage(Stage):
         tally: _Tally,
         merge: MergeReport,
         pair_stats: dict[str, Any],
+        sources: dict[str, str],
     ) -> CardFacts:
         failed = {name: _failed_rows(run, name) for name in UPSTREAM_TABLES}
         outcomes = Counter(d.outcome for d in merge.decisions.values())
@@ -173,11 +186,7 @@ class EmitStage(Stage):
             score_modes=sorted(scores.modes),
             candidates_per_image=sorted(tally.candidates_per_image),
             failed=failed,
-            sources={
-                image_id: uri
-                for shard in run.iter_table("hr", ["image_id", "source_uri"])
-                for image_id, uri in zip(shard.column("image_id").to_pylist(), shard.column("source_uri").to_pylist())
-            },
+            sources=sources,
             dropped_images=tally.dropped_images,
             config_yaml=OmegaConf.to_yaml(self.cfg),
             preferences=preference_facts(pair_stats),
