@@ -41,7 +41,7 @@ from common.images import BadImageError
 from common.seeds import seed_for
 from schemas.dataset import CONFIG_DSPO, DatasetFormatError
 from trainer.checkpoints import CheckpointError, find_checkpoint, load_checkpoint, save_checkpoint
-from trainer.data import CropSizeError, DspoBatch, collate_dspo, random_crop
+from trainer.data import CROP_SAMPLING, CropSizeError, DspoBatch, collate_dspo, empty_share, random_crop
 from trainer.levels import CONFIGS, LEVEL_INSTANCE, LEVELS, training_rows
 from trainer.logs import TrainingLog, console_line
 from trainer.loss import dspo_loss, instance_errors, mask_fractions
@@ -64,6 +64,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     data.add_argument("--validation_split", default="validation", help="'' to skip validation")
     data.add_argument("--validation_images", type=int, default=8, help="validation rows used (first ones)")
     data.add_argument("--validation_seeds", type=int, default=2, help="samples per validation image")
+    data.add_argument("--train_fraction", type=float, default=1.0,
+                      help="train on a seeded subset of the train split's images holding this share of its "
+                      "preference pairs (dataset-size curves)")
 
     model = parser.add_argument_group("model")
     model.add_argument("--backbone", default="tiny", help="'tiny' (embedded) or a diffusers pipeline folder")
@@ -94,6 +97,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     optim.add_argument("--train_batch_size", type=int, default=1, help="images per step (each with N candidates)")
     optim.add_argument("--crop_size", type=int, default=0,
                        help="train on one random aligned crop of this many HR pixels per step (0: whole images)")
+    optim.add_argument("--crop_sampling", choices=CROP_SAMPLING, default="instances",
+                       help="'instances': crop positions weighted by the kept-instance area inside them, so a step "
+                       "always holds preference signal; 'uniform': any position (a crop can miss every instance)")
     optim.add_argument("--gradient_accumulation_steps", type=int, default=1)
     optim.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"], default="no")
     optim.add_argument("--seed", type=int, default=0)
@@ -119,6 +125,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("--dpo_weight and --sft_weight must be non-negative and not both 0")
     if not 0.0 <= args.condition_dropout < 1.0:
         parser.error("--condition_dropout must be in [0, 1)")
+    if not 0.0 < args.train_fraction <= 1.0:
+        parser.error("--train_fraction must be in (0, 1]")
     return args
 
 
@@ -205,6 +213,8 @@ def train(args: argparse.Namespace) -> int:
         raise DatasetFormatError(
             f"split '{args.train_split}' of '{args.dataset}' has no rows with a preference at level '{args.level}'"
         )
+    if args.train_fraction < 1.0:
+        train_rows = train_rows.subset(args.train_fraction, args.seed)
     if args.crop_size:
         random_crop(train_rows.batch([0]), args.crop_size, torch.Generator())  # fits? else CropSizeError
 
@@ -264,6 +274,9 @@ def train(args: argparse.Namespace) -> int:
     denoiser.train()
     started = time.time()
     step = start_step
+    # Steps whose every image's crop missed every kept instance: no preference signal (this run
+    # only; a resumed run counts from its checkpoint on).
+    empty_steps = 0
     while step < args.max_train_steps:
         sums: dict[str, float] = {}
         for micro in range(args.gradient_accumulation_steps):
@@ -273,8 +286,9 @@ def train(args: argparse.Namespace) -> int:
                 batch = train_rows.batch(positions).to(accelerator.device)
                 generator = torch.Generator().manual_seed(seed_for(args.seed, "dspo-train", "noise", draw))
                 if args.crop_size:
-                    batch = random_crop(batch, args.crop_size, generator)
+                    batch = random_crop(batch, args.crop_size, generator, args.crop_sampling)
                 loss, metrics = training_step(trainable, denoiser, batch, generator, args)
+                metrics["empty_share"] = torch.tensor(empty_share(batch))
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and args.max_grad_norm > 0:
                     accelerator.clip_grad_norm_(trainable.trainable_parameters(), args.max_grad_norm)
@@ -287,6 +301,7 @@ def train(args: argparse.Namespace) -> int:
         values = {**sums, "lr": lr_scheduler.get_last_lr()[0]}
         values = {k: float(accelerator.gather(torch.tensor(v, device=accelerator.device)).mean()) for k, v in values.items()}
         record = log.write("train", step, values)
+        empty_steps += int(values["empty_share"] >= 1.0)
         accelerator.log({f"train/{k}": v for k, v in values.items()}, step=step)
         if step % args.log_every == 0 or step == args.max_train_steps:
             accelerator.print(console_line(record))
@@ -310,6 +325,10 @@ def train(args: argparse.Namespace) -> int:
             "best_step": state["best_step"],
             "best_score": state["best_score"],
             "selection_metric": "validation psnr" if validator is not None else None,
+            "train_images": len(train_rows),
+            "train_pairs": train_rows.pair_count(),
+            "empty_steps": empty_steps,
+            "empty_step_share": round(empty_steps / max(1, step - start_step), 4),
             "args": vars(args),
         }
         (output_dir / "training_summary.json").write_text(json.dumps(summary, indent=2, default=str))
