@@ -5,14 +5,15 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 RUN_DIR ?= runs/demo
 
-.PHONY: demo test test-slow lint browser clean-demo
+.PHONY: demo test test-slow lint browser clean-demo compose-init
 
-$(STAMP): pyproject.toml
+# Every extra (ui, sam, report; dev pulls them in), at the tested torch pins of constraints.txt,
+# the builds that lie on the project machines' disk (no multi-GB download).
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
-	# torch is pinned to the builds that lie on the project machines' disk (no multi-GB download).
-	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -c constraints.txt torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -36,3 +37,7 @@ browser:
 
 clean-demo:
 	rm -rf $(RUN_DIR)
+
+# docker compose: .env with a new Postgres password and Ray auth token (kept when .env has them).
+compose-init:
+	python3 docker/init_env.py

@@ -21,7 +21,7 @@ from common.seeds import seed_for
 from pipeline.config import load_config
 from pipeline.rundir import RunDir
 from pipeline.runner import run_stage
-from stages.backbones import load
+from stages.backbones import SampleRequest, load
 from stages.sample import SampleStage, decode_lq
 from tests.unit.test_sample import lq_table
 
@@ -39,10 +39,8 @@ def direct_seconds(cfg, table) -> float:
         for k in range(n):
             by_setting.setdefault(stage.setting_for(k), []).append((i, seed_for(cfg.seed, "sample", image_id, k)))
     for setting, jobs in by_setting.items():
-        backbone.sample(
-            torch.stack([lqs[i] for i, _ in jobs]), [""] * len(jobs), [""] * len(jobs), [s for _, s in jobs],
-            steps=setting.steps, guidance=setting.guidance, strength=setting.strength,
-        )
+        request = SampleRequest.unprompted([s for _, s in jobs], setting.steps, setting.guidance, setting.strength)
+        backbone.sample(torch.stack([lqs[i] for i, _ in jobs]), request)
     return time.perf_counter() - started
 
 

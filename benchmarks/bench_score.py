@@ -2,7 +2,7 @@
 
 Same process, same images, same metrics (the stage's config): the three scorers differ only in
 ``score.mode`` and, for the naive baseline, ``chunk_pixels=1`` (one composite crop per call).
-Inputs: the score stage's own input tables of a run directory (``--run-dir``, e.g. the demo's:
+Inputs: the score stage's own input tables of a run directory (``--run_dir``, e.g. the demo's:
 ``pipeline demo run_dir=runs/demo``), or else bundled scikit-image photos cropped to ``--size``
 with SLIC superpixels as instances and N candidates with graded noise. Each scorer runs
 ``--repeats`` times, interleaved, and the fastest run counts (on a shared machine the minimum is
@@ -15,7 +15,7 @@ map mode ranks the candidates of each instance like composite mode: Kendall tau 
 for the reward, the share of instances whose reward ranking is identical, and the share whose
 best and worst candidates (the pair) are the same (target >= 90%).
 
-    .venv/bin/python -m benchmarks.bench_score [--run-dir runs/demo] [--images 8 --size 256]
+    .venv/bin/python -m benchmarks.bench_score [--run_dir runs/demo] [--images 8 --size 256]
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def ranking_agreement(stage: ScoreStage, a: Scores, b: Scores) -> dict[str, floa
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run-dir", help="score this run's input tables (e.g. the demo's) instead of synthetic images")
+    parser.add_argument("--run_dir", help="score this run's input tables (e.g. the demo's) instead of synthetic images")
     parser.add_argument("--images", type=int, default=8)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--candidates", type=int, default=4)

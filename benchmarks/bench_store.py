@@ -3,13 +3,13 @@
 For each backend (SQLite in a temporary folder, PostgreSQL in a throw-away schema) the store
 gets ``--tasks`` pairs (overlap k=3); one annotator claims and submits ``2 x --ops`` times
 alone, back to back; then ``--annotators`` threads each do ``--ops`` rounds concurrently, each
-pausing a random "looking at the pictures" time (exponential, mean ``--think-ms``) between
+pausing a random "looking at the pictures" time (exponential, mean ``--think_ms``) between
 rounds. The default 1 s is 5-10x faster than people judge, so the load is heavier than a real
-team's; ``--think-ms 0`` measures saturation instead (then the benchmark's own 50 Python
+team's; ``--think_ms 0`` measures saturation instead (then the benchmark's own 50 Python
 threads, one GIL, dominate). Prints p50/p95 per backend and mode and the p95 ratio
 concurrent / single. Target: p95 under 50 ms on PostgreSQL with 50 annotators.
 
-    .venv/bin/python benchmarks/bench_store.py [--tasks 3000 --annotators 50 --ops 10 --think-ms 1000]
+    .venv/bin/python benchmarks/bench_store.py [--tasks 3000 --annotators 50 --ops 10 --think_ms 1000]
         [--postgres postgresql+psycopg://postgres@127.0.0.1:5432/test | --postgres none]
 """
 
@@ -118,7 +118,7 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=3000)
     parser.add_argument("--annotators", type=int, default=50)
     parser.add_argument("--ops", type=int, default=10, help="claim+submit rounds per concurrent annotator")
-    parser.add_argument("--think-ms", type=float, default=1000.0, help="mean pause between an annotator's rounds")
+    parser.add_argument("--think_ms", type=float, default=1000.0, help="mean pause between an annotator's rounds")
     parser.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/test", help="URL, or none")
     args = parser.parse_args()
 

@@ -22,7 +22,7 @@ import json, resource, sys, time
 import numpy as np, torch
 from PIL import Image
 from skimage import data
-from stages.backbones.base import BackboneSpec
+from stages.backbones.base import BackboneSpec, SampleRequest
 from stages.backbones.tiny import TinyBackbone
 from stages.backbones.tiling import sample_tiled, tile_count
 size, tile, tile_pad, steps = (int(v) for v in sys.argv[1:5])
@@ -31,7 +31,7 @@ lq = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255).permute(2, 0, 1
 backbone = TinyBackbone(BackboneSpec("tiny", None, torch.device("cpu"), torch.float32))
 loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 started = time.perf_counter()
-sr = sample_tiled(backbone, lq, [""], [""], [0], steps=steps, guidance=1.0, tile=tile, tile_pad=tile_pad)
+sr = sample_tiled(backbone, lq, SampleRequest.unprompted([0], steps), tile=tile, tile_pad=tile_pad)
 seconds = time.perf_counter() - started
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(json.dumps({"tile": tile, "tiles": tile_count(size, size, tile, tile_pad), "seconds": seconds,

@@ -49,9 +49,11 @@ from PIL import Image
 from common.seeds import rng_for
 from stages.backbones.photos import SPLITS, Photo, fetch, photo_array, split_photos
 from trainer.data import load_dspo_split
-from trainer.evaluate import REFERENCE, build_parser, evaluate_models, format_interval
+from trainer.evaluate import REFERENCE, evaluate_models
+from trainer.intervals import format_interval
 from trainer.logs import TrainingLog
 from trainer.models import resolve_backbone
+from trainer.options import build_eval_parser
 from trainer.train import main as train_main
 from trainer.train import parse_args as train_parse_args
 
@@ -439,7 +441,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     seconds["training"] = time.time() - mark
 
     mark = time.time()
-    eval_args = build_parser().parse_args([
+    eval_args = build_eval_parser().parse_args([
         f"--dataset={dataset}", "--split=test", f"--reference={args.backbone}", f"--seeds={args.eval_seeds}",
         f"--first_seed={FIRST_EVAL_SEED}", f"--metrics={args.eval_metrics}",
     ])

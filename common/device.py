@@ -13,9 +13,11 @@ import logging
 
 import torch
 
+from schemas import constants
+
 log = logging.getLogger(__name__)
 
-ON_MISSING_GPU = ("fallback", "error")
+ON_MISSING_GPU = constants.ON_MISSING_GPU
 
 
 class DeviceError(ValueError):

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from omegaconf import DictConfig
 
 from annotation_ui.users import UsersFileError
+from common.extras import require_extra
 from pipeline.rundir import RunDir
 from schemas import judgements
 
@@ -41,7 +42,7 @@ def store_url(cfg: DictConfig) -> str:
 
 
 def users_file_path(cfg: DictConfig, explicit: str | None = None) -> Path:
-    """--users-file, else store.users_file, else $SRPREFS_USERS_FILE, else <run_dir>/users.json."""
+    """--users_file, else store.users_file, else $SRPREFS_USERS_FILE, else <run_dir>/users.json."""
     chosen = explicit or cfg.store.users_file or os.environ.get(USERS_FILE_ENV)
     if chosen:
         return Path(chosen)
@@ -52,6 +53,7 @@ def users_file_path(cfg: DictConfig, explicit: str | None = None) -> Path:
 
 def open_store(cfg: DictConfig) -> Store:
     """The store a run config names (``store.url``, ``store.db_schema``, ``store.lease_ttl_s``)."""
+    require_extra("ui")
     from annotation_ui.store import Store
 
     return Store(store_url(cfg), db_schema=cfg.store.db_schema, lease_ttl_s=cfg.store.lease_ttl_s)
@@ -75,6 +77,7 @@ def guidelines_text(cfg: DictConfig) -> str:
 
 def annotate(cfg: DictConfig) -> int:
     """`pipeline annotate`: import the run's new pairs into the store and serve the UI."""
+    require_extra("ui")
     from annotation_ui import cli
 
     users_file = users_file_path(cfg)
@@ -93,7 +96,7 @@ def annotate(cfg: DictConfig) -> int:
 
 
 def add_user(cfg: DictConfig, name: str, admin: bool, users_file: str | None) -> int:
-    """`pipeline users add NAME [--admin] [--users-file PATH]`."""
+    """`pipeline users add NAME [--admin] [--users_file PATH]`."""
     from annotation_ui import cli
 
     return cli.add_user(users_file_path(cfg, users_file), name, admin=admin)

@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from common.logs import quiet_optional_kernel_warnings
 from pipeline.errors import ShardFailedError
 
 # The keys `pipeline --help` shows; their defaults and meanings come from pipeline/defaults/*.yaml.
@@ -60,17 +61,24 @@ def _parser() -> argparse.ArgumentParser:
         ("status", "per stage: shards done/total, rows ok/failed, seconds"),
         ("demo", "every stage on the bundled demo images, then where to find the results"),
         ("config", "print the resolved config, each key marked default, frozen (run_dir/config.yaml), file or command line"),
-        ("keys", "every config key: its default and what it means"),
         ("annotate", "open the annotation UI on run_dir=... [store.url=...] [port=...]"),
     ]:
         sub = commands.add_parser(name, help=text, description=text, main_keys=True)
         sub.add_argument("overrides", nargs="*", metavar="key=value")
+    text = ("delete the outputs of stage=X and of every later stage in run_dir=..., so that `run` redoes "
+            "them (asks first unless --yes; people's judgements are kept)")
+    reset = commands.add_parser("reset", help=text, description=text)
+    reset.add_argument("--yes", action="store_true", help="do not ask")
+    reset.add_argument("overrides", nargs="*", metavar="key=value")
+    text = "every config key (or those under PREFIX, e.g. sample or sample.backbone): default and meaning"
+    keys = commands.add_parser("keys", help=text, description=text)
+    keys.add_argument("prefixes", nargs="*", metavar="PREFIX")
     users = commands.add_parser("users", help="manage annotation UI users", description="manage annotation UI users")
     users_cmd = users.add_subparsers(dest="users_command", required=True, metavar="ACTION")
     add = users_cmd.add_parser("add", help="add a user (password read from stdin or prompted)")
     add.add_argument("name")
     add.add_argument("--admin", action="store_true", help="may see the admin tab")
-    add.add_argument("--users-file", default=None, help="default: <run_dir>/users.json or $SRPREFS_USERS_FILE")
+    add.add_argument("--users_file", default=None, help="default: <run_dir>/users.json or $SRPREFS_USERS_FILE")
     add.add_argument("overrides", nargs="*", metavar="key=value")
     return parser
 
@@ -119,15 +127,19 @@ def _status(overrides: list[str]) -> int:
 
 def _config(overrides: list[str]) -> int:
     from pipeline.config import resolve_config, to_yaml_with_sources
+    from pipeline.frozen import refused_keys
+    from pipeline.rundir import RunDir
 
-    print(to_yaml_with_sources(resolve_config(overrides)), end="")
+    resolved = resolve_config(overrides)
+    refused = refused_keys(RunDir(str(resolved.cfg.run_dir)), resolved.cfg)
+    print(to_yaml_with_sources(resolved, refused), end="")
     return 0
 
 
-def _keys() -> int:
-    from pipeline.keys import format_keys
+def _keys(prefixes: list[str]) -> int:
+    from pipeline.keys import format_keys, keys_under
 
-    print(format_keys())
+    print(format_keys(keys_under(prefixes) if prefixes else None))
     return 0
 
 
@@ -139,11 +151,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     stray = [item for item in extra if "=" not in item or item.startswith("-")]
     if stray:
         parser.error(f"unrecognized arguments: {' '.join(stray)}")
-    args.overrides = [*args.overrides, *extra]
+    if args.command == "keys":
+        if extra:
+            parser.error(f"keys takes key prefixes, not key=value: {' '.join(extra)}")
+    else:
+        args.overrides = [*args.overrides, *extra]
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    # bitsandbytes (pulled in by diffusers/peft) warns at import about optional CPU kernels that
-    # nothing here uses.
-    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    quiet_optional_kernel_warnings()
     try:
         if args.command == "run":
             return _run(args.overrides)
@@ -154,7 +168,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "config":
             return _config(args.overrides)
         if args.command == "keys":
-            return _keys()
+            return _keys(args.prefixes)
+        if args.command == "reset":
+            from pipeline.config import load_config
+            from pipeline.reset import reset
+
+            return reset(load_config(args.overrides), args.yes)
         from pipeline import annotation
         from pipeline.config import load_config
 
@@ -168,12 +187,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; finished shards are kept, rerun the same command to resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return quiet_broken_pipe()
     except Exception as err:  # every expected failure ends here as one clear line
         if os.environ.get("SRPREFS_DEBUG"):
             raise
         print(f"error: {err}", file=sys.stderr)
         print("(set SRPREFS_DEBUG=1 to see the traceback)", file=sys.stderr)
         return 2
+
+
+def quiet_broken_pipe() -> int:
+    """The reader of our output went away (``pipeline keys | head``): that is the reader's choice,
+    not a failure. Point stdout at /dev/null so that the interpreter's final flush of what is
+    still buffered does not raise again, and exit 0 without a word."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 0
 
 
 if __name__ == "__main__":

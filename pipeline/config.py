@@ -1,6 +1,7 @@
 """Run configuration: typed sections (pipeline/settings), values from the shipped YAML defaults
 (pipeline/defaults), then the run directory's frozen config (when ``run_dir`` already holds one),
-then ``config=my.yaml``, then dotted ``key=value`` overrides.
+then the deployment's environment variables (``ENVIRONMENT_KEYS``), then ``config=my.yaml``, then
+dotted ``key=value`` overrides.
 
 Each config section is a dataclass in ``pipeline/settings/<section>.py`` named ``Settings``
 (types only) and a YAML file ``pipeline/defaults/<section>.yaml`` (values and their meaning).
@@ -11,7 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import os
 import pkgutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +33,10 @@ FROZEN_CONFIG = "config.yaml"
 INVOCATION_KEYS = ("stage", "run_dir")
 # Where a key's value came from, as `pipeline config` marks it.
 DEFAULT, FROZEN, COMMAND_LINE = "default", "frozen", "command line"
+# Environment variables a deployment sets once for every command it runs (docker-compose.yml), so
+# `pipeline users add`, `pipeline annotate` and `pipeline run` in a container all find the same
+# run directory and task store without repeating them on each command line.
+ENVIRONMENT_KEYS = {"SRPREFS_RUN_DIR": "run_dir", "SRPREFS_STORE_URL": "store.url", "SRPREFS_EXECUTOR": "executor"}
 
 
 class ConfigError(ValueError):
@@ -139,6 +146,21 @@ def settings_of(cfg: DictConfig) -> dict[str, Any]:
     return values
 
 
+def _environment_layers() -> list[_Layer]:
+    """One layer per ``ENVIRONMENT_KEYS`` variable that is set (and not empty)."""
+    layers = []
+    for variable, key in ENVIRONMENT_KEYS.items():
+        value = os.environ.get(variable)
+        if value:
+            origin = f"environment ${variable}"
+            try:
+                values = OmegaConf.from_dotlist([f"{key}={value}"])
+            except OmegaConfBaseException as err:
+                raise ConfigError(_describe(err, origin)) from None
+            layers.append(_Layer(origin, origin, values))
+    return layers
+
+
 def _split_overrides(overrides: list[str], config_file: str | None) -> tuple[list[str], list[str]]:
     for item in overrides:
         if "=" not in item:
@@ -153,11 +175,13 @@ def resolve_config(overrides: list[str] | None = None, config_file: str | None =
     """Resolve a run config and where each key came from.
 
     Layers, later ones winning: shipped defaults < the run_dir's frozen config (a rerun keeps
-    the run's settings for every key it does not give) < ``config=`` files < ``key=value``.
+    the run's settings for every key it does not give) < the environment (``ENVIRONMENT_KEYS``)
+    < ``config=`` files < ``key=value``.
     """
     files, dotted = _split_overrides(list(overrides or []), config_file)
-    layers = [_Layer(f"file {path}", f"config file '{path}'", _load_yaml(path, f"config file '{path}'"))
-              for path in files]
+    layers = _environment_layers()
+    layers += [_Layer(f"file {path}", f"config file '{path}'", _load_yaml(path, f"config file '{path}'"))
+               for path in files]
     try:
         layers.append(_Layer(COMMAND_LINE, COMMAND_LINE, OmegaConf.from_dotlist(dotted)))
     except OmegaConfBaseException as err:
@@ -217,10 +241,11 @@ def _flow(value: Any) -> str:
     return yaml.safe_dump([value], default_flow_style=True, width=2**31, sort_keys=False).strip()[1:-1]
 
 
-def _note(resolved: ResolvedConfig, name: str, value: Any) -> str:
+def _note(resolved: ResolvedConfig, name: str, value: Any, refused: Mapping[str, list[str]]) -> str:
     """Where a value came from, and the frozen and default values it replaces."""
     source = resolved.sources.get(name, DEFAULT)
-    parts = [source]
+    parts = [f"REFUSED by `pipeline run` here: {', '.join(refused[name])} already ran with the frozen value; {source}"
+             if name in refused else source]
     if source not in (DEFAULT, FROZEN) and name in resolved.frozen and resolved.frozen[name] != value:
         parts.append(f"frozen {_flow(resolved.frozen[name])}")
     if source != DEFAULT and name in resolved.defaults and resolved.defaults[name] != value:
@@ -228,9 +253,12 @@ def _note(resolved: ResolvedConfig, name: str, value: Any) -> str:
     return "; ".join(parts)
 
 
-def to_yaml_with_sources(resolved: ResolvedConfig) -> str:
+def to_yaml_with_sources(resolved: ResolvedConfig, refused: Mapping[str, list[str]] | None = None) -> str:
     """The config as YAML with a comment after each value: where it came from (default, frozen,
-    file or command line), and the frozen and default values it differs from."""
+    file or command line), and the frozen and default values it differs from. ``refused``: the
+    keys `pipeline run` would refuse on this run, with the finished stages they would change;
+    those comments start with REFUSED and a last line counts them."""
+    refused = refused or {}
     rows: list[tuple[str, str | None]] = []
 
     def walk(values: dict[str, Any], prefix: str, indent: str) -> None:
@@ -240,9 +268,13 @@ def to_yaml_with_sources(resolved: ResolvedConfig) -> str:
                 rows.append((f"{indent}{key}:", None))
                 walk(value, name + ".", indent + "  ")
             else:
-                rows.append((f"{indent}{key}: {_flow(value)}", _note(resolved, name, value)))
+                rows.append((f"{indent}{key}: {_flow(value)}", _note(resolved, name, value, refused)))
 
     walk(to_container(resolved.cfg), "", "")
     # Align the comments, except after the few long values (prompt templates).
     width = max(len(text) for text, note in rows if note and len(text) <= 44)
-    return "".join(f"{text.ljust(width)}  # {note}\n" if note else f"{text}\n" for text, note in rows)
+    text = "".join(f"{text.ljust(width)}  # {note}\n" if note else f"{text}\n" for text, note in rows)
+    if refused:
+        text += (f"# `pipeline run` on this run_dir would refuse {len(refused)} key(s): {', '.join(refused)}; "
+                 "leave them out, use a new run_dir, or `pipeline reset` the stages they change\n")
+    return text

@@ -63,24 +63,29 @@ def _has_outputs(run: RunDir, stage: str) -> bool:
     return bool(run.markers(stage)) or (stage == "ingest" and run.exists(SOURCES_STATE))
 
 
-def _outputs(stages: list[str]) -> list[str]:
-    """What to delete so that ``stages`` run again from scratch."""
+def stage_outputs(stages: list[str]) -> list[str]:
+    """What to delete so that ``stages`` run again from scratch: completion markers first (a
+    reset cut short then leaves stages that simply run again), then tables, emit's dataset, and
+    each stage's logs, previews and statistics. People's judgements (the store) are never here."""
     tables = {stage: table for table, stage in PRODUCERS.items()}
-    paths = [f"tables/{tables[s]}/" for s in stages if s in tables]
+    paths = ([SOURCES_STATE] if "ingest" in stages else []) + [f"_state/{s}/" for s in stages]
+    paths += ["tables/sources/"] if "ingest" in stages else []
+    paths += [f"tables/{tables[s]}/" for s in stages if s in tables]
     paths += ["dataset/"] if "emit" in stages else []  # emit's finished dataset, beside its shards
-    paths += [f"_state/{s}/" for s in stages]
-    return ["tables/sources/", SOURCES_STATE, *paths] if "ingest" in stages else paths
+    for s in stages:
+        paths += [f"logs/{s}/", f"previews/{s}/", f"stats/{s}.json"]
+    return paths
 
 
 def _refusal(run: RunDir, blocking: list[tuple[str, Any, Any, list[str]]]) -> ConfigMismatchError:
     lines = [f"  {key}: {a!r} (frozen) -> {b!r} (now); affects stage(s) with outputs: {', '.join(done)}"
              for key, a, b, done in blocking]
-    redo = ORDER[min(ORDER.index(done[0]) for _, _, _, done in blocking) :]
+    first = ORDER[min(ORDER.index(done[0]) for _, _, _, done in blocking)]
     return ConfigMismatchError(
         f"run_dir {run.uri} was made with different settings:\n" + "\n".join(lines) + "\n"
         "Leave the key out to keep the run's value, start a new run with another run_dir=..., or, to "
-        f"redo the run from stage {redo[0]} with the new setting(s), delete {' '.join(_outputs(redo))} "
-        f"in {run.uri}."
+        f"redo the run from stage {first} with the new setting(s), delete that stage's outputs and every "
+        f"later stage's first: pipeline reset run_dir={run.uri} stage={first}"
     )
 
 
@@ -97,24 +102,42 @@ def _record(run: RunDir, changes: list[ConfigChange]) -> None:
                 CHANGE_LOG)
 
 
+def _changes(run: RunDir, cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any], list[str]] | None:
+    """The frozen and the given settings (flat) and the keys that differ; None for a new run."""
+    frozen = frozen_settings(run)
+    if frozen is None:
+        return None
+    old, new = flatten(frozen), flatten(settings_of(cfg))
+    return old, new, sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+
+
+def refused_keys(run: RunDir, cfg: DictConfig) -> dict[str, list[str]]:
+    """The keys `pipeline run` would refuse with ``cfg`` on ``run``, each with the finished stages
+    it would change (what `pipeline config` marks); empty for a new run."""
+    found = _changes(run, cfg)
+    if found is None:
+        return {}
+    refused = {}
+    for key in found[2]:
+        done = [stage for stage in _affected_stages(key) if _has_outputs(run, stage)]
+        if done:
+            refused[key] = done
+    return refused
+
+
 def check_and_freeze(run: RunDir, cfg: DictConfig) -> list[ConfigChange]:
     """Freeze ``cfg`` in a new run directory; in an existing one, refuse keys that differ from the
     frozen settings and would change finished outputs, otherwise update the frozen config and log
     each accepted change. Returns the accepted changes."""
     current = settings_of(cfg)
-    frozen = frozen_settings(run)
-    if frozen is None:
+    found = _changes(run, cfg)
+    if found is None:
         run.write_bytes(FROZEN_CONFIG, OmegaConf.to_yaml(current).encode())
         return []
-    old, new = flatten(frozen), flatten(current)
-    changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
-    blocking = []
-    for key in changed:
-        done = [stage for stage in _affected_stages(key) if _has_outputs(run, stage)]
-        if done:
-            blocking.append((key, old.get(key), new.get(key), done))
-    if blocking:
-        raise _refusal(run, blocking)
+    old, new, changed = found
+    refused = refused_keys(run, cfg)
+    if refused:
+        raise _refusal(run, [(key, old.get(key), new.get(key), done) for key, done in refused.items()])
     if not changed:
         return []
     when = datetime.now(timezone.utc).isoformat(timespec="seconds")

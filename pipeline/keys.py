@@ -114,3 +114,16 @@ def format_keys(names: list[str] | None = None) -> str:
         by_name = {item.key: item for item in chosen}
         chosen = [by_name[name] for name in names]
     return "\n".join(format_key(item) for item in chosen)
+
+
+def keys_under(prefixes: list[str]) -> list[str]:
+    """The keys each prefix names, in settings order: the key itself and every key below it
+    (``sample`` -> ``sample.*``, ``sample.backbone`` -> ``sample.backbone.*``). A prefix that
+    names no key is a ValueError listing the sections, so a typo does not print nothing."""
+    keys = settings_keys()
+    unknown = [p for p in prefixes if not any(k == p or k.startswith(f"{p}.") for k in keys)]
+    if unknown:
+        sections = sorted({k.split(".")[0] for k in keys if "." in k})
+        raise ValueError(f"no config key is named or starts with {', '.join(map(repr, unknown))}; "
+                         f"sections: {', '.join(sections)} (`pipeline keys` lists every key)")
+    return [k for k in keys if any(k == p or k.startswith(f"{p}.") for p in prefixes)]

@@ -6,6 +6,7 @@ Layout (relative to ``run_dir``)::
     config_changes.jsonl             changes later runs made to them (pipeline/frozen.py)
     tables/<table>/shard-00000.parquet
     _state/<stage>/00000.json        completion marker: rows, failures, seconds, node
+    _state/<stage>/wall.json         wall seconds of each command that ran the stage
     _state/sources.json              what listing the sources found (duplicates)
 
 Everything goes through a pyarrow filesystem, so ``run_dir`` may be a local path, a
@@ -25,8 +26,6 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
-
-from schemas import TABLES
 
 # What listing the input found (count, duplicates); with tables/sources/ it fixes ingest's shards.
 SOURCES_STATE = "_state/sources.json"
@@ -171,6 +170,9 @@ class RunDir:
         """All shards of a table concatenated (an empty table when it has none)."""
         parts = [self.read_shard(name, i) for i in self.shards(name)]
         if not parts:
+            # Imported here: the schemas load `datasets`, which config resolution and `--help` need not.
+            from schemas import TABLES
+
             return TABLES[name].empty() if name in TABLES else pa.table({})
         return pa.concat_tables(parts, promote_options="default")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,8 +35,9 @@ class StageSummary:
     shards_total: int
     ok: int
     failed: int
-    seconds: float
+    seconds: float  # the shards' own seconds, added up (workers in parallel count each)
     finalized: bool  # the stage's final step (emit: the dataset/ folder) finished after its shards
+    wall_seconds: float = 0.0  # start to finish of the commands that ran the stage, added up
 
 
 def _shard_rows(run: RunDir, table: str, shard: int) -> int:
@@ -117,6 +119,7 @@ def finalize(stage: Stage, cfg: DictConfig, run: RunDir, shards_changed: bool) -
 
 def _run_checked(stage: Stage, cfg: DictConfig, run: RunDir) -> StageSummary:
     """Run one stage whose settings are checked, in a run directory whose lock this process holds."""
+    started = time.perf_counter()
     if primary_table(stage) == SOURCES:
         ensure_sources(stage, cfg, run)
     check_inputs(stage, run)
@@ -125,9 +128,29 @@ def _run_checked(stage: Stage, cfg: DictConfig, run: RunDir) -> StageSummary:
     if pending:
         run.delete_file(final)  # new shards: the final step runs again, even after a kill
         rows = sum(_shard_rows(run, primary_table(stage), s) for s in pending)
-        _executor(cfg).execute(stage, cfg, run, pending, rows)
+        try:
+            _executor(cfg).execute(stage, cfg, run, pending, rows)
+        finally:  # a run that fails or is interrupted still spent the time
+            record_wall_time(run, stage.name, cfg.executor, len(pending), time.perf_counter() - started)
+            started = time.perf_counter()
     finalize(stage, cfg, run, shards_changed=bool(pending))
+    if pending:
+        record_wall_time(run, stage.name, cfg.executor, 0, time.perf_counter() - started)
     return summarise(run, stage.name)
+
+
+def wall_record(stage: str) -> str:
+    return f"_state/{stage}/wall.json"
+
+
+def record_wall_time(run: RunDir, stage: str, executor: str, shards: int, seconds: float) -> None:
+    """Add one command's wall time on ``stage`` (its shards, or with ``shards=0`` its final step)
+    to ``_state/<stage>/wall.json``: what `pipeline status` shows beside the shards' own seconds,
+    which on Ray add up parallel work and leave out worker start-up and scheduling."""
+    where = wall_record(stage)
+    runs = run.read_json(where) if run.exists(where) else []
+    runs.append({"executor": executor, "shards": shards, "seconds": round(seconds, 3)})
+    run.write_json(where, runs)
 
 
 def run_stages(cfg: DictConfig, stage: str) -> list[StageSummary]:
@@ -144,7 +167,12 @@ def run_stages(cfg: DictConfig, stage: str) -> list[StageSummary]:
         if removed:
             log.info("run_dir %s: removed %d temporary file(s) a killed run left", run.uri, len(removed))
         check_and_freeze(run, cfg)
-        return [_run_checked(s, cfg, run) for s in stages]
+        try:
+            return [_run_checked(s, cfg, run) for s in stages]
+        finally:  # the Ray workers outlive one stage (pipeline/executors/ray.py), not the command
+            release = getattr(_executor(cfg), "release", None)
+            if release is not None:
+                release()
 
 
 def run_stage(cfg: DictConfig, name: str) -> StageSummary:
@@ -157,6 +185,7 @@ def final_marker(stage: str) -> str:
 
 def summarise(run: RunDir, stage: str) -> StageSummary:
     markers = run.markers(stage).values()
+    walls = run.read_json(wall_record(stage)) if run.exists(wall_record(stage)) else []
     return StageSummary(
         stage=stage,
         shards_done=len(markers),
@@ -165,6 +194,7 @@ def summarise(run: RunDir, stage: str) -> StageSummary:
         failed=sum(m["failed"] for m in markers),
         seconds=round(sum(m["seconds"] for m in markers), 1),
         finalized=run.exists(final_marker(stage)),
+        wall_seconds=round(sum(w["seconds"] for w in walls), 1),
     )
 
 
@@ -180,11 +210,14 @@ def format_status(run: RunDir) -> str:
     if info["sources"]:
         dup = len(info["sources"]["duplicates"])
         lines.append(f"sources: {info['sources']['count']} listed, {dup} duplicate(s) skipped")
-    lines.append(f"{'stage':<9} {'shards':>9} {'ok':>7} {'failed':>7} {'seconds':>9}  final")
+    # wall s: start to finish of the commands that ran the stage (start-up, scheduling, final
+    # step included); shard s: the shards' own seconds added up (parallel workers each count).
+    lines.append(f"{'stage':<9} {'shards':>9} {'ok':>7} {'failed':>7} {'wall s':>9} {'shard s':>9}  final")
     for s in info["stages"]:
         shards = f"{s.shards_done}/{s.shards_total}" if s.shards_total else "-"
         final = "done" if s.finalized else "NOT DONE" if s.shards_done else "-"
-        lines.append(f"{s.stage:<9} {shards:>9} {s.ok:>7} {s.failed:>7} {s.seconds:>9.1f}  {final}")
+        wall = f"{s.wall_seconds:.1f}" if s.wall_seconds else "-"
+        lines.append(f"{s.stage:<9} {shards:>9} {s.ok:>7} {s.failed:>7} {wall:>9} {s.seconds:>9.1f}  {final}")
     emit = next(s for s in info["stages"] if s.stage == "emit")
     if emit.shards_done and not emit.finalized:
         lines.append(

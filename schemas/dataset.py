@@ -19,6 +19,7 @@ from typing import Any
 import pyarrow as pa
 from datasets import Features, Image, List, Value
 
+from schemas import constants
 from schemas.candidates import CANDIDATE
 from schemas.pairs import DELTAS, LABEL_SOURCES
 from schemas.table import RLE, SchemaError, TableSpec
@@ -26,7 +27,7 @@ from schemas.table import RLE, SchemaError, TableSpec
 DATASET_SCHEMA_VERSION = 2
 CONFIG_DSPO = "dspo"
 CONFIG_PAIRS = "pairs"
-SPLITS = ("train", "validation", "test")
+SPLITS = constants.SPLITS
 
 # How each candidate was made (its CANDIDATE struct without the image itself).
 CANDIDATE_PARAMS = {name: feature for name, feature in CANDIDATE.items() if name != "image"}

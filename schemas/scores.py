@@ -6,13 +6,13 @@ from dataclasses import dataclass
 
 from datasets import Features, Value
 
+from schemas.constants import SCORE_MODES
 from schemas.table import TableSpec
 
 # 2: the ``mode`` column (how full-reference metrics saw the instance: map or composite).
 SCHEMA_VERSION = 2
 # score.mode: quality maps pooled inside each mask, or one composite crop per (candidate, instance).
-MAP, COMPOSITE = "map", "composite"
-SCORE_MODES = (MAP, COMPOSITE)
+MAP, COMPOSITE = SCORE_MODES
 
 
 @dataclass

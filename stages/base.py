@@ -9,7 +9,7 @@ whole tables, write files such as the dataset), once every shard is done.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
@@ -79,6 +79,12 @@ class Stage(abc.ABC):
     # Tables ``finalize`` reads that come from outside the pipeline (e.g. people's judgements):
     # the runner refreshes them before every finalize, and a change in them runs finalize again.
     external_tables: ClassVar[tuple[str, ...]] = ()
+    # What the progress bar counts, ``progress_per_row()`` of them per input row. Stages whose
+    # rows take long (sample, score) count candidates and report them from inside a batch
+    # through ``advance``; the others advance once per batch.
+    progress_unit: ClassVar[str] = "img"
+    # Set by the executor for the duration of a shard; None when nobody watches.
+    progress: Callable[[float], None] | None = None
 
     def __init__(self, cfg: Any) -> None:
         self.cfg = cfg
@@ -95,6 +101,14 @@ class Stage(abc.ABC):
     @property
     def output_spec(self) -> TableSpec:
         return TABLES[self.output_table]
+
+    def progress_per_row(self) -> int:
+        return 1
+
+    def advance(self, units: float) -> None:
+        """Report ``units`` (possibly fractional) of ``progress_unit`` done inside a batch."""
+        if self.progress is not None:
+            self.progress(units)
 
     def setup(self) -> None:  # noqa: B027 - optional hook; stages without models need nothing
         """Load models; called once per worker before the first batch."""

@@ -65,6 +65,7 @@ import numpy as np
 import pyarrow as pa
 from scipy.stats import kendalltau
 
+from schemas.constants import UNCERTAIN_PAIRS
 from schemas.instances import instance_id as make_instance_id
 from schemas.pairs import PairsRow, pair_id
 from schemas.scores import metrics_dict, metrics_struct
@@ -76,7 +77,7 @@ from stages.scoring.reward import reward_weights
 from stages.weights import instance_weights
 
 DROP_AREA, DROP_MARGIN, DROP_AGREEMENT = "area", "margin", "agreement"
-UNCERTAIN = ("drop", "review")
+UNCERTAIN = UNCERTAIN_PAIRS
 VISIBLE = 1.0  # the margin at which a difference reaches the visibility scale
 HISTOGRAM_EDGES = [0.5 * i for i in range(11)]  # margins in visibility units; larger ones: "over"
 WARNING = "candidates barely differ: consider more sampler variety or another backbone"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,9 +23,9 @@ from common.images import decode_stored_array, encode_png
 from common.seeds import content_id, seed_for
 from schemas.candidates import CandidatesRow
 from schemas.table import STATUS_OK, dumps_params, image_struct
-from stages.backbones import Backbone, load
+from stages.backbones import Backbone, SampleRequest, load
 from stages.backbones.base import MIN_LQ_SIDE
-from stages.backbones.tiling import sample_tiled
+from stages.backbones.tiling import sample_tiled, tile_count
 from stages.base import Batch, Stage, ok_rows
 from stages.prompts import build_prompt, check_template
 
@@ -59,10 +60,31 @@ def encode_sr(image: torch.Tensor) -> bytes:
     return encode_png(Image.fromarray(array))
 
 
+class CallProgress:
+    """One backbone call's progress in candidates: each of its expected denoising steps (steps x
+    tiles) is an equal share of the call's candidates. A backbone that runs fewer steps (strength
+    < 1) catches up at ``finish``; one that runs more (unbatched guidance) stops at the total."""
+
+    def __init__(self, advance: Callable[[float], None], candidates: int, steps: int) -> None:
+        self.advance, self.left, self.share = advance, float(candidates), candidates / max(1, steps)
+
+    def step(self) -> None:
+        share = min(self.share, self.left)
+        if share > 0:
+            self.left -= share
+            self.advance(share)
+
+    def finish(self) -> None:
+        if self.left > 0:
+            self.advance(self.left)
+            self.left = 0.0
+
+
 class SampleStage(Stage):
     name = "sample"
     input_tables = ("lq",)
     output_table = "candidates"
+    progress_unit = "candidate"
 
     def __init__(self, cfg: Any) -> None:
         super().__init__(cfg)
@@ -73,6 +95,9 @@ class SampleStage(Stage):
         check_template(settings.prompt.template)
         self.backbone_name = str(settings.backbone.name)
         self.backbone: Backbone | None = None
+
+    def progress_per_row(self) -> int:
+        return self.num_candidates
 
     def setup(self) -> None:
         self.backbone = load(self.settings)
@@ -147,7 +172,8 @@ class SampleStage(Stage):
     def run_jobs(
         self, jobs: list[Job], lqs: list[torch.Tensor], prompts: list[str], negative: str
     ) -> tuple[dict[tuple[int, int], dict[str, Any]], dict[int, tuple[int, int]]]:
-        """One backbone call per (LQ size, sampler setting).
+        """One backbone call per (LQ size, sampler setting) and ``sample.call_batch_size``
+        candidates.
 
         Returns candidate dicts by (image index, k) and the SR (height, width) by image index.
         """
@@ -155,25 +181,25 @@ class SampleStage(Stage):
         groups: dict[tuple, list[Job]] = defaultdict(list)
         for job in jobs:
             groups[(tuple(lqs[job.image_index].shape), job.setting)].append(job)
+        calls = int(self.settings.call_batch_size)
+        tile, tile_pad = int(self.settings.tile), int(self.settings.tile_pad)
         results, sizes = {}, {}
-        for (_, setting), group in groups.items():
-            started = time.perf_counter()
-            sr = sample_tiled(
-                backbone,
-                torch.stack([lqs[j.image_index] for j in group]),
-                [prompts[j.image_index] for j in group],
-                [negative] * len(group),
-                [j.seed for j in group],
-                steps=setting.steps,
-                guidance=setting.guidance,
-                strength=setting.strength,
-                tile=int(self.settings.tile),
-                tile_pad=int(self.settings.tile_pad),
-            )
-            seconds = (time.perf_counter() - started) / len(group)
-            for job, image in zip(group, sr):
-                results[(job.image_index, job.k)] = self.candidate(job, image, prompts[job.image_index], seconds)
-                sizes[job.image_index] = (image.shape[1], image.shape[2])
+        for (shape, setting), jobs_of_group in groups.items():
+            for start in range(0, len(jobs_of_group), calls):
+                group = jobs_of_group[start : start + calls]
+                progress = CallProgress(self.advance, len(group), setting.steps * tile_count(*shape[1:], tile, tile_pad))
+                request = SampleRequest(
+                    [prompts[j.image_index] for j in group], [negative] * len(group), [j.seed for j in group],
+                    setting.steps, setting.guidance, setting.strength,
+                    on_step=progress.step if self.progress else None,
+                )
+                started = time.perf_counter()
+                sr = sample_tiled(backbone, torch.stack([lqs[j.image_index] for j in group]), request, tile, tile_pad)
+                progress.finish()
+                seconds = (time.perf_counter() - started) / len(group)
+                for job, image in zip(group, sr):
+                    results[(job.image_index, job.k)] = self.candidate(job, image, prompts[job.image_index], seconds)
+                    sizes[job.image_index] = (image.shape[1], image.shape[2])
         return results, sizes
 
     def candidate(self, job: Job, image: torch.Tensor, prompt: str, seconds: float) -> dict[str, Any]:

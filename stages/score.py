@@ -33,6 +33,7 @@ class ScoreStage(Stage):
     name = "score"
     input_tables = ("candidates", "instances", "lq")
     output_table = "scores"
+    progress_unit = "candidate"
 
     def __init__(self, cfg: Any) -> None:
         super().__init__(cfg)
@@ -44,6 +45,9 @@ class ScoreStage(Stage):
         _check_metric_lists(self.fr_names, self.nr_names, self.alpha, dict(settings.min_side))
         self.scorer: InstanceScorer | None = None
         self.lower_better: dict[str, bool] = {}
+
+    def progress_per_row(self) -> int:
+        return int(self.cfg.sample.num_candidates)
 
     def setup(self) -> None:
         """Build every metric now, so a missing weight file stops the run before any work."""
@@ -61,7 +65,8 @@ class ScoreStage(Stage):
             self.setup()
         assert self.scorer is not None
         images = gather_images(batch)
-        values = self.scorer.score(images)
+        candidates = sum(len(image.candidate_ids) for image in images)
+        values = self.scorer.score(images, on_progress=lambda share: self.advance(share * candidates))
         rows = []
         for i, image in enumerate(images):
             for m in range(len(image.masks)):

@@ -29,6 +29,7 @@ from schemas.dataset import (
     validate_dspo_features,
     validate_dspo_rows,
 )
+from trainer.options import CROP_SAMPLING
 
 
 def load_dspo_split(dataset: str, split: str) -> datasets.Dataset:
@@ -218,9 +219,6 @@ def collate_dspo(rows: Sequence[Mapping[str, Any]]) -> DspoBatch:
         image_ids=[row["image_id"] for row in rows],
         hr=torch.stack([image_tensor(row["hr"]) for row in rows]) if has_hr else None,
     )
-
-
-CROP_SAMPLING = ("instances", "uniform")
 
 
 def random_crop(batch: DspoBatch, size: int, generator: torch.Generator, sampling: str = "instances") -> DspoBatch:

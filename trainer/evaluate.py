@@ -42,13 +42,14 @@ import torch.nn.functional as F
 from common.device import DeviceError, resolve_device
 from common.masks import decode_masks
 from schemas.dataset import DatasetFormatError
-from stages.backbones.base import MissingWeightsError
+from stages.backbones.base import MissingWeightsError, SampleRequest
 from stages.scoring.metrics import MetricUnavailableError, create_metric
 from stages.scoring.reward import hybrid_reward
 from stages.scoring.scorer import ImageToScore, InstanceScorer
 from trainer.data import image_tensor, load_dspo_split, text_condition, validate_dspo_dataset
-from trainer.intervals import Interval, mean_interval, ratio_interval
+from trainer.intervals import Interval, format_interval, mean_interval, ratio_interval, too_few_units
 from trainer.models import BackboneFolderError, load_sampling_backbone
+from trainer.options import parse_eval_args as parse_args
 
 # Smallest crop side per metric, as the score stage's defaults (vif needs 48 px windows).
 MIN_SIDE = {"default": 32, "vif": 48, "cw_ssim": 64, "ms_ssim": 176}
@@ -57,41 +58,6 @@ CHUNK_PIXELS = 262144  # most pixels per metric call
 REFERENCE, TRAINED = "reference", "trained"
 HEADROOM = ("reference_mean", "reference_best_instances")
 BICUBIC = "bicubic"
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dspo-eval", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", required=True, help="dataset folder or Hub id (config 'dspo')")
-    parser.add_argument("--split", default="validation")
-    models = parser.add_mutually_exclusive_group()
-    models.add_argument("--checkpoint", help="the trained model (dspo-train output folder), against --reference")
-    models.add_argument("--compare", nargs=2, metavar=("A", "B"),
-                        help="two models head to head ('tiny' or folders): A's win rate over B")
-    parser.add_argument("--reference", default="tiny", help="with --checkpoint: the model it started from")
-    parser.add_argument("--seeds", type=int, default=4, help="sample pairs per image")
-    parser.add_argument("--first_seed", type=int, default=1000,
-                        help="seeds first_seed.. (apart from dspo-train's validation seeds 0..)")
-    parser.add_argument("--max_images", type=int, default=None)
-    parser.add_argument("--sample_steps", type=int, default=None, help="default: as the dataset's candidates")
-    parser.add_argument("--guidance", type=float, default=None, help="default: as the dataset's candidates")
-    parser.add_argument("--strength", type=float, default=None, help="default: as the dataset's candidates")
-    parser.add_argument("--negative_prompt", default="")
-    parser.add_argument("--noise_level", type=int, default=20)
-    parser.add_argument("--metrics", default="psnr,ssim,fsim,vif,gmsd", help="full-reference metrics (pyiqa names)")
-    parser.add_argument("--weights_dir", default="weights/iqa", help="IQA weight files (never downloaded)")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--output_json", default=None)
-    return parser
-
-
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.checkpoint is None and args.compare is None:
-        parser.error("give --checkpoint (trained against --reference) or --compare A B")
-    if args.seeds < 1:
-        parser.error("--seeds must be at least 1")
-    return args
 
 
 def whole_image_scores(metrics: Sequence[Any], images: torch.Tensor, hr: torch.Tensor) -> dict[str, np.ndarray]:
@@ -152,6 +118,9 @@ def evaluate_models(
         "strength": args.strength if args.strength is not None else float(params.get("strength") or 1.0),
     }
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    warning = too_few_units(len(rows) * len(seeds))
+    if warning:  # now, not after minutes of sampling
+        print(f"dspo-eval: warning: {warning}", file=sys.stderr)
 
     # Per (image, seed) unit: each model's whole-image metrics and each comparison's instance outcomes;
     # per image: bicubic and the headroom rows (one image each), and the reference's mean over seeds.
@@ -165,7 +134,8 @@ def evaluate_models(
         hr = image_tensor(row["hr"])[None]
         masks = decode_masks(row["masks"])
         texts, negatives = [text_condition(row)] * len(seeds), [args.negative_prompt] * len(seeds)
-        samples = {label: backbone.sample(lq, texts, negatives, seeds, **sampler) for label, backbone in backbones.items()}
+        request = SampleRequest(texts, negatives, seeds, **sampler)
+        samples = {label: backbone.sample(lq, request) for label, backbone in backbones.items()}
         for label, images in samples.items():
             for name, values in whole_image_scores(metrics, images, hr).items():
                 per_unit[label][name].extend(values.tolist())
@@ -216,6 +186,8 @@ def evaluate_models(
         "whole_image_intervals": whole_intervals,
         "lower_is_better": lower_better,
         "interval": "95% percentile bootstrap (scipy.stats.bootstrap) over (image, seed) sample pairs",
+        "interval_units": len(rows) * len(seeds),
+        "warnings": [w for w in [too_few_units(len(rows) * len(seeds))] if w],
         "comparisons": [
             comparison_summary(a, b, outcomes[(a, b)], per_unit, lower_better) for a, b in comparisons
         ],
@@ -270,27 +242,23 @@ def format_table(result: dict[str, Any]) -> str:
         "|---|---|" + "---|" * len(names),
     ]
     for c in result["comparisons"]:
-        rate = c["instance_win_rate"]
         cells = [format_interval(c["delta"][n]) for n in names]
         lines.append(
-            f"| {c['a']} over {c['b']} ({c['instance_comparisons']}) | {rate['value']:.1%} "
-            f"[{rate['low']:.1%}, {rate['high']:.1%}] | " + " | ".join(cells) + " |"
+            f"| {c['a']} over {c['b']} ({c['instance_comparisons']}) | "
+            f"{format_interval(c['instance_win_rate'], percent=True)} | " + " | ".join(cells) + " |"
         )
     for label, values in result.get("headroom_over_reference", {}).items():
         lines.append(f"| headroom: {label} - reference | | " + " | ".join(format_interval(values[n]) for n in names) + " |")
     lines += ["", "| model | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for label, values in result["whole_image"].items():
         lines.append(f"| {label} | " + " | ".join(f"{values[n]:.4f}" for n in names) + " |")
+    no_interval = result.get("interval_units", 2) < 2
     for c in result["comparisons"]:
-        lines.append(
-            f"{c['a']} vs {c['b']}: metrics worse: {', '.join(c['metrics_worse']) or 'none'}; "
-            f"worse beyond the interval: {', '.join(c['metrics_worse_beyond_interval']) or 'none'}"
-        )
+        beyond = "n/a (no interval)" if no_interval else ", ".join(c["metrics_worse_beyond_interval"]) or "none"
+        lines.append(f"{c['a']} vs {c['b']}: metrics worse: {', '.join(c['metrics_worse']) or 'none'}; "
+                     f"worse beyond the interval: {beyond}")
+    lines += [f"warning: {w}" for w in result.get("warnings", [])]
     return "\n".join(lines)
-
-
-def format_interval(value: Mapping[str, float]) -> str:
-    return f"{value['value']:+.4f} [{value['low']:+.4f}, {value['high']:+.4f}]"
 
 
 def default_output(args: argparse.Namespace) -> Path:

@@ -26,62 +26,16 @@ from tqdm import tqdm
 
 from common.device import DeviceError, resolve_device
 from common.images import BadImageError, DecodedImage, decode_image
-from stages.backbones.base import Backbone, LQSizeError, MissingWeightsError, check_lq_size
+from stages.backbones.base import Backbone, LQSizeError, MissingWeightsError, SampleRequest, check_lq_size
 from stages.backbones.registry import BackboneConfigError
 from stages.backbones.tiling import sample_tiled, tile_count
 from trainer.data import image_tensor
 from trainer.models import BackboneFolderError, load_sampling_backbone
+from trainer.options import parse_infer_args as parse_args
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 # Formats that cannot store transparency: images with alpha are written as PNG instead.
 NO_ALPHA_SUFFIXES = {".jpg", ".jpeg", ".bmp"}
-# Sampler defaults = the sample stage's (pipeline/defaults/sample.yaml), i.e. how the training
-# candidates were made and how dspo-train validates.
-DEFAULT_STEPS = 4
-DEFAULT_GUIDANCE = 1.0
-# Tile side in LQ pixels (0 = whole image) and context per side; chosen from the measured
-# time/memory table in README.md (the embedded model, one 512x512 input on 2 cores).
-DEFAULT_TILE = 256
-DEFAULT_TILE_PAD = 32
-
-
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="dspo-infer", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--input_path", required=True, help="an image file or a folder of images")
-    parser.add_argument("--output_path", required=True, help="folder for the SR images (created)")
-    parser.add_argument("--checkpoint", default="tiny", help="dspo-train output folder, or 'tiny'")
-    parser.add_argument("--suffix", default="", help="appended to each output's name: photo -> photo<suffix>.png")
-    parser.add_argument("--ext", choices=("png", "jpg", "same"), default="png",
-                        help="output format; 'same' keeps the input's (images with alpha become PNG where it has none)")
-    parser.add_argument("--overwrite", action="store_true", help="replace outputs that exist (default: skip them)")
-    parser.add_argument("--prompt", default="high quality, sharp, detailed photo")
-    parser.add_argument("--negative_prompt", default="blurry, noisy, jpeg artifacts, oversmoothed, low quality")
-    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="denoising steps")
-    parser.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE, help="CFG scale; 1.0 = no CFG")
-    parser.add_argument("--strength", type=float, default=1.0, help="< 1 starts from the noised upsampled input")
-    parser.add_argument("--noise_level", type=int, default=20, help="SD x4 upscaler LQ noise level")
-    parser.add_argument("--seed", type=int, default=0, help="noise seed (every image uses it)")
-    parser.add_argument("--tile", type=int, default=DEFAULT_TILE,
-                        help="tile side in input pixels for large images; 0 = the whole image at once")
-    parser.add_argument("--tile_pad", type=int, default=DEFAULT_TILE_PAD,
-                        help="context around each tile, in input pixels (neighbouring tiles overlap by twice this)")
-    parser.add_argument("--batch_size", type=int, default=4,
-                        help="consecutive same-size images that fit in one tile go through the model together")
-    parser.add_argument("--max_pixels", type=int, default=4096 * 4096,
-                        help="larger inputs fail (decompression bomb guard)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:<i>")
-    parser.add_argument("--on_missing_gpu", choices=("fallback", "error"), default="fallback",
-                        help="when --device asks for CUDA and there is none: run on the CPU (warn) or stop")
-    args = parser.parse_args(argv)
-    if args.steps < 1:
-        parser.error("--steps must be at least 1")
-    if not 0.0 < args.strength <= 1.0:
-        parser.error("--strength must be in (0, 1]")
-    if args.tile < 0 or args.tile_pad < 0 or args.batch_size < 1:
-        parser.error("--tile and --tile_pad must be >= 0 and --batch_size >= 1")
-    return args
-
-
 @dataclass
 class Item:
     """One input file on its way through: its pixels, tensor and target file."""
@@ -192,11 +146,10 @@ class Run:
         tiles_bar = tqdm(total=tiles, desc=f"tiles of {items[0].path.name}", unit="tile", leave=False,
                          file=sys.stderr, disable=tiles == 1, dynamic_ncols=True)
         try:
-            sr = sample_tiled(
-                self.backbone, torch.stack([item.lq for item in items]), [args.prompt] * rows,
-                [args.negative_prompt] * rows, [args.seed] * rows, steps=args.steps, guidance=args.guidance,
-                strength=args.strength, tile=args.tile, tile_pad=args.tile_pad, on_tile=tiles_bar.update,
-            )
+            request = SampleRequest([args.prompt] * rows, [args.negative_prompt] * rows, [args.seed] * rows,
+                                    args.steps, args.guidance, args.strength)
+            sr = sample_tiled(self.backbone, torch.stack([item.lq for item in items]), request,
+                              tile=args.tile, tile_pad=args.tile_pad, on_tile=tiles_bar.update)
         except (torch.OutOfMemoryError, MemoryError) as err:
             for item in items:
                 self.fail(item.path, f"out of memory ({type(err).__name__}); try a smaller --tile")

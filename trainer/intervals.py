@@ -8,6 +8,7 @@ compared with itself where every unit ties, at the exact interval [0.5, 0.5] ins
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -17,6 +18,18 @@ from scipy import stats
 CONFIDENCE = 0.95
 RESAMPLES = 9999
 SEED = 0  # intervals are reproducible: the same figures give the same interval
+# Below this many units a percentile bootstrap sees too few distinct values to cover 95% (with 2
+# units each resample is one of 3 values): the interval is still computed, with a warning.
+MIN_UNITS = 5
+
+
+def too_few_units(units: int) -> str | None:
+    """A warning when ``units`` (image, seed) sample pairs are too few for a 95% interval."""
+    if units >= MIN_UNITS:
+        return None
+    what = "no interval at all" if units < 2 else f"intervals that cover much less than {CONFIDENCE:.0%}"
+    return (f"only {units} (image, seed) unit(s): {what}; use at least {MIN_UNITS} "
+            "(more --seeds or more images)")
 
 
 @dataclass(frozen=True)
@@ -29,7 +42,17 @@ class Interval:
         return {"value": self.value, "low": self.low, "high": self.high}
 
     def __str__(self) -> str:
-        return f"{self.value:+.4f} [{self.low:+.4f}, {self.high:+.4f}]"
+        return format_interval(self.as_dict())
+
+
+def format_interval(value: dict[str, float], percent: bool = False) -> str:
+    """``+0.1234 [+0.1000, +0.1500]`` (or ``62.1% [47.1%, 77.0%]``); ``[no interval]`` where the
+    bounds are undefined (one unit), never ``nan``."""
+    number = "{:.1%}" if percent else "{:+.4f}"
+    text = number.format(value["value"])
+    if math.isnan(value["low"]) or math.isnan(value["high"]):
+        return f"{text} [no interval]"
+    return f"{text} [{number.format(value['low'])}, {number.format(value['high'])}]"
 
 
 def _interval(data: Sequence[np.ndarray], statistic, value: float, resamples: int, confidence: float) -> Interval:

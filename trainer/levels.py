@@ -31,13 +31,9 @@ import torch
 from common.images import BadImageError, decode_stored, stored_size
 from common.masks import MaskError, decode_masks
 from common.seeds import seed_for
-from schemas.dataset import CONFIG_DSPO, CONFIG_PAIRS, DatasetFormatError, validate_pairs_rows
+from schemas.dataset import CONFIG_DSPO, DatasetFormatError, validate_pairs_rows
 from trainer.data import DspoBatch, collate_dspo, image_tensor, load_split, validate_dspo_dataset
-
-LEVEL_IMAGE = "image"
-LEVEL_INSTANCE = "instance"
-LEVELS = (LEVEL_INSTANCE, LEVEL_IMAGE)
-CONFIGS = (CONFIG_DSPO, CONFIG_PAIRS)
+from trainer.options import LEVEL_INSTANCE  # the level names live with the commands' arguments
 
 
 def whole_image_choice(win_index: Sequence[int], lose_index: Sequence[int], weight: Sequence[float],

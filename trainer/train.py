@@ -36,98 +36,22 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration, set_seed
 from diffusers.optimization import get_scheduler
+from tqdm import tqdm
 
 from common.images import BadImageError
 from common.seeds import seed_for
 from schemas.dataset import CONFIG_DSPO, DatasetFormatError
 from trainer.checkpoints import CheckpointError, find_checkpoint, load_checkpoint, save_checkpoint
-from trainer.data import CROP_SAMPLING, CropSizeError, DspoBatch, collate_dspo, empty_share, random_crop
-from trainer.levels import CONFIGS, LEVEL_INSTANCE, LEVELS, training_rows
+from trainer.data import CropSizeError, DspoBatch, collate_dspo, empty_share, random_crop
+from trainer.levels import training_rows
 from trainer.logs import TrainingLog, console_line
 from trainer.loss import dspo_loss, instance_errors, mask_fractions
 from trainer.models import BackboneFolderError, LoraSettings, TrainableSR, load_trainable
+from trainer.options import parse_train_args as parse_args
 from trainer.validation import SamplerSettings, Validator
 
 BEST_DIR = "best"
 LAST_DIR = "last"
-
-
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="dspo-train", description=__doc__.split("\n\n")[0])
-    data = parser.add_argument_group("data")
-    data.add_argument("--dataset", required=True, help="dataset folder or Hub id")
-    data.add_argument("--dataset_config", choices=CONFIGS, default=CONFIG_DSPO,
-                      help="'dspo' (srprefs) or 'pairs' (Pick-a-Pic layout: jpg_0, jpg_1, label_0, caption, lq)")
-    data.add_argument("--level", choices=LEVELS, default=LEVEL_INSTANCE,
-                      help="'instance': DSPO (per-instance preferences); 'image': Diffusion-DPO on whole images")
-    data.add_argument("--train_split", default="train")
-    data.add_argument("--validation_split", default="validation", help="'' to skip validation")
-    data.add_argument("--validation_images", type=int, default=8, help="validation rows used (first ones)")
-    data.add_argument("--validation_seeds", type=int, default=2, help="samples per validation image")
-    data.add_argument("--train_fraction", type=float, default=1.0,
-                      help="train on a seeded subset of the train split's images holding this share of its "
-                      "preference pairs (dataset-size curves)")
-
-    model = parser.add_argument_group("model")
-    model.add_argument("--backbone", default="tiny", help="'tiny' (embedded) or a diffusers pipeline folder")
-    model.add_argument("--use_lora", action="store_true", help="train LoRA adapters (reference = adapters off)")
-    model.add_argument("--lora_rank", type=int, default=8)
-    model.add_argument("--lora_alpha", type=float, default=8.0)
-    model.add_argument("--lora_target_modules", default="to_q,to_k,to_v,to_out.0")
-    model.add_argument("--noise_level", type=int, default=20, help="LQ noise augmentation of the SD x4 upscaler")
-
-    loss = parser.add_argument_group("objective")
-    # Defaults measured by benchmarks/closed_loop.py --sweep (see its table in the README): without
-    # the SFT term the policy drifts away from losers and winners alike (PSNR falls while the
-    # preference accuracy rises); sft_weight = beta / 4 puts both terms on one scale at step 0.
-    loss.add_argument("--beta", type=float, default=100.0, help="DPO temperature")
-    loss.add_argument("--sft_weight", type=float, default=25.0, help="weight of the winners' denoising error")
-    loss.add_argument("--dpo_weight", type=float, default=1.0,
-                      help="weight of the DSPO term; 0 trains on the winners alone (the SFT-only control)")
-    loss.add_argument("--condition_dropout", type=float, default=0.1,
-                      help="share of images trained without condition (keeps classifier-free guidance consistent)")
-
-    optim = parser.add_argument_group("optimisation")
-    optim.add_argument("--learning_rate", type=float, default=3e-4, help="measured for the tiny backbone; lower for large ones")
-    optim.add_argument("--lr_scheduler", default="constant")
-    optim.add_argument("--lr_warmup_steps", type=int, default=0)
-    optim.add_argument("--adam_weight_decay", type=float, default=0.0)
-    optim.add_argument("--max_grad_norm", type=float, default=1.0)
-    optim.add_argument("--max_train_steps", type=int, default=300)
-    optim.add_argument("--train_batch_size", type=int, default=1, help="images per step (each with N candidates)")
-    optim.add_argument("--crop_size", type=int, default=0,
-                       help="train on one random aligned crop of this many HR pixels per step (0: whole images)")
-    optim.add_argument("--crop_sampling", choices=CROP_SAMPLING, default="instances",
-                       help="'instances': crop positions weighted by the kept-instance area inside them, so a step "
-                       "always holds preference signal; 'uniform': any position (a crop can miss every instance)")
-    optim.add_argument("--gradient_accumulation_steps", type=int, default=1)
-    optim.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"], default="no")
-    optim.add_argument("--seed", type=int, default=0)
-
-    run = parser.add_argument_group("run")
-    run.add_argument("--output_dir", required=True)
-    run.add_argument("--checkpointing_steps", type=int, default=100)
-    run.add_argument("--checkpoints_total_limit", type=int, default=None)
-    run.add_argument("--resume_from_checkpoint", default=None, help="'latest' or a checkpoint folder")
-    run.add_argument("--validation_steps", type=int, default=50, help="0 disables validation")
-    run.add_argument("--sample_steps", type=int, default=None, help="validation sampler steps (default: as the candidates)")
-    run.add_argument("--guidance", type=float, default=None, help="validation guidance (default: as the candidates)")
-    run.add_argument("--strength", type=float, default=None, help="validation start strength (default: as the candidates)")
-    run.add_argument("--report_to", choices=["auto", "tensorboard", "none"], default="auto")
-    run.add_argument("--log_every", type=int, default=1, help="console line every N steps")
-    args = parser.parse_args(argv)
-    for name in ("max_train_steps", "train_batch_size", "gradient_accumulation_steps", "checkpointing_steps", "log_every"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name} must be at least 1")
-    if args.beta <= 0:
-        parser.error("--beta must be positive")
-    if args.dpo_weight < 0 or args.sft_weight < 0 or args.dpo_weight + args.sft_weight == 0:
-        parser.error("--dpo_weight and --sft_weight must be non-negative and not both 0")
-    if not 0.0 <= args.condition_dropout < 1.0:
-        parser.error("--condition_dropout must be in [0, 1)")
-    if not 0.0 < args.train_fraction <= 1.0:
-        parser.error("--train_fraction must be in (0, 1]")
-    return args
 
 
 def sampler_settings(args: argparse.Namespace, rows: Sequence[dict[str, Any]]) -> SamplerSettings:
@@ -256,10 +180,21 @@ def train(args: argparse.Namespace) -> int:
             beta=args.beta, device=accelerator.device,
         )
 
+    def say(line: str) -> None:
+        # Through the bar, so that a line does not tear it; only the main process speaks.
+        if accelerator.is_main_process:
+            bar.write(line, file=sys.stderr)
+
     def run_validation(step: int) -> None:
+        # Sampling every validation image takes long on a CPU (minutes at step 0, where the
+        # reference is sampled too): say so before, and how long it took after.
+        first = "the reference's samples too, then " if validator.first_run else ""
+        say(f"validation at step {step}: sampling {len(validation_batches)} image(s) x {args.validation_seeds} "
+            f"seed(s), {validator.sampler.steps} steps each ({first}scoring)...")
+        began = time.time()
         record = log.write("validation", step, validator(accelerator.unwrap_model(denoiser)))
         accelerator.log({f"val/{k}": v for k, v in record.items() if k not in ("kind", "step")}, step=step)
-        accelerator.print(console_line(record))
+        say(f"{console_line(record)} ({time.time() - began:.0f} s)")
         # The best checkpoint by absolute quality when HR is known, else by held-out DSPO loss;
         # step 0 (the reference itself) competes, so a run that only degrades keeps the reference.
         score = record["psnr"] if "psnr" in record else -record["loss"]
@@ -268,6 +203,9 @@ def train(args: argparse.Namespace) -> int:
             if accelerator.is_main_process:
                 save_model_atomically(trainable, accelerator.unwrap_model(denoiser), output_dir / BEST_DIR)
 
+    # The step bar: loss and implicit accuracy of the last step, and tqdm's ETA.
+    bar = tqdm(total=args.max_train_steps, initial=start_step, desc="dspo-train", unit="step",
+               disable=not accelerator.is_main_process, file=sys.stderr, dynamic_ncols=True)
     if validator is not None and start_step == 0:
         run_validation(0)
 
@@ -303,8 +241,10 @@ def train(args: argparse.Namespace) -> int:
         record = log.write("train", step, values)
         empty_steps += int(values["empty_share"] >= 1.0)
         accelerator.log({f"train/{k}": v for k, v in values.items()}, step=step)
+        bar.update(1)
+        bar.set_postfix(loss=f"{values['loss']:.4g}", acc=f"{values.get('implicit_acc', float('nan')):.2f}")
         if step % args.log_every == 0 or step == args.max_train_steps:
-            accelerator.print(console_line(record))
+            say(console_line(record))
         if validator is not None and args.validation_steps > 0 and step % args.validation_steps == 0:
             run_validation(step)
         if step % args.checkpointing_steps == 0 and accelerator.is_main_process:
@@ -313,6 +253,7 @@ def train(args: argparse.Namespace) -> int:
 
     if validator is not None and step % args.validation_steps:
         run_validation(step)  # the last step competes too
+    bar.close()
     if accelerator.is_main_process:
         final = accelerator.unwrap_model(denoiser)
         save_model_atomically(trainable, final, output_dir / LAST_DIR)

@@ -56,6 +56,11 @@ class Validator:
         self.beta = beta
         self._reference: list[torch.Tensor] | None = None
 
+    @property
+    def first_run(self) -> bool:
+        """The next call samples the reference too (once, then it is kept)."""
+        return self._reference is None
+
     def _samples(self, denoiser: torch.nn.Module) -> list[torch.Tensor]:
         """[S, B, 3, H, W] per batch: one sample per seed and image, all seeds in one call."""
         out = []

@@ -17,10 +17,11 @@ def execute(stage: Stage, cfg: Any, run: RunDir, shards: list[int], total_rows: 
     stage then fails naming every failed shard."""
     stage.setup()
     results, failed = [], []
-    with tqdm(total=total_rows, desc=stage.name, unit="img", disable=not cfg.progress) as bar:
+    total = total_rows * stage.progress_per_row()
+    with tqdm(total=total, desc=stage.name, unit=stage.progress_unit, disable=not cfg.progress) as bar:
         for shard in shards:
             try:
-                results.append(run_shard(stage, run, shard, on_rows=bar.update))
+                results.append(run_shard(stage, run, shard, on_progress=bar.update))
             except ShardFailedError as err:
                 failed.append(str(err))
     if failed:

@@ -96,13 +96,44 @@ def _in_input_order(output: pa.Table, primary: pa.Table) -> pa.Table:
     return output.take(pa.array(order, type=pa.int64()))
 
 
+class BatchProgress:
+    """A stage's progress reports (fractions of ``stage.progress_unit``, from inside a batch) as
+    whole units for a bar: never past the units of the batches begun so far (a batch retried item
+    by item reports its work twice), and topped up when a batch ends (a stage that reports
+    nothing advances once per batch)."""
+
+    def __init__(self, emit: Callable[[int], None]) -> None:
+        self.emit = emit
+        self.done = 0.0
+        self.shown = 0
+        self.limit = 0
+
+    def begin_batch(self, units: int) -> None:
+        self.limit += units
+
+    def __call__(self, units: float) -> None:
+        self.done = min(self.done + units, float(self.limit))
+        # a float sum of shares of one call may land a hair under the whole it adds up to
+        whole = int(self.done + 1e-6) - self.shown
+        if whole > 0:
+            self.shown += whole
+            self.emit(whole)
+
+    def end_batch(self) -> None:
+        self(self.limit - self.done)
+
+
 def run_shard(
-    stage: Stage, run: RunDir, shard: int, on_rows: Callable[[int], None] | None = None
+    stage: Stage, run: RunDir, shard: int, on_progress: Callable[[int], None] | None = None
 ) -> dict[str, Any]:
     """Process shard ``shard`` of ``stage`` and write its output and marker; returns the stats.
-    Raises ShardFailedError (naming the log that holds the traceback) when the shard fails."""
+    ``on_progress`` gets whole ``stage.progress_unit``s as they are done (``progress_per_row()``
+    per input row in all). Raises ShardFailedError (naming the log that holds the traceback)
+    when the shard fails."""
+    progress = BatchProgress(on_progress) if on_progress else None
+    stage.progress = progress
     try:
-        return _run_shard(stage, run, shard, on_rows)
+        return _run_shard(stage, run, shard, progress)
     except ShardFailedError:
         raise
     except Exception as err:
@@ -113,6 +144,8 @@ def run_shard(
         raise ShardFailedError(
             f"stage {stage.name} shard {shard} failed: {_error_text(err)} (traceback: {run.path(where)})"
         ) from err
+    finally:
+        stage.progress = None
 
 
 def _failed_here(output: pa.Table, upstream: list[tuple[str, str]]) -> list[str]:
@@ -132,9 +165,7 @@ def _too_many_failed(stage: Stage, processed: int, failed: int) -> str | None:
     return None
 
 
-def _run_shard(
-    stage: Stage, run: RunDir, shard: int, on_rows: Callable[[int], None] | None
-) -> dict[str, Any]:
+def _run_shard(stage: Stage, run: RunDir, shard: int, progress: BatchProgress | None) -> dict[str, Any]:
     started = time.perf_counter()
     inputs = {name: run.read_shard(name, shard) for name in stage.input_tables}
     primary = inputs[primary_table(stage)]
@@ -145,9 +176,11 @@ def _run_shard(
     for start in range(0, good.num_rows, max(1, stage.batch_size)):
         rows = good.slice(start, stage.batch_size)
         batch = {primary_table(stage): rows, **{n: _restrict(t, rows.column("image_id")) for n, t in others.items()}}
+        if progress:
+            progress.begin_batch(rows.num_rows * stage.progress_per_row())
         outputs.extend(_process_batch(stage, batch, failures))
-        if on_rows:
-            on_rows(rows.num_rows)
+        if progress:
+            progress.end_batch()
     upstream = _upstream_failures(primary)
     failed = upstream + failures
     spec = stage.output_spec

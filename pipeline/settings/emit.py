@@ -3,10 +3,11 @@ from dataclasses import dataclass, field
 from omegaconf import MISSING
 
 from pipeline.bounds import bounded
+from schemas.constants import JUDGEMENT_RULES
 
 
 @dataclass
-class Splits:
+class Splits:  # one field per schemas.constants.SPLITS (tests/unit/test_constants.py)
     train: float = bounded(0, 1)
     validation: float = bounded(0, 1)
     test: float = bounded(0, 1)
@@ -14,7 +15,7 @@ class Splits:
 
 @dataclass
 class Judgements:
-    rule: str = bounded(choices=("majority", "latest", "dawid_skene"))
+    rule: str = bounded(choices=JUDGEMENT_RULES)
     min_agreement: float = bounded(0, 1, low_open=True)
     min_votes: int = bounded(1)
     cant_tell_as_tie: bool = MISSING

@@ -3,6 +3,7 @@ from dataclasses import dataclass
 from omegaconf import MISSING
 
 from pipeline.bounds import bounded
+from schemas.constants import UNCERTAIN_PAIRS
 
 
 @dataclass
@@ -11,7 +12,7 @@ class Settings:
     scales: dict[str, float] = MISSING
     min_margin: float = bounded(0)
     min_agreement: float = bounded(0, 1)
-    uncertain: str = bounded(choices=("drop", "review"))
+    uncertain: str = bounded(choices=UNCERTAIN_PAIRS)
     min_area: int = bounded(0)
     top_k: int = bounded(1)
     review_margin: float = bounded(0)

@@ -4,10 +4,7 @@ from typing import Any
 from omegaconf import MISSING
 
 from pipeline.bounds import bounded
-
-# More candidates per image than any preference method uses; a larger value is a typo that
-# would sample for hours.
-MAX_CANDIDATES = 64
+from schemas.constants import MAX_CANDIDATES, ON_MISSING_GPU
 
 
 @dataclass
@@ -32,12 +29,13 @@ class PromptSettings:
 @dataclass
 class Settings:
     batch_size: int = bounded(1)
+    call_batch_size: int = bounded(1)
     num_candidates: int = bounded(2, MAX_CANDIDATES)
     steps: list[int] = bounded(1, 1000)
     guidance: list[float] = bounded(0)
     strength: list[float] = bounded(0, 1, low_open=True)
     device: str = MISSING
-    on_missing_gpu: str = bounded(choices=("fallback", "error"))
+    on_missing_gpu: str = bounded(choices=ON_MISSING_GPU)
     max_lq_pixels: int = bounded(1)
     tile: int = bounded(0)
     tile_pad: int = bounded(0)

@@ -3,6 +3,7 @@ from dataclasses import dataclass, field
 from omegaconf import MISSING
 
 from pipeline.bounds import bounded
+from schemas.constants import ON_MISSING_GPU, SEGMENTERS
 
 
 @dataclass
@@ -25,13 +26,13 @@ class SamSettings:
     stability_score_thresh: float = bounded(0, 1)
     crop_n_layers: int = bounded(0)
     device: str = MISSING
-    on_missing_gpu: str = bounded(choices=("fallback", "error"))
+    on_missing_gpu: str = bounded(choices=ON_MISSING_GPU)
 
 
 @dataclass
 class Settings:
     batch_size: int = bounded(1)
-    segmenter: str = bounded(choices=("classical", "sam"))
+    segmenter: str = bounded(choices=SEGMENTERS)
     source: str = bounded(choices=("hr", "candidate"))
     reference_candidate: int = bounded(0)
     min_area: int = bounded(0)

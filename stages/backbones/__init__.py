@@ -4,7 +4,7 @@ Built in: ``tiny`` (embedded, offline), ``sd-x4-upscaler``, ``diffusers``; plugi
 under the entry point group ``srprefs.backbones``.
 """
 
-from stages.backbones.base import Backbone, BackboneSpec, MissingWeightsError
+from stages.backbones.base import Backbone, BackboneSpec, MissingWeightsError, SampleRequest
 from stages.backbones.registry import ENTRY_POINT_GROUP, BackboneConfigError, available, load
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "BackboneConfigError",
     "BackboneSpec",
     "MissingWeightsError",
+    "SampleRequest",
     "available",
     "load",
 ]

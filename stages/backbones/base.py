@@ -18,8 +18,10 @@ Third-party backbones (OSEDiff, SeeSR, ...) register a factory under the entry p
 from __future__ import annotations
 
 import abc
+import contextlib
+import dataclasses
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +56,41 @@ class BackboneSpec:
     path_key: str = "sample.backbone.path"  # the config key named in missing-weights errors
 
 
+@dataclass(frozen=True)
+class SampleRequest:
+    """What one backbone call samples, besides the LQ batch: row i's prompt, negative prompt and
+    seed, and the sampler settings all rows share. It travels unchanged from the sample stage,
+    dspo-eval and dspo-infer through the tiler (which gives each tile its ``noise`` crop) to the
+    adapters' ``denoise``."""
+
+    prompts: Sequence[str]
+    negative_prompts: Sequence[str]
+    seeds: Sequence[int]
+    steps: int
+    guidance: float  # classifier-free guidance scale; 1.0 = no CFG
+    strength: float = 1.0  # < 1 starts from the noised upsampled LQ (backbones without it ignore it)
+    # Initial noise [B, noise_channels, h, w] for backbones that take it from outside; None =
+    # ``Backbone.sample`` draws it from the seeds.
+    noise: torch.Tensor | None = None
+    # Called once per denoising step (each call of the backbone's denoising network): progress.
+    on_step: Callable[[], None] | None = None
+
+    def __post_init__(self) -> None:
+        rows = len(self.seeds)
+        if len(self.prompts) != rows or len(self.negative_prompts) != rows:
+            raise ValueError(f"{rows} seeds need as many prompts and negative prompts, got "
+                             f"{len(self.prompts)} and {len(self.negative_prompts)}")
+
+    @classmethod
+    def unprompted(cls, seeds: Sequence[int], steps: int, guidance: float = 1.0, strength: float = 1.0,
+                   **options: Any) -> SampleRequest:
+        """Rows without text (the embedded model ignores it): empty prompts for every seed."""
+        return cls([""] * len(seeds), [""] * len(seeds), list(seeds), steps, guidance, strength, **options)
+
+    def with_noise(self, noise: torch.Tensor | None) -> SampleRequest:
+        return dataclasses.replace(self, noise=noise)
+
+
 class Backbone(abc.ABC):
     """Subclasses set the attributes below in ``__init__`` and implement ``denoise``."""
 
@@ -67,52 +104,55 @@ class Backbone(abc.ABC):
     # the adapter draws its own noise from the seeds (tiles then get independent noise).
     noise_channels: int | None = None
 
-    def sample(
-        self,
-        lq: torch.Tensor,
-        prompts: Sequence[str],
-        negative_prompts: Sequence[str],
-        seeds: Sequence[int],
-        steps: int,
-        guidance: float,
-        strength: float = 1.0,
-        noise: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+    def sample(self, lq: torch.Tensor, request: SampleRequest) -> torch.Tensor:
         """``lq``: [B,3,h,w] floats in [0,1], any h, w >= MIN_LQ_SIDE -> [B,3,scale*h,scale*w] floats
         in [0,1] on the CPU.
 
-        Row i uses ``prompts[i]``/``negative_prompts[i]`` and starts from ``noise[i]`` (shape
-        [noise_channels, h, w]; default: ``noise_field(seeds[i], h, w)``), so equal inputs give
-        equal outputs. ``strength`` < 1 starts from the noised upsampled LQ instead of pure noise
-        (backbones without that notion ignore it).
+        Row i uses ``request.prompts[i]``/``negative_prompts[i]`` and starts from
+        ``request.noise[i]`` (shape [noise_channels, h, w]; default: ``noise_field(seeds[i], h,
+        w)``), so equal inputs give equal outputs.
         """
         height, width = check_lq_size(lq)
+        if len(request.seeds) != lq.shape[0]:
+            raise ValueError(f"{lq.shape[0]} LQ rows need as many seeds, got {len(request.seeds)}")
+        noise = request.noise
         if self.noise_channels is not None and noise is None:
-            noise = torch.stack([self.noise_field(seed, height, width) for seed in seeds])
+            noise = torch.stack([self.noise_field(seed, height, width) for seed in request.seeds])
         multiple = self.size_multiple
         padded = reflect_pad_to_multiple(lq, multiple)
         if noise is not None:
             if tuple(noise.shape[-2:]) != (height, width) or noise.shape[0] != lq.shape[0]:
                 raise ValueError(f"noise of shape {tuple(noise.shape)} does not match the LQ batch {tuple(lq.shape)}")
             noise = reflect_pad_to_multiple(noise, multiple)
-        sr = self.denoise(padded, prompts, negative_prompts, seeds, steps, guidance, strength, noise)
+        with self._reporting_steps(request.on_step):
+            sr = self.denoise(padded, request.with_noise(noise))
         return sr[:, :, : height * self.scale, : width * self.scale]
 
     @abc.abstractmethod
-    def denoise(
-        self,
-        lq: torch.Tensor,
-        prompts: Sequence[str],
-        negative_prompts: Sequence[str],
-        seeds: Sequence[int],
-        steps: int,
-        guidance: float,
-        strength: float,
-        noise: torch.Tensor | None,
-    ) -> torch.Tensor:
+    def denoise(self, lq: torch.Tensor, request: SampleRequest) -> torch.Tensor:
         """``sample`` for an LQ batch whose sides are multiples of ``size_multiple``: the SR batch
-        [B,3,scale*h,scale*w] on the CPU. ``noise`` is the initial noise ([B, noise_channels, h, w])
-        when ``noise_channels`` is set, else None (draw it from ``seeds``)."""
+        [B,3,scale*h,scale*w] on the CPU. ``request.noise`` is the initial noise ([B,
+        noise_channels, h, w]) when ``noise_channels`` is set, else None (draw it from the seeds)."""
+
+    @property
+    def step_network(self) -> torch.nn.Module | None:
+        """The network the denoising loop calls once per step; its calls are the steps that
+        ``SampleRequest.on_step`` reports. Diffusers-style adapters keep it at ``self.pipe.unet``;
+        others override this (None: no per-step progress)."""
+        network = getattr(getattr(self, "pipe", None), "unet", None)
+        return network if isinstance(network, torch.nn.Module) else None
+
+    @contextlib.contextmanager
+    def _reporting_steps(self, on_step: Callable[[], None] | None) -> Iterator[None]:
+        network = self.step_network if on_step is not None else None
+        if network is None:
+            yield
+            return
+        handle = network.register_forward_hook(lambda *_: on_step())
+        try:
+            yield
+        finally:
+            handle.remove()
 
     def noise_field(self, seed: int, height: int, width: int) -> torch.Tensor:
         """The initial noise of an ``height`` x ``width`` LQ image: [noise_channels, h, w] float32

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from diffusers import DiffusionPipeline
 
-from stages.backbones.base import Backbone, BackboneSpec, MissingWeightsError
+from stages.backbones.base import Backbone, BackboneSpec, MissingWeightsError, SampleRequest
 
 # Options of the spec that configure this adapter rather than the pipeline call.
 ADAPTER_OPTIONS = ("scale", "upsample_input", "noise_level", "size_multiple")
@@ -64,28 +63,18 @@ class DiffusersPipelineBackbone(Backbone):
         given = spec.options.get("size_multiple")
         self.size_multiple = int(given) if given else derived_size_multiple(self.pipe, self.upsample_input, self.scale)
 
-    def denoise(
-        self,
-        lq: torch.Tensor,
-        prompts: Sequence[str],
-        negative_prompts: Sequence[str],
-        seeds: Sequence[int],
-        steps: int,
-        guidance: float,
-        strength: float,
-        noise: torch.Tensor | None,
-    ) -> torch.Tensor:
+    def denoise(self, lq: torch.Tensor, request: SampleRequest) -> torch.Tensor:
         image = lq
         if self.upsample_input:
             image = F.interpolate(lq, scale_factor=self.scale, mode="bicubic", align_corners=False).clamp(0, 1)
-        extra = {"strength": strength} if self.accepts_strength else {}
+        extra = {"strength": request.strength} if self.accepts_strength else {}
         output = self.pipe(
-            prompt=list(prompts),
-            negative_prompt=list(negative_prompts),
+            prompt=list(request.prompts),
+            negative_prompt=list(request.negative_prompts),
             image=image.to(self.device, self.dtype),
-            num_inference_steps=steps,
-            guidance_scale=guidance,
-            generator=[torch.Generator("cpu").manual_seed(int(s)) for s in seeds],
+            num_inference_steps=request.steps,
+            guidance_scale=request.guidance,
+            generator=[torch.Generator("cpu").manual_seed(int(s)) for s in request.seeds],
             output_type="pt",
             **extra,
             **self.call_options,

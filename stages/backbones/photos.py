@@ -2,6 +2,8 @@
 
     python -m stages.backbones.photos fetch      # into the cache, each file checked by sha256
     python -m stages.backbones.photos list       # id, split, source, licence
+    python -m stages.backbones.photos export --split test --folder runs/photos/test
+                                                 # PNGs at the training scale: pipeline input
 
 ``photos_manifest.json`` pins every file: where it comes from (a Debian package at an exact
 version, or a Python package installed with this project), its sha256, its licence and copyright
@@ -146,19 +148,40 @@ def split_photos(split: str, manifest: list[Photo] | None = None) -> list[Photo]
     return [p for p in (manifest if manifest is not None else load_manifest()) if p.split == split]
 
 
+def export(photos: Iterable[Photo], folder: Path, long_side: int = DEFAULT_LONG_SIDE) -> list[Path]:
+    """Write each photo as ``<id>.png`` at the scale the model is trained on (``photo_array``):
+    the input folder for a pipeline run on a split (model card, closed loop)."""
+    photos = list(photos)
+    fetch(photos)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for photo in tqdm(photos, desc="export photos", unit="photo"):
+        paths.append(folder / f"{photo.id}.png")
+        Image.fromarray(photo_array(photo, long_side=long_side)).save(paths[-1])
+    return paths
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["fetch", "list"])
+    parser.add_argument("command", choices=["fetch", "list", "export"])
     parser.add_argument("--split", choices=SPLITS, help="only this split (default: all)")
-    parser.add_argument("--folder", type=Path, help="target folder (default: $SRPREFS_PHOTOS or ~/.cache/srprefs/photos)")
+    parser.add_argument("--folder", type=Path,
+                        help="fetch: the cache (default: $SRPREFS_PHOTOS or ~/.cache/srprefs/photos); export: required")
+    parser.add_argument("--long_side", type=int, default=DEFAULT_LONG_SIDE, help="export: downscale to this long side")
     args = parser.parse_args(argv)
     photos = split_photos(args.split) if args.split else load_manifest()
     if args.command == "list":
         for p in photos:
             print(f"{p.id:45s} {p.split:10s} {p.source}:{p.package} {p.license}")
         return 0
+    if args.command == "export" and args.folder is None:
+        parser.error("export needs --folder")
     try:
-        folder = fetch(photos, args.folder)
+        if args.command == "export":
+            export(photos, args.folder, args.long_side)
+            folder = args.folder
+        else:
+            folder = fetch(photos, args.folder)
     except PhotoError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -13,14 +13,14 @@ lie at LQ resolution), so a tile of an image gets exactly the noise of that regi
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 from diffusers import StableDiffusionUpscalePipeline
 
-from stages.backbones.base import Backbone, BackboneSpec, MissingWeightsError
+from stages.backbones.base import Backbone, BackboneSpec, MissingWeightsError, SampleRequest
 
 REQUIRED_FILES = (
     "model_index.json",
@@ -70,25 +70,16 @@ class SDUpscalerBackbone(Backbone):
         self.size_multiple = max(unet_factor, self.pipe.vae_scale_factor)
         self.noise_channels = LQ_CHANNELS + self.pipe.vae.config.latent_channels
 
-    def denoise(
-        self,
-        lq: torch.Tensor,
-        prompts: Sequence[str],
-        negative_prompts: Sequence[str],
-        seeds: Sequence[int],
-        steps: int,
-        guidance: float,
-        strength: float,
-        noise: torch.Tensor | None,
-    ) -> torch.Tensor:
+    def denoise(self, lq: torch.Tensor, request: SampleRequest) -> torch.Tensor:
+        noise = request.noise
         assert noise is not None  # base.Backbone.sample draws it (noise_channels is set)
         with self.lq_noise(noise[:, :LQ_CHANNELS]):
             output = self.pipe(
-                prompt=list(prompts),
-                negative_prompt=list(negative_prompts),
+                prompt=list(request.prompts),
+                negative_prompt=list(request.negative_prompts),
                 image=lq.to(self.device, self.dtype),
-                num_inference_steps=steps,
-                guidance_scale=guidance,
+                num_inference_steps=request.steps,
+                guidance_scale=request.guidance,
                 noise_level=self.noise_level,
                 latents=noise[:, LQ_CHANNELS:].to(self.device, self.dtype),
                 output_type="pt",

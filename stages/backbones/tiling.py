@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from stages.backbones.base import Backbone, check_lq_size
+from stages.backbones.base import Backbone, SampleRequest, check_lq_size
 
 
 def window_spans(length: int, tile: int, tile_pad: int) -> list[tuple[int, int]]:
@@ -66,12 +66,7 @@ def tile_count(height: int, width: int, tile: int, tile_pad: int) -> int:
 def sample_tiled(
     backbone: Backbone,
     lq: torch.Tensor,
-    prompts: Sequence[str],
-    negative_prompts: Sequence[str],
-    seeds: Sequence[int],
-    steps: int,
-    guidance: float,
-    strength: float = 1.0,
+    request: SampleRequest,
     tile: int = 0,
     tile_pad: int = 16,
     on_tile: Callable[[], None] | None = None,
@@ -79,7 +74,8 @@ def sample_tiled(
     """``Backbone.sample`` in tiles of ``tile`` LQ pixels (0 = the whole image in one call).
 
     Same arguments and result as ``Backbone.sample``; the batch's rows share the tile grid and go
-    through the backbone together, one call per tile. ``on_tile`` is called after each call.
+    through the backbone together, one call per tile, each with its crop of ``request.noise``
+    (or of the rows' noise fields). ``on_tile`` is called after each call.
     """
     if tile < 0 or tile_pad < 0:
         raise ValueError(f"tile={tile} and tile_pad={tile_pad} must be >= 0 (tile 0 = whole image)")
@@ -87,13 +83,13 @@ def sample_tiled(
     rows = window_spans(height, tile, tile_pad) if tile else [(0, height)]
     columns = window_spans(width, tile, tile_pad) if tile else [(0, width)]
     if len(rows) == 1 and len(columns) == 1:
-        sr = backbone.sample(lq, prompts, negative_prompts, seeds, steps, guidance, strength)
+        sr = backbone.sample(lq, request)
         if on_tile is not None:
             on_tile()
         return sr
-    noise = None
-    if backbone.noise_channels is not None:
-        noise = torch.stack([backbone.noise_field(seed, height, width) for seed in seeds])
+    noise = request.noise
+    if noise is None and backbone.noise_channels is not None:
+        noise = torch.stack([backbone.noise_field(seed, height, width) for seed in request.seeds])
     scale = backbone.scale
     ramp = 2 * tile_pad
     row_weights = blend_weights(rows, height, ramp, scale)
@@ -103,10 +99,7 @@ def sample_tiled(
     for (top, bottom), row_weight in zip(rows, row_weights):
         for (left, right), column_weight in zip(columns, column_weights):
             window_noise = None if noise is None else noise[:, :, top:bottom, left:right]
-            sr = backbone.sample(
-                lq[:, :, top:bottom, left:right], prompts, negative_prompts, seeds, steps, guidance, strength,
-                noise=window_noise,
-            )
+            sr = backbone.sample(lq[:, :, top:bottom, left:right], request.with_noise(window_noise))
             weight = row_weight[:, None] * column_weight[None, :]
             region = (slice(None), slice(None), slice(top * scale, bottom * scale), slice(left * scale, right * scale))
             total[region] += sr * weight

@@ -33,6 +33,7 @@ import pyarrow as pa
 
 from common.crowd import dawid_skene
 from common.votes import BOTH_BAD, CANT_TELL, CONFIRM, OVERTURN, TIE, JudgementError, judgement_outcome
+from schemas.constants import JUDGEMENT_RULES
 
 __all__ = [
     "BOTH_BAD", "CANT_TELL", "CONFIRM", "OVERTURN", "RULES", "TIE",
@@ -40,7 +41,7 @@ __all__ = [
 ]
 
 ADJUDICATOR = "adjudicator"
-RULES = ("majority", "latest", "dawid_skene")
+RULES = JUDGEMENT_RULES
 
 
 # A description with the candidate it is about: (candidate_id or "" for the pair, text).

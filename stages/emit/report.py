@@ -11,16 +11,18 @@ import html
 import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 # Figure objects without pyplot: no global backend state, no display needed (renders with Agg).
 import numpy as np
-from matplotlib.figure import Figure
 from PIL import Image
 
 from common.images import decode_stored
 from common.masks import decode_mask
 from common.overlay import render_overlay
+
+if TYPE_CHECKING:  # matplotlib is the optional [report] extra; plots load it when drawn
+    from matplotlib.figure import Figure
 
 CROP_PAD = 12  # pixels of context around the instance's bounding box
 MIN_CROP = 48
@@ -88,6 +90,8 @@ def heatmap(key: str, title: str, matrix: Mapping[str, Mapping[str, float]]) -> 
 
 
 def _figure(size: tuple[float, float]) -> tuple[Figure, Any]:
+    from matplotlib.figure import Figure
+
     figure = Figure(figsize=size, dpi=100, layout="tight")
     return figure, figure.add_subplot()
 

@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from omegaconf import OmegaConf
 
+from common.extras import has_extra, missing_extra_text
 from common.seeds import seed_for
 from schemas import dataset
 from schemas.dataset import CONFIG_DSPO, CONFIG_PAIRS, PAIRS_FEATURES, dspo_features
@@ -204,23 +205,27 @@ class EmitStage(Stage):
     ) -> str:
         rewards = scores.rewards
         margins = pairs.column("margin").to_pylist()
-        plots = [
-            histogram("reward-histogram", "IQA reward per (candidate, instance)", rewards, "reward"),
-            histogram(
-                "margin-histogram", "Calibrated IQA margin per pair", margins, "margin (1 = just visible)"
-            ),
-            bar_chart(
-                "pairs-per-image",
-                "Instances (pairs) per image in dspo",
-                Counter(sorted(tally.pairs_per_image)),
-                "pairs in the image",
-            ),
-        ]
         agreement = _metric_agreement(pair_stats)
         notes = [f"Warning: {facts.warning}."] if facts.warning else []
-        if agreement:
-            plots.append(heatmap("metric-agreement", "Metric agreement (from the pair stage)", agreement))
+        plots = []
+        if not has_extra("report"):
+            notes.append(f"No plots: {missing_extra_text('report')}.")
         else:
+            plots = [
+                histogram("reward-histogram", "IQA reward per (candidate, instance)", rewards, "reward"),
+                histogram(
+                    "margin-histogram", "Calibrated IQA margin per pair", margins, "margin (1 = just visible)"
+                ),
+                bar_chart(
+                    "pairs-per-image",
+                    "Instances (pairs) per image in dspo",
+                    Counter(sorted(tally.pairs_per_image)),
+                    "pairs in the image",
+                ),
+            ]
+            if agreement:
+                plots.append(heatmap("metric-agreement", "Metric agreement (from the pair stage)", agreement))
+        if not agreement:
             notes.append("No metric agreement: the pair stage wrote no stats/pair.json with an agreement matrix.")
         summary: dict[str, Any] = {
             f"{config} rows": ", ".join(f"{s} {n}" for s, n in splits.items())

@@ -17,7 +17,7 @@ calls: crops are grouped by shape (crops.py makes the shapes few) and sent in ch
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -94,16 +94,27 @@ class InstanceScorer:
     def side_for(self, metric: Metric) -> int:
         return int(self.min_side.get(metric.info.name, self.min_side["default"]))
 
-    def score(self, images: Sequence[ImageToScore]) -> Scores:
+    def score(self, images: Sequence[ImageToScore], on_progress: Callable[[float], None] | None = None) -> Scores:
+        """Every metric of every (candidate, instance). ``on_progress`` gets, after each metric
+        call, the share of the whole work that call did (the shares add up to 1): a (candidate,
+        metric) in map mode, a (candidate, instance, metric) crop otherwise."""
         scores: Scores = defaultdict(dict)
         mapped = [m for m in self.fr if self.mode == MAP and m.has_map]
         cropped = [m for m in self.fr if m not in mapped]
+        candidates = sum(len(image.candidates) for image in images)
+        crops = sum(len(image.candidates) * len(image.masks) for image in images)
+        total = candidates * len(mapped) + crops * (len(cropped) + len(self.nr))
+
+        def report(units: int) -> None:
+            if on_progress is not None and total:
+                on_progress(units / total)
+
         if mapped:
-            self._score_maps(images, mapped, scores)
+            self._score_maps(images, mapped, scores, report)
         if cropped:
-            self._score_fr(images, cropped, scores)
+            self._score_fr(images, cropped, scores, report)
         for metric in self.nr:
-            self._score_nr(images, metric, scores)
+            self._score_nr(images, metric, scores, report)
         return dict(scores)
 
     def _check_sizes(self, images: Sequence[ImageToScore], metrics: Sequence[Metric]) -> int:
@@ -119,7 +130,9 @@ class InstanceScorer:
                 )
         return min_side
 
-    def _score_maps(self, images: Sequence[ImageToScore], metrics: Sequence[Metric], scores: Scores) -> None:
+    def _score_maps(
+        self, images: Sequence[ImageToScore], metrics: Sequence[Metric], scores: Scores, report: Callable[[int], None]
+    ) -> None:
         self._check_sizes(images, metrics)
         for image in images:
             empty = np.flatnonzero(~image.masks.reshape(len(image.masks), -1).any(axis=1))
@@ -139,6 +152,7 @@ class InstanceScorer:
                     for m, per_candidate in enumerate(values):
                         scores[(i, m)][metric.info.name] = per_candidate
                     start += count
+                report(sum(counts))
 
     def _same_size_groups(self, images: Sequence[ImageToScore]) -> list[list[int]]:
         """Indices of images of one size, in calls of at most ``chunk_pixels`` candidate pixels
@@ -160,7 +174,9 @@ class InstanceScorer:
             groups.append(group)
         return groups
 
-    def _score_fr(self, images: Sequence[ImageToScore], metrics: Sequence[Metric], scores: Scores) -> None:
+    def _score_fr(
+        self, images: Sequence[ImageToScore], metrics: Sequence[Metric], scores: Scores, report: Callable[[int], None]
+    ) -> None:
         # One window per instance serves every FR metric, so it must suit the pickiest one.
         min_side = self._check_sizes(images, metrics)
         groups: dict[tuple[int, int], list[_Crop]] = defaultdict(list)
@@ -173,10 +189,12 @@ class InstanceScorer:
         for shape in sorted(groups):
             crops = groups[shape]
             dist, ref, mask = _fr_arrays(images, crops)
-            values = {m.info.name: self._run(m, shape, dist, ref, mask) for m in metrics}
+            values = {m.info.name: self._run(m, shape, dist, ref, mask, report) for m in metrics}
             _scatter(values, crops, images, scores)
 
-    def _score_nr(self, images: Sequence[ImageToScore], metric: Metric, scores: Scores) -> None:
+    def _score_nr(
+        self, images: Sequence[ImageToScore], metric: Metric, scores: Scores, report: Callable[[int], None]
+    ) -> None:
         groups: dict[tuple[int, int], list[tuple[_Crop, torch.Tensor]]] = defaultdict(list)
         for i, image in enumerate(images):
             for m, mask in enumerate(image.masks):
@@ -189,7 +207,7 @@ class InstanceScorer:
         for shape in sorted(groups):
             members = groups[shape]
             dist = torch.cat([crops for _, crops in members])
-            values = {metric.info.name: self._run(metric, shape, dist, None, None)}
+            values = {metric.info.name: self._run(metric, shape, dist, None, None, report)}
             _scatter(values, [crop for crop, _ in members], images, scores)
 
     def _run(
@@ -199,6 +217,7 @@ class InstanceScorer:
         dist: np.ndarray | torch.Tensor,
         ref: np.ndarray | None,
         mask: np.ndarray | None,
+        report: Callable[[int], None],
     ) -> np.ndarray:
         out = []
         step = max(1, self.chunk_pixels // (shape[0] * shape[1]))
@@ -211,6 +230,7 @@ class InstanceScorer:
                     None if mask is None else torch.from_numpy(mask[part]).to(self.device),
                 )
             )
+            report(len(dist[part]))
         return torch.cat(out).numpy()
 
 

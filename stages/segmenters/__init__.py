@@ -7,9 +7,10 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from schemas import constants
 from stages.segmenters.base import Segmenter
 
-SEGMENTERS = ("classical", "sam")
+SEGMENTERS = constants.SEGMENTERS
 
 
 def build_segmenter(settings: Any) -> Segmenter:

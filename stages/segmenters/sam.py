@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from common.device import resolve_device
+from common.extras import require_extra
 from stages.segmenters.base import Segmenter, check_image
 
 CHECKPOINT_KEY = "segment.sam.checkpoint"
@@ -94,6 +95,7 @@ class SamSegmenter(Segmenter):
 def load_sam(model_type: str, checkpoint: str | None) -> tuple[torch.nn.Module, str]:
     """Build a SAM of ``model_type`` with the weights in ``checkpoint``; returns the model and
     the first 16 hex digits of the file's sha256 (recorded with the masks)."""
+    require_extra("sam")
     from segment_anything import sam_model_registry
 
     url = CHECKPOINT_URLS.get(model_type, "")

@@ -1,12 +1,16 @@
 """A real two-node Ray cluster on loopback (head 127.0.0.2, worker 127.0.0.3) for tests.
 
-Each node is a separate `ray start` process tree. Teardown kills only this cluster's processes
-(matched by its GCS port), never other Ray instances on the machine.
+Each node is a separate `ray start` process tree, optionally pinned to one core (taskset). Token
+authentication is on, with one token generated for the cluster and handed to every node and
+driver in the environment (RAY_AUTH_TOKEN), as docker-compose.yml does; nothing relies on a
+token file in the home folder. Teardown kills only this cluster's processes (matched by its GCS
+port), never other Ray instances on the machine.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -36,17 +40,19 @@ class Cluster:
     def address(self) -> str:
         return f"{HEAD_IP}:{self.port}"
 
-    def _ray_start(self, *args: str) -> None:
-        subprocess.run([RAY, "start", *args, "--disable-usage-stats"], env=self.env, check=True,
+    def _ray_start(self, *args: str, core: int | None = None) -> None:
+        # A node started under taskset keeps its raylet and every worker on that core.
+        pin = ["taskset", "-c", str(core)] if core is not None else []
+        subprocess.run([*pin, RAY, "start", *args, "--disable-usage-stats"], env=self.env, check=True,
                        capture_output=True, timeout=180)
 
-    def start_head(self, cpus: int = 1) -> None:
+    def start_head(self, cpus: int = 1, core: int | None = None) -> None:
         self._ray_start("--head", "--node-ip-address", HEAD_IP, "--port", str(self.port),
-                        "--num-cpus", str(cpus), "--num-gpus", "0", "--include-dashboard", "false")
+                        "--num-cpus", str(cpus), "--num-gpus", "0", "--include-dashboard", "false", core=core)
 
-    def add_worker(self, cpus: int = 1, gpus: int = 0, ip: str = WORKER_IP) -> None:
+    def add_worker(self, cpus: int = 1, gpus: int = 0, ip: str = WORKER_IP, core: int | None = None) -> None:
         self._ray_start("--address", self.address, "--node-ip-address", ip,
-                        "--num-cpus", str(cpus), "--num-gpus", str(gpus))
+                        "--num-cpus", str(cpus), "--num-gpus", str(gpus), core=core)
 
     def processes(self, ip: str | None = None) -> list[psutil.Process]:
         """This cluster's processes (optionally only those of the node at ``ip``)."""
@@ -81,8 +87,9 @@ class Cluster:
             time.sleep(0.5)
 
 
-def make_cluster(tmp_path) -> Cluster:
-    env = dict(os.environ, RAY_AUTH_MODE="token", RAY_USAGE_STATS_ENABLED="0")
+def make_cluster(tmp_path=None) -> Cluster:
+    env = dict(os.environ, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32), RAY_USAGE_STATS_ENABLED="0")
     env.pop("RAY_ADDRESS", None)
+    env.pop("RAY_AUTH_TOKEN_PATH", None)
     assert shutil.which(RAY) or os.path.exists(RAY), "the ray CLI is installed with the project"
     return Cluster(free_port(), env)

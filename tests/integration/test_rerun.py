@@ -1,4 +1,4 @@
-"""README's one-stage examples, as a user types them, on runs made from a folder, an ``hf:``
+"""The one-stage examples of docs/pipeline.md, as a user types them, on runs made from a folder, an ``hf:``
 dataset and ``demo``: a rerun keeps the run's settings for every key it does not give."""
 
 from __future__ import annotations
@@ -7,7 +7,6 @@ import hashlib
 import io
 import json
 import re
-import shutil
 
 import numpy as np
 import pytest
@@ -66,7 +65,7 @@ def test_one_stage_rerun_keeps_the_runs_input_and_settings(kind, tmp_path, capsy
     source, ids = _source(kind, tmp_path)
     run_dir = tmp_path / "run"
     assert main(["run", "stage=ingest", f"run_dir={run_dir}", f"input={source}", *SMALL]) == 0
-    # README: the next stage needs only stage= and run_dir=.
+    # docs/pipeline.md: the next stage needs only stage= and run_dir=.
     assert main(["run", "stage=degrade", f"run_dir={run_dir}"]) == 0, capsys.readouterr().err
     run = RunDir(str(run_dir))
     hr = run.read_table("hr").to_pylist()
@@ -115,7 +114,7 @@ def test_changing_an_unfinished_stage_key_is_accepted_and_recorded(folder, tmp_p
 
 @pytest.mark.slow
 def test_readme_commands_on_a_folder(folder, tmp_path, capsys):
-    """Every README one-stage command in order, with every stage really run (~2 minutes on 2 cores)."""
+    """Every one-stage command of docs/pipeline.md in order, with every stage really run (~2 minutes on 2 cores)."""
     mine = tmp_path / "mine"
     fast = [*SMALL, "score.fr_metrics=[psnr]", "sample.num_candidates=2"]
     assert main(["run", "stage=all", f"run_dir={mine}", f"input={folder}", *fast]) == 0
@@ -128,11 +127,13 @@ def test_readme_commands_on_a_folder(folder, tmp_path, capsys):
     err = capsys.readouterr().err
     assert [line.split(";")[0] for line in err.splitlines() if line.startswith("  ")] == [
         "  sample.num_candidates: 2 (frozen) -> 8 (now)"]
-    assert "delete tables/candidates/" in err
+    assert f"pipeline reset run_dir={mine} stage=sample" in err
     # Following the message's advice redoes sample and the stages after it with the new value.
+    assert main(["reset", f"run_dir={mine}", "stage=sample", "--yes"]) == 0
     for path in ["tables/candidates", "tables/instances", "tables/scores", "tables/pairs", "dataset",
                  *(f"_state/{s}" for s in ["sample", "segment", "score", "pair", "emit"])]:
-        shutil.rmtree(mine / path)
+        assert not (mine / path).exists(), path
+    assert (mine / "tables/lq").is_dir() and (mine / "_state/degrade").is_dir()
     assert main(["run", "stage=all", f"run_dir={mine}", "sample.num_candidates=3"]) == 0
     candidates = RunDir(str(mine)).read_table("candidates").to_pylist()
     assert {len(row["candidates"]) for row in candidates} == {3}

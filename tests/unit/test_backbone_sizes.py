@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from pipeline.config import load_config
-from stages.backbones import load
+from stages.backbones import SampleRequest, load
 from stages.backbones.base import MIN_LQ_SIDE, LQSizeError, reflect_pad_to_multiple
 from stages.backbones.tiny import TinySRPipeline, build_scheduler, build_unet
 from tests.tiny_models import save_tiny_upscaler
@@ -58,10 +58,10 @@ def test_tiny_model_takes_any_size(tiny_three_levels, height, width):
     backbone = tiny_three_levels
     assert backbone.size_multiple == 4
     lq = rand_lq(height, width)
-    sr = backbone.sample(lq, [""], [""], [3], steps=1, guidance=1.0)
+    sr = backbone.sample(lq, SampleRequest.unprompted([3], steps=1, guidance=1.0))
     assert sr.shape == (1, 3, 4 * height, 4 * width)
     assert 0.0 <= float(sr.min()) and float(sr.max()) <= 1.0
-    again = backbone.sample(lq, [""], [""], [3], steps=1, guidance=1.0)
+    again = backbone.sample(lq, SampleRequest.unprompted([3], steps=1, guidance=1.0))
     torch.testing.assert_close(sr, again, rtol=0, atol=0)
 
 
@@ -69,7 +69,7 @@ def test_padding_changes_nothing_for_sizes_that_are_already_multiples(tiny_three
     """An 8x12 LQ needs no pad: the result is the pipeline's own loop from the seed's noise."""
     backbone = tiny_three_levels
     lq = rand_lq(8, 12, seed=1)
-    sr = backbone.sample(lq, [""], [""], [5], steps=2, guidance=1.0)
+    sr = backbone.sample(lq, SampleRequest.unprompted([5], steps=2, guidance=1.0))
     direct = backbone.pipe(lq, [torch.Generator().manual_seed(5)], steps=2, guidance=1.0)
     torch.testing.assert_close(sr, direct, rtol=1e-5, atol=1e-5)
 
@@ -78,7 +78,7 @@ def test_odd_size_output_is_the_crop_of_the_reflect_padded_sample(tiny_three_lev
     """7x13 -> padded to 8x16 (reflecting image and noise field), sampled, cropped to 28x52."""
     backbone = tiny_three_levels
     lq = rand_lq(7, 13, seed=2)
-    sr = backbone.sample(lq, [""], [""], [9], steps=2, guidance=1.0)
+    sr = backbone.sample(lq, SampleRequest.unprompted([9], steps=2, guidance=1.0))
     noise = np.pad(backbone.noise_field(9, 7, 13).numpy(), ((0, 0), (0, 1), (0, 3)), mode="reflect")
     padded = torch.from_numpy(np.pad(lq.numpy(), ((0, 0), (0, 0), (0, 1), (0, 3)), mode="reflect"))
     full = backbone.pipe(padded, None, steps=2, guidance=1.0, noise=torch.from_numpy(noise)[None])
@@ -89,7 +89,7 @@ def test_odd_size_output_is_the_crop_of_the_reflect_padded_sample(tiny_three_lev
 @pytest.mark.parametrize(("height", "width"), [(1, 1), (3, 40), (40, 2)])
 def test_too_small_inputs_are_refused_clearly(tiny_three_levels, height, width):
     with pytest.raises(LQSizeError, match=f"{width}x{height} is too small.*at least {MIN_LQ_SIDE} pixels"):
-        tiny_three_levels.sample(rand_lq(height, width), [""], [""], [0], steps=1, guidance=1.0)
+        tiny_three_levels.sample(rand_lq(height, width), SampleRequest.unprompted([0], steps=1, guidance=1.0))
 
 
 @pytest.mark.parametrize("name", ["sd-x4-upscaler", "diffusers"])
@@ -97,7 +97,7 @@ def test_too_small_inputs_are_refused_clearly(tiny_three_levels, height, width):
 def test_upscaler_adapters_take_any_size(upscaler_folder, name, height, width):
     backbone = load(settings(f"sample.backbone.name={name}", f"sample.backbone.path={upscaler_folder}"))
     assert backbone.size_multiple == 4  # three UNet levels; a 4x VAE
-    sr = backbone.sample(rand_lq(height, width), ["a photo"], ["blurry"], [1], steps=1, guidance=1.0)
+    sr = backbone.sample(rand_lq(height, width), SampleRequest(["a photo"], ["blurry"], [1], steps=1, guidance=1.0))
     assert sr.shape == (1, 3, 4 * height, 4 * width)
 
 
@@ -108,10 +108,10 @@ def test_upscaler_takes_all_its_noise_from_the_noise_field(upscaler_folder):
     assert backbone.noise_channels == 3 + 4
     lq = rand_lq(8, 8, seed=4)
     common = dict(prompts=["a photo"], negative_prompts=["blurry"], steps=2, guidance=1.0)
-    from_seed = backbone.sample(lq, seeds=[5], **common)
+    from_seed = backbone.sample(lq, SampleRequest(seeds=[5], **common))
     field = backbone.noise_field(5, 8, 8)[None]
-    from_field = backbone.sample(lq, seeds=[99], noise=field, **common)
+    from_field = backbone.sample(lq, SampleRequest(seeds=[99], noise=field, **common))
     torch.testing.assert_close(from_seed, from_field, rtol=0, atol=0)
     other_lq_noise = field.clone()
     other_lq_noise[:, :3] = torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(1))
-    assert not torch.equal(backbone.sample(lq, seeds=[5], noise=other_lq_noise, **common), from_seed)
+    assert not torch.equal(backbone.sample(lq, SampleRequest(seeds=[5], noise=other_lq_noise, **common)), from_seed)

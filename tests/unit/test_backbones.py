@@ -17,6 +17,7 @@ from stages.backbones import (
     BackboneConfigError,
     BackboneSpec,
     MissingWeightsError,
+    SampleRequest,
     available,
     load,
     registry,
@@ -55,8 +56,8 @@ class EchoBackbone(Backbone):
         self.revision = "echo-1"
         self.scheduler_name = "none"
 
-    def denoise(self, lq, prompts, negative_prompts, seeds, steps, guidance, strength, noise):
-        noise = torch.stack([torch.rand(lq.shape[1:], generator=torch.Generator().manual_seed(s)) for s in seeds])
+    def denoise(self, lq, request):
+        noise = torch.stack([torch.rand(lq.shape[1:], generator=torch.Generator().manual_seed(s)) for s in request.seeds])
         return F.interpolate((lq + 0.01 * noise).clamp(0, 1), scale_factor=2, mode="nearest")
 
 
@@ -82,7 +83,7 @@ def test_plugin_backbone_is_selected_by_name(plugins):
     assert isinstance(backbone, EchoBackbone)
     assert backbone.spec.options["flavour"] == "plain"
     assert backbone.spec.path is None and backbone.spec.device == torch.device("cpu")
-    sr = backbone.sample(torch.zeros(2, 3, 4, 4), ["", ""], ["", ""], [1, 2], steps=1, guidance=1.0)
+    sr = backbone.sample(torch.zeros(2, 3, 4, 4), SampleRequest.unprompted([1, 2], steps=1, guidance=1.0))
     assert sr.shape == (2, 3, 8, 8)
 
 
@@ -148,7 +149,7 @@ def test_one_step_sample_is_guided_x0_from_pure_noise(tmp_path):
     pipe = backbone.pipe
     lq = torch.rand(2, 3, 6, 6, generator=torch.Generator().manual_seed(0))
     seeds, guidance = [11, 12], 2.5
-    sr = backbone.sample(lq, ["", ""], ["", ""], seeds, steps=1, guidance=guidance)
+    sr = backbone.sample(lq, SampleRequest.unprompted(seeds, steps=1, guidance=guidance))
 
     noise = torch.stack([torch.randn(48, 6, 6, generator=torch.Generator().manual_seed(s)) for s in seeds])
     alpha_bar = pipe.scheduler.alphas_cumprod[999]
@@ -166,21 +167,21 @@ def test_strength_skips_the_start_of_the_schedule(tmp_path):
     seen = []
     hook = backbone.pipe.unet.register_forward_hook(lambda module, args, out: seen.append(int(args[1][0])))
     lq = torch.rand(1, 3, 6, 6)
-    backbone.sample(lq, [""], [""], [0], steps=4, guidance=1.0, strength=0.5)
+    backbone.sample(lq, SampleRequest.unprompted([0], steps=4, guidance=1.0, strength=0.5))
     hook.remove()
     assert seen == [499, 249]  # trailing spacing: 999, 749, 499, 249 -> the last half
     with pytest.raises(ValueError, match="strength must be in"):
-        backbone.sample(lq, [""], [""], [0], steps=4, guidance=1.0, strength=0.0)
+        backbone.sample(lq, SampleRequest.unprompted([0], steps=4, guidance=1.0, strength=0.0))
 
 
 def test_candidates_depend_only_on_their_seed(tmp_path):
     backbone = load(sample_settings(f"sample.backbone.path={small_tiny_folder(tmp_path / 'tiny')}"))
     lq = torch.rand(3, 3, 6, 6, generator=torch.Generator().manual_seed(3))
-    batch = backbone.sample(lq, [""] * 3, [""] * 3, [1, 2, 3], steps=3, guidance=1.5)
-    alone = backbone.sample(lq[2:], [""], [""], [3], steps=3, guidance=1.5)
+    batch = backbone.sample(lq, SampleRequest.unprompted([1, 2, 3], steps=3, guidance=1.5))
+    alone = backbone.sample(lq[2:], SampleRequest.unprompted([3], steps=3, guidance=1.5))
     torch.testing.assert_close(alone[0], batch[2], rtol=1e-5, atol=1e-5)
     assert batch.shape == (3, 3, 24, 24)
-    same_image = backbone.sample(lq[:1].expand(2, -1, -1, -1), [""] * 2, [""] * 2, [1, 2], steps=3, guidance=1.5)
+    same_image = backbone.sample(lq[:1].expand(2, -1, -1, -1), SampleRequest.unprompted([1, 2], steps=3, guidance=1.5))
     assert (same_image[0] - same_image[1]).abs().mean() > 1e-3
 
 
@@ -201,4 +202,4 @@ def test_training_script_output_loads_as_a_backbone(tmp_path):
     log = json.loads((folder / "training.json").read_text())["log"]
     assert [entry["step"] for entry in log] == [1, 2, 3]
     backbone = load(sample_settings(f"sample.backbone.path={folder}"))
-    assert backbone.sample(torch.rand(1, 3, 8, 8), [""], [""], [0], steps=2, guidance=1.0).shape == (1, 3, 32, 32)
+    assert backbone.sample(torch.rand(1, 3, 8, 8), SampleRequest.unprompted([0], steps=2, guidance=1.0)).shape == (1, 3, 32, 32)

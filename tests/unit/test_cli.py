@@ -51,3 +51,17 @@ def test_help_and_status_do_not_import_torch(tmp_path):
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.splitlines()[-1] == "[]"
+
+
+def test_broken_pipe_exits_quietly():
+    """`pipeline status | head` closing its end early is the reader's choice: exit 0, no word."""
+    code = ("import sys\nfrom pipeline import cli\n"
+            "def cut(prefixes):\n    raise BrokenPipeError(32, 'Broken pipe')\n"
+            "cli._keys = cut\nsys.exit(cli.main(['keys']))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert (result.returncode, result.stderr) == (0, "")
+    # and through a real pipe whose reader leaves after one line
+    piped = subprocess.run(["bash", "-o", "pipefail", "-c", f"'{sys.executable}' -m pipeline.cli keys | head -1"],
+                           capture_output=True, text=True)
+    assert piped.returncode == 0 and piped.stdout.startswith("  seed=")
+    assert "Broken pipe" not in piped.stderr and "Traceback" not in piped.stderr

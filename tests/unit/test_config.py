@@ -1,5 +1,4 @@
 import json
-import shutil
 
 import pyarrow as pa
 import pytest
@@ -7,6 +6,7 @@ import yaml
 
 from pipeline.config import ConfigError, load_config, resolve_config, to_container, to_yaml_with_sources
 from pipeline.frozen import CHANGE_LOG, ConfigMismatchError, check_and_freeze
+from pipeline.reset import reset
 from pipeline.rundir import RunDir
 
 
@@ -218,7 +218,7 @@ def test_config_with_sources_is_yaml_of_the_resolved_config(tmp_path):
     assert notes["stage"] == "default"
 
 
-def test_input_is_fixed_once_listed_and_the_message_says_what_to_delete(tmp_path):
+def test_input_is_fixed_once_listed_and_the_message_says_how_to_reset(tmp_path):
     run = RunDir(str(tmp_path / "run"))
     check_and_freeze(run, load_config([f"run_dir={run.uri}", "input=/data/photos"]))
     # Killed after listing the input, before any ingest shard finished: a rerun reuses the listing.
@@ -228,15 +228,9 @@ def test_input_is_fixed_once_listed_and_the_message_says_what_to_delete(tmp_path
         check_and_freeze(run, load_config([f"run_dir={run.uri}", "input=/data/other"]))
     message = str(err.value)
     assert "input: '/data/photos' (frozen) -> '/data/other' (now); affects stage(s) with outputs: ingest" in message
-    listed = message.split("delete ")[1].split(" in ")[0].split()
-    assert listed[:4] == ["tables/sources/", "_state/sources.json", "tables/hr/", "tables/lq/"]
-    assert "dataset/" in listed and "_state/emit/" in listed
+    assert message.endswith(f"pipeline reset run_dir={run.uri} stage=ingest")
     # Doing what it says makes the change acceptable.
-    for path in listed:
-        target = tmp_path / "run" / path
-        if path.endswith("/"):
-            shutil.rmtree(target, ignore_errors=True)  # stages that never ran have no folder
-        else:
-            target.unlink()
+    assert reset(load_config([f"run_dir={run.uri}", "stage=ingest"]), yes=True) == 0
+    assert not run.exists("tables/sources") and not run.exists("_state/sources.json")
     (change,) = check_and_freeze(run, load_config([f"run_dir={run.uri}", "input=/data/other"]))
     assert (change.key, change.now) == ("input", "/data/other")

@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from huggingface_hub import DatasetCard
 
+from common.extras import EXTRAS
 from pipeline.rundir import RunDir
 from schemas import dataset
 from stages.emit.files import SplitConfigError
@@ -171,6 +172,17 @@ def test_a_second_emit_lists_only_its_own_files(synthetic):
     listed = {path for config in card.data["configs"] for split in config["data_files"] for path in split["path"]}
     assert len(first) > len(listed) == len({p for p in listed if p.endswith("-00000.parquet")})
     assert all(os.path.exists(os.path.join(root, "dataset", p)) for p in listed)
+
+
+def test_report_without_the_report_extra_names_the_install(synthetic, monkeypatch):
+    # As if matplotlib were not installed: the report still has its samples, and says how to
+    # get the plots.
+    monkeypatch.setitem(EXTRAS, "report", (("srprefs_no_such_module",), "the plots in dataset/report.html"))
+    run_emit(synthetic)
+    page = open(os.path.join(synthetic.run.root, "dataset", "report.html"), encoding="utf-8").read()
+    assert 'id="reward-histogram"' not in page
+    assert "pip install &#x27;srprefs[report]&#x27;" in page or "pip install 'srprefs[report]'" in page
+    assert page.count('class="sample"') == 4
 
 
 def test_split_by_folder_follows_the_nearest_split_folder_of_each_source(tmp_path):

@@ -7,8 +7,15 @@ import math
 import numpy as np
 import pytest
 
-from trainer.evaluate import worse_beyond_interval
-from trainer.intervals import Interval, mean_interval, ratio_interval
+from trainer.evaluate import comparison_summary, format_table, worse_beyond_interval
+from trainer.intervals import (
+    MIN_UNITS,
+    Interval,
+    format_interval,
+    mean_interval,
+    ratio_interval,
+    too_few_units,
+)
 
 
 def test_mean_interval_matches_the_normal_theory_interval():
@@ -53,3 +60,21 @@ def test_intervals_are_reproducible():
 ])
 def test_worse_beyond_interval(interval, lower_better, worse):
     assert worse_beyond_interval(interval, lower_better) is worse
+
+
+def test_too_few_units_are_named_and_no_nan_is_printed():
+    assert too_few_units(MIN_UNITS) is None
+    assert "no interval at all" in too_few_units(1) and "cover much less than 95%" in too_few_units(MIN_UNITS - 1)
+    assert format_interval({"value": 0.25, "low": float("nan"), "high": float("nan")}, percent=True) == "25.0% [no interval]"
+    assert format_interval(Interval(0.5, 0.25, 0.75).as_dict()) == "+0.5000 [+0.2500, +0.7500]"
+    # One image x one seed: a real comparison's table says there is no interval instead of nan%.
+    outcomes = {"wins": [3], "ties": [0], "count": [4]}
+    per_unit = {"a": {"psnr": [30.0]}, "b": {"psnr": [29.0]}}
+    comparison = comparison_summary("a", "b", outcomes, per_unit, {"psnr": False})
+    result = {"split": "validation", "images": 1, "seeds": 1, "models": {"a": "x", "b": "y"}, "interval": "95%",
+              "lower_is_better": {"psnr": False}, "comparisons": [comparison], "whole_image": {},
+              "interval_units": 1, "warnings": [too_few_units(1)]}
+    table = format_table(result)
+    assert "nan" not in table.lower()
+    assert "75.0% [no interval]" in table and "worse beyond the interval: n/a (no interval)" in table
+    assert table.splitlines()[-1].startswith("warning: only 1 (image, seed) unit(s): no interval at all")

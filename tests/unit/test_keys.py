@@ -58,3 +58,21 @@ def test_keys_command_prints_every_key_with_its_yaml_doc(capsys):
     entries = re.findall(r"^  (\S+)=", out, flags=re.MULTILINE)
     assert entries == settings_keys()  # one entry per key, the top-level keys first
     assert entries[:3] == ["seed", "run_dir", "stage"]
+
+
+def test_keys_prefix_filters_to_a_section_or_a_subtree(capsys):
+    assert main(["keys", "sample.backbone"]) == 0
+    entries = re.findall(r"^  (\S+)=", capsys.readouterr().out, flags=re.MULTILINE)
+    assert entries == [k for k in settings_keys() if k.startswith("sample.backbone.")]
+    assert main(["keys", "seed", "pair"]) == 0  # a whole key, and a section; in settings order
+    entries = re.findall(r"^  (\S+)=", capsys.readouterr().out, flags=re.MULTILINE)
+    assert entries == [k for k in settings_keys() if k == "seed" or k.startswith("pair.")]
+    assert "sample.backbone.name" not in entries and len(entries) > 3
+
+
+def test_keys_prefix_that_names_no_key_is_an_error(capsys):
+    # "samp" is the start of a section name, not a section: no silent empty list
+    for prefix in ("sampel", "samp"):
+        assert main(["keys", prefix]) == 2
+        err = capsys.readouterr().err
+        assert f"no config key is named or starts with '{prefix}'" in err and "sections: degrade, emit" in err

@@ -1,4 +1,4 @@
-"""The layout's import rules (README "Layout"): arrows run one way, and one decode of images."""
+"""The layout's import rules (docs/pipeline.md "Code layout"): arrows run one way, and one decode of images."""
 
 from __future__ import annotations
 

@@ -23,6 +23,15 @@ def test_image_measures_against_hand_computed_psnr() -> None:
     # Top half: 0.05 vs 0.1 error; bottom half: 0.1 vs 0.2.
     assert m["gaps"] == pytest.approx([psnr(0.0025) - psnr(0.01), psnr(0.01) - psnr(0.04)])
     assert m["best_instances"] == pytest.approx(psnr((0.0025 + 0.01) / 2))
+    # Best minus the mean of the candidates' masked PSNRs, per instance.
+    assert m["best_minus_mean"] == pytest.approx(
+        [psnr(0.0025) - (psnr(0.0025) + psnr(0.01)) / 2, psnr(0.01) - (psnr(0.01) + psnr(0.04)) / 2]
+    )
+    # The pixel mean of the two candidates: 0.075 on top, 0.15 below.
+    assert m["psnr_of_mean"] == pytest.approx(psnr((0.075**2 + 0.15**2) / 2))
+    # The composite takes the far candidate on top and the near one below.
+    np.testing.assert_array_equal(m["composite_image"][:2], far[:2])
+    np.testing.assert_array_equal(m["composite_image"][2:], near[2:])
     assert m["diversity"] == pytest.approx((0.05 * 8 + 0.1 * 8) * 3 / 48 * 255)
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from stages.backbones.base import Backbone, BackboneSpec
+from stages.backbones.base import Backbone, BackboneSpec, SampleRequest
 from stages.backbones.tiling import blend_weights, sample_tiled, tile_count, window_spans
 from stages.backbones.tiny import TinyBackbone
 
@@ -21,9 +21,9 @@ class ShiftBackbone(Backbone):
         self.size_multiple, self.noise_channels = 4, 1
         self.calls: list[tuple[int, ...]] = []
 
-    def denoise(self, lq, prompts, negative_prompts, seeds, steps, guidance, strength, noise):
+    def denoise(self, lq, request):
         self.calls.append(tuple(lq.shape))
-        return F.interpolate(lq + 0.01 * noise, scale_factor=2, mode="nearest")
+        return F.interpolate(lq + 0.01 * request.noise, scale_factor=2, mode="nearest")
 
 
 @pytest.mark.parametrize(("length", "tile", "pad"), [(100, 32, 8), (97, 16, 16), (65, 64, 0), (300, 50, 25), (41, 8, 16)])
@@ -57,10 +57,10 @@ def test_tiles_of_a_local_backbone_reproduce_the_whole_image(height, width, tile
     """Any overlap pattern (including three windows over one pixel) blends to the exact result."""
     backbone = ShiftBackbone()
     lq = torch.rand(2, 3, height, width, generator=torch.Generator().manual_seed(0))
-    whole = backbone.sample(lq, ["", ""], ["", ""], [1, 2], steps=1, guidance=1.0)
+    whole = backbone.sample(lq, SampleRequest.unprompted([1, 2], steps=1, guidance=1.0))
     backbone.calls.clear()
     ticks = []
-    tiled = sample_tiled(backbone, lq, ["", ""], ["", ""], [1, 2], steps=1, guidance=1.0, tile=tile,
+    tiled = sample_tiled(backbone, lq, SampleRequest.unprompted([1, 2], steps=1, guidance=1.0), tile=tile,
                          tile_pad=pad, on_tile=lambda: ticks.append(1))
     assert len(backbone.calls) == tile_count(height, width, tile, pad) == len(ticks) > 1
     assert all(shape[0] == 2 for shape in backbone.calls)  # the batch's rows share each call
@@ -69,7 +69,7 @@ def test_tiles_of_a_local_backbone_reproduce_the_whole_image(height, width, tile
 
 def test_bad_tile_settings_are_refused():
     with pytest.raises(ValueError, match="tile=-1"):
-        sample_tiled(ShiftBackbone(), torch.rand(1, 3, 8, 8), [""], [""], [0], 1, 1.0, tile=-1)
+        sample_tiled(ShiftBackbone(), torch.rand(1, 3, 8, 8), SampleRequest.unprompted([0], 1), tile=-1)
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +90,8 @@ def test_embedded_model_tiled_agrees_with_whole_image(embedded, kind):
     height, width = 40, 112  # one row of three 80-wide windows (tile 16 + 2 x 32 context)
     lq = smooth_image(height, width) if kind == "smooth" else torch.full((1, 3, height, width), 0.5)
     common = dict(prompts=[""], negative_prompts=[""], seeds=[7], steps=2, guidance=1.0)
-    whole = embedded.sample(lq, **common)
-    tiled = sample_tiled(embedded, lq, **common, tile=16, tile_pad=32)
+    whole = embedded.sample(lq, SampleRequest(**common))
+    tiled = sample_tiled(embedded, lq, SampleRequest(**common), tile=16, tile_pad=32)
     assert tile_count(height, width, 16, 32) == 3
     difference = (tiled - whole).abs() * 255
     border = 0 if kind == "constant" else 4 * 8  # 8 LQ pixels

@@ -12,8 +12,9 @@ import torch
 from tests.dspo_fixtures import write_dspo_dataset
 from tests.tiny_models import save_tiny_sr
 from trainer.data import DspoBatch, empty_share, kept_area_per_crop, random_crop
-from trainer.levels import LEVEL_IMAGE, LEVEL_INSTANCE, pair_subset, training_rows
+from trainer.levels import pair_subset, training_rows
 from trainer.logs import TrainingLog
+from trainer.options import LEVEL_IMAGE, LEVEL_INSTANCE
 from trainer.train import main as train_main
 
 SCALE = 4

@@ -12,6 +12,7 @@ import torch
 from diffusers import StableDiffusionUpscalePipeline
 from PIL import Image
 
+from stages.backbones import SampleRequest
 from tests.dspo_fixtures import write_dspo_dataset
 from tests.tiny_models import save_tiny_sr, save_tiny_upscaler
 from trainer.data import collate_dspo, load_dspo_split
@@ -108,7 +109,7 @@ def test_lora_on_a_tiny_sd_upscaler(tmp_path, dataset):
         assert torch.equal(p, dict(original.text_encoder.named_parameters())[name])
     # And the output loads as the sample stage's backbone and samples 4x.
     backbone = load_sampling_backbone(str(out / "last"), torch.device("cpu"))
-    sr = backbone.sample(torch.rand(1, 3, 8, 8), ["a photo"], [""], [0], steps=2, guidance=1.0)
+    sr = backbone.sample(torch.rand(1, 3, 8, 8), SampleRequest(["a photo"], [""], [0], steps=2, guidance=1.0))
     assert sr.shape == (1, 3, 32, 32)
 
 
@@ -138,13 +139,22 @@ def test_lora_reference_is_the_model_with_adapters_disabled(tmp_path, dataset):
     assert ref.shape == (1, 3, 8, 8)  # latent pixels; the loss pools the 32x32 masks to this size
 
 
-def test_output_folder_is_the_best_validated_model_and_loads_as_a_backbone(tmp_path, dataset, tiny_folder):
+def test_output_folder_is_the_best_validated_model_and_loads_as_a_backbone(tmp_path, dataset, tiny_folder, capsys,
+                                                                           monkeypatch):
     out = tmp_path / "out"
     args = [
         "--dataset", str(dataset), "--backbone", str(tiny_folder), "--output_dir", str(out), "--max_train_steps", "2",
         "--validation_steps", "1", "--validation_seeds", "1", "--checkpointing_steps", "2", "--learning_rate", "1e-3",
     ]
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)  # this test looks at the bar
     assert train_main(args) == 0
+    err = capsys.readouterr().err
+    # A step bar with the loss and tqdm's ETA, and a line before each validation, the first
+    # one (which samples the reference too) saying so.
+    assert "dspo-train" in err and "2/2" in err and "loss=" in err and "<" in err
+    announced = [line for line in err.splitlines() if "validation at step" in line and "sampling" in line]
+    assert [line.split(":")[0].split("\r")[-1] for line in announced] == [f"validation at step {s}" for s in (0, 1, 2)]
+    assert "the reference's samples too" in announced[0] and "reference" not in announced[1]
     summary = json.loads((out / "training_summary.json").read_text())
     validations = [r for r in TrainingLog.read(out) if r["kind"] == "validation"]
     assert [r["step"] for r in validations] == [0, 1, 2]
@@ -179,6 +189,8 @@ def test_eval_of_the_reference_against_itself_is_all_ties(tmp_path, dataset, tin
     ]
     assert evaluate_main(args) == 0
     result = json.loads(out.read_text())
+    # 2 images x 1 seed: too few units for a 95% interval, and said so (at the start and in the table).
+    assert result["interval_units"] == 2 and "only 2 (image, seed) unit(s)" in result["warnings"][0]
     [comparison] = result["comparisons"]
     assert (comparison["a"], comparison["b"]) == ("trained", "reference")
     assert result["images"] == 2 and comparison["instance_comparisons"] == 8  # 2 images x 4 quadrants x 1 seed
