@@ -111,3 +111,37 @@ def test_size_curve_reads_each_fraction_against_its_own_sft_control():
     assert [p["dspo_over_sft_only"]["value"] for p in curve] == [0.55, 0.6, 0.5]
     assert [p["train_pairs"] for p in curve] == [25, 50, 100]
     assert curve[1]["psnr_delta"]["value"] == pytest.approx(0.06)
+
+
+def test_markdown_says_where_the_settings_came_from_and_lists_every_table():
+    from benchmarks.closed_loop import IMAGE_DPO, markdown
+
+    names = ["psnr", "gmsd"]
+    labels = [REFERENCE, SFT, IMAGE_DPO, DSPO, fraction_label(SFT, 0.5), fraction_label(DSPO, 0.5)]
+    pairs = [*HEAD_TO_HEAD, (fraction_label(DSPO, 0.5), fraction_label(SFT, 0.5)), (fraction_label(DSPO, 0.5), REFERENCE)]
+    comparisons = [{"a": a, "b": b, "instance_win_rate": interval(0.6), "delta": {n: interval(0.01) for n in names},
+                    "metrics_worse_beyond_interval": ["gmsd"] if a == DSPO and b == REFERENCE else []} for a, b in pairs]
+    headroom = {"reference_mean": {n: interval(0.1) for n in names}, "reference_best_instances": {n: interval(0.02) for n in names}}
+    evaluation = {
+        "lower_is_better": {"psnr": False, "gmsd": True}, "comparisons": comparisons, "headroom_over_reference": headroom,
+        "whole_image_intervals": {label: {n: interval(25.0) for n in names} for label in [*labels, "bicubic", *headroom]},
+        "images": 24, "seeds": 2,
+    }
+    training = {label: {"steps": 40, "train_images": 36, "train_pairs": 300, "empty_steps": 0, "empty_step_share": 0.0, "seconds": 9.0}
+                for label in labels[1:]}
+    splits = {s: {"photos": ["p"] * n, "dataset_images": n, "pairs": 10 * n} for s, n in (("train", 36), ("validation", 8), ("test", 24))}
+    report = {
+        "profile": "default", "options": {"limit_photos": None, "crop_size": 128, "seed": 0}, "eval": evaluation, "splits": splits,
+        "settings": {"beta": 100.0, "sft_weight": 25.0, "learning_rate": 3e-4}, "steps": 40,
+        "settings_source": "chosen by --sweep on the validation split", "backbone": "tiny", "backbone_sha256": "ab" * 32,
+        "size_curve": size_curve(evaluation, {**training, DSPO: training[DSPO]}, [0.5]), "training": training,
+        "targets": {"dspo_no_metric_worse_beyond_interval": False},
+        "seconds": {"total": 1500, "dataset": 500, "settings": 300, "training": 100, "eval": 600, "cpu": 2500},
+        "software": {"torch": "2"},
+    }
+    text = markdown(report)
+    assert "24 photos" in text and "48 (image, seed) units" in text and "chosen by --sweep on the validation split" in text
+    assert "| dspo over reference | 60.0% [50.0%, 70.0%]" in text and "| gmsd |" in text
+    for heading in ("## Head to head", "## Whole-image metrics", "## Dataset-size curve", "## Training", "## Targets"):
+        assert heading in text
+    assert "dspo_no_metric_worse_beyond_interval: NOT met" in text
