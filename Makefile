@@ -41,3 +41,17 @@ clean-demo:
 # docker compose: .env with a new Postgres password and Ray auth token (kept when .env has them).
 compose-init:
 	python3 docker/init_env.py
+
+# The numeric tests under the most portable SIMD path and one and two threads: float sums then
+# run in other orders than on this machine's default, and every tolerance must still hold
+# (tests/tolerances.py). Not part of `make test`: it runs those tests three times (~3 min).
+NUMERIC_TESTS := tests/unit/test_score.py tests/unit/test_score_maps.py tests/unit/test_score_parts.py \
+	tests/unit/test_degrade_apply.py tests/unit/test_degrade_kernels.py tests/unit/test_degrade_noise.py \
+	tests/unit/test_dspo_loss.py tests/unit/test_tiling.py tests/unit/test_trainer_levels.py \
+	tests/unit/test_trainer_train.py tests/unit/test_backbones.py tests/unit/test_backbone_sizes.py \
+	tests/unit/test_overlay.py
+.PHONY: test-portable
+test-portable: $(STAMP)
+	ATEN_CPU_CAPABILITY=default OMP_NUM_THREADS=1 $(VENV)/bin/pytest -q -p no:cacheprovider $(NUMERIC_TESTS)
+	ATEN_CPU_CAPABILITY=default OMP_NUM_THREADS=2 $(VENV)/bin/pytest -q -p no:cacheprovider $(NUMERIC_TESTS)
+	OMP_NUM_THREADS=1 $(VENV)/bin/pytest -q -p no:cacheprovider $(NUMERIC_TESTS)

@@ -11,6 +11,8 @@ from typing import Any
 
 from annotation_ui.agreement import summarize
 from annotation_ui.review import answer_text
+from annotation_ui.store import TaskMedia
+from annotation_ui.viewer import task_html
 
 RECENT_DESCRIPTIONS = 20
 
@@ -122,4 +124,32 @@ def render_report(
         f"<b>{_number(stats['iqa_agreement'] * 100 if stats['iqa_decided'] else float('nan'), 1)}%</b> "
         f"of {stats['iqa_decided']} judgements. Labels: {labels}.</p>"
         "<h3>Recent descriptions</h3>" + recent_html + "</div>"
+    )
+
+
+def render_review_pair(item: Mapping[str, Any] | None, media: TaskMedia | None) -> str:
+    """One judged pair as the annotators saw it (both candidates, with flicker, zoom and outline
+    from the same keys), the IQA winner on the left, then every vote with its description."""
+    if item is None or media is None:
+        return "<p class='review-empty'>No pair matches: change the filter, or wait for judgements.</p>"
+    winner, loser = item["candidate_a"], item["candidate_b"]
+    viewer = task_html(
+        item["pair_id"], winner, media, prefix="review-", captions=(f" · {winner} (IQA winner)", f" · {loser} (IQA loser)")
+    )
+    votes = [
+        (
+            r["annotator"],
+            answer_text(r),
+            {winner: f"{winner} (IQA winner)", loser: f"{loser} (IQA loser)"}.get(r.get("described_candidate") or "", "pair"),
+            r["description"],
+            _number(r["ms_taken"] / 1000.0, 1),
+        )
+        for r in item["rows"]
+    ]
+    status = "settled by an admin" if item["settled"] else "no admin decision yet"
+    return (
+        f"<div class='review-viewer'>{viewer}</div><div class='review-votes'>"
+        f"<p>{html.escape(item['pair_id'])} · {html.escape(item['instance_id'])} · {status}</p>"
+        + _table(["annotator", "answer", "about", "description", "seconds"], votes, "No votes.")
+        + "</div>"
     )

@@ -54,14 +54,19 @@ def select_pairs(
     limit: int | None,
     gold_fraction: float,
     seed: int,
+    gold_every: int = 0,
 ) -> tuple[pa.Table, set[str]]:
     """The pairs to annotate, in serving order, and the ids of the gold items among them.
 
     All needs_review pairs come first (lowest margin first), then ``sample_fraction`` of the
     others in seeded random order; ``limit`` caps the total. The ``gold_fraction`` of the
     selection with the largest margins (the IQA decision is clear-cut) become gold items
-    whose expected answer is the IQA winner.
+    whose expected answer is the IQA winner. With ``gold_every`` N > 0 the gold items are served
+    first and then after every N - 1 other pairs (largest margins tend to sit at the end of the
+    queue, which left gold accuracy unknown for most of a session); 0 keeps them in place.
     """
+    if gold_every < 0:
+        raise ValueError(f"store.gold_every must be 0 (off) or a positive interval, got {gold_every}")
     for name, value in (("sample_fraction", sample_fraction), ("gold_fraction", gold_fraction)):
         if not 0.0 <= value <= 1.0:
             raise ValueError(f"store.{name} must be within [0, 1], got {value}")
@@ -79,8 +84,24 @@ def select_pairs(
     gold_count = round(len(chosen) * gold_fraction)
     by_margin = sorted(chosen, key=lambda r: (-abs(r["margin"]), r["pair_id"]))
     gold = {r["pair_id"] for r in by_margin[:gold_count]}
+    if gold_every:
+        chosen = _interleave([r for r in chosen if r["pair_id"] in gold], [r for r in chosen if r["pair_id"] not in gold], gold_every)
     index = {pid: i for i, pid in enumerate(pairs.column("pair_id").to_pylist())}
     return pairs.take([index[r["pair_id"]] for r in chosen]), gold
+
+
+def _interleave(gold: list, others: list, every: int) -> list:
+    """One gold item, then ``every`` - 1 others, and so on; what is left of either at the end."""
+    served, gold_left, others_left = [], list(gold), list(others)
+    while gold_left or others_left:
+        if gold_left:
+            served.append(gold_left.pop(0))
+        served.extend(others_left[: every - 1])
+        del others_left[: every - 1]
+        if not others_left:
+            served.extend(gold_left)
+            gold_left = []
+    return served
 
 
 def _decode_image(value: dict | None, what: str) -> Image.Image:
@@ -225,6 +246,7 @@ def import_from_tables(
         limit=cfg.store.limit,
         gold_fraction=cfg.store.gold_fraction,
         seed=cfg.seed,
+        gold_every=cfg.store.gold_every,
     )
     known = store.pair_ids()
     new = chosen.filter(pa.array([pid not in known for pid in chosen.column("pair_id").to_pylist()], pa.bool_()))

@@ -400,6 +400,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.time()
+    software = software_versions()  # the commit that runs, before anything can change it
     work = Path(args.work_dir)
     _, backbone_folder = resolve_backbone(args.backbone)
     backbone_sha = folder_digest(backbone_folder)
@@ -456,7 +457,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report["targets"] = targets(report["eval"])
     report["seeds"] = {"training": args.seed, "crops": args.seed, "test": list(range(FIRST_EVAL_SEED, FIRST_EVAL_SEED + args.eval_seeds)),
                        "validation": list(range(args.validation_seeds)) if args.sweep else []}
-    report["software"] = software_versions()
+    report["software"] = software
     seconds["total"] = time.time() - started
     usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
     seconds["cpu"] = sum(u.ru_utime + u.ru_stime for u in usage)

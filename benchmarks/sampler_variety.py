@@ -105,7 +105,10 @@ def full_reference(images: dict[str, list[np.ndarray]], hr: list[np.ndarray]) ->
             with torch.no_grad():
                 for name, metric in metrics.items():
                     values[name].append(float(metric(sr, ref).mean()))
-        table[method] = {name: float(np.mean(v)) for name, v in values.items()}
+        # pyiqa's VIF is NaN on some flat crops (zero variance in every subband): a mean over the
+        # images where it is defined, with that count beside it.
+        table[method] = {name: float(np.nanmean(v)) for name, v in values.items()}
+        table[method]["images_with_vif"] = int(np.isfinite(values["vif"]).sum())
     return table
 
 
@@ -208,6 +211,8 @@ def format_full_reference(result: dict[str, Any]) -> str:
              "|---|" + "---|" * len(FULL_REFERENCE)]
     for method, values in result["full_reference"].items():
         lines.append(f"| {method} | " + " | ".join(f"{values[name]:.4f}" for name in FULL_REFERENCE) + " |")
+    counts = {values["images_with_vif"] for values in result["full_reference"].values()}
+    lines.append(f"VIF over {'/'.join(map(str, sorted(counts)))} of {result['images']} images (NaN on the others)")
     return "\n".join(lines)
 
 

@@ -24,6 +24,9 @@ GRAY_MODES = frozenset({"1", "L", "I;16", "I;16B", "I;16L", "I;16N", "I", "F"})
 HIGH_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I", "F"})
 
 
+ANIMATED_FORMATS = ("GIF", "PNG", "WEBP")
+
+
 class BadImageError(ItemError):
     """The bytes are not a usable image; the message says why."""
 
@@ -76,6 +79,10 @@ def decode_image(data: bytes, max_pixels: int, limit_name: str = "ingest.max_pix
                 f"decompression bomb guard: {width}x{height} = {width * height} pixels exceeds "
                 f"{limit_name}={max_pixels}"
             )
+        # Decoding an animation would silently keep its first frame. (Multi-picture JPEGs (MPO)
+        # and multi-page TIFFs also have frames: their first is the photo, so they stay.)
+        if image.format in ANIMATED_FORMATS and getattr(image, "is_animated", False):
+            raise BadImageError(f"animated {image.format} ({image.n_frames} frames): only still images are read")
         try:
             image.load()
         except (OSError, SyntaxError, ValueError) as err:

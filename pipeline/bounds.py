@@ -9,6 +9,7 @@ values of a string key. ``None`` passes (keys typed ``X | None`` use it to mean 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,8 +30,8 @@ class Bounds:
         """Why ``value`` is out of bounds, or None when it is fine."""
         if self.choices and value not in self.choices:
             return f"expected one of {', '.join(map(str, self.choices))}"
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return None  # nan and inf are refused for every key (pipeline/config.py)
         too_low = self.low is not None and (value <= self.low if self.low_open else value < self.low)
         too_high = self.high is not None and value > self.high
         if too_low or too_high:

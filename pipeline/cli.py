@@ -11,6 +11,10 @@ from collections.abc import Sequence
 from common.logs import quiet_optional_kernel_warnings
 from pipeline.errors import ShardFailedError
 
+# Exit statuses: 1 the work failed (a bug, too many bad items), 2 bad input or settings, 3 the run
+# worked but its dataset has no rows or lacks a split (the message says why and what to do).
+EXIT_EMPTY_DATASET = 3
+
 # The keys `pipeline --help` shows; their defaults and meanings come from pipeline/defaults/*.yaml.
 MAIN_KEYS = [
     "run_dir",
@@ -86,26 +90,53 @@ def _parser() -> argparse.ArgumentParser:
 def _run(overrides: list[str]) -> int:
     from pipeline.config import load_config
     from pipeline.registry import ORDER
-    from pipeline.rundir import RunDir
-    from pipeline.runner import format_status, run_stages
 
     cfg = load_config(overrides)
     if cfg.stage not in ORDER and cfg.stage != "all":
         raise ValueError(f"stage={cfg.stage!r}: choose one of {', '.join(ORDER)} or all")
-    run_stages(cfg, cfg.stage)
-    print(format_status(RunDir(cfg.run_dir)))
-    return 0
+    run = _run_and_show(cfg, cfg.stage)
+    return _dataset_check(run) if cfg.stage in ("all", "emit") else 0
+
+
+def _run_and_show(cfg, stage: str):
+    """Run the stages and print the run's status, also when emit found nothing to publish."""
+    from pipeline.rundir import RunDir
+    from pipeline.runner import format_status, run_stages
+
+    run = RunDir(cfg.run_dir)
+    try:
+        run_stages(cfg, stage)
+    except Exception as err:
+        if _empty_dataset(err):
+            print(format_status(run))  # the failure reasons per stage, before the error line
+        raise
+    print(format_status(run))
+    return run
+
+
+def _empty_dataset(err: BaseException) -> bool:
+    """stages.emit.stage.EmptyDatasetError (recognised by its exit code: the CLI imports no stage)."""
+    return getattr(err, "exit_code", None) == EXIT_EMPTY_DATASET
+
+
+def _dataset_check(run) -> int:
+    """EXIT_EMPTY_DATASET, with why on stderr, when the dataset just emitted lacks rows or a split."""
+    from pipeline.runner import emit_problem
+
+    problem = emit_problem(run)
+    if problem is None:
+        return 0
+    print(f"error: {problem}", file=sys.stderr)
+    return EXIT_EMPTY_DATASET
 
 
 def _demo(overrides: list[str]) -> int:
     from pipeline.config import load_config
-    from pipeline.rundir import RunDir
-    from pipeline.runner import format_status, run_stages
 
     cfg = load_config(["input=demo", "stage=all", *overrides])
-    run_stages(cfg, "all")
-    run = RunDir(cfg.run_dir)
-    print(format_status(run))
+    run = _run_and_show(cfg, "all")
+    if _dataset_check(run):
+        return EXIT_EMPTY_DATASET
     print(f"\ndataset:  {run.path('dataset')}   (datasets.load_dataset('{run.path('dataset')}'))")
     print(f"report:   {run.path('dataset/report.html')}")
     print(f"label it: pipeline annotate run_dir={cfg.run_dir}   (add a user first: pipeline users add NAME)")
@@ -159,28 +190,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     quiet_optional_kernel_warnings()
     try:
-        if args.command == "run":
-            return _run(args.overrides)
-        if args.command == "demo":
-            return _demo(args.overrides)
-        if args.command == "status":
-            return _status(args.overrides)
-        if args.command == "config":
-            return _config(args.overrides)
-        if args.command == "keys":
-            return _keys(args.prefixes)
-        if args.command == "reset":
-            from pipeline.config import load_config
-            from pipeline.reset import reset
-
-            return reset(load_config(args.overrides), args.yes)
-        from pipeline import annotation
-        from pipeline.config import load_config
-
-        cfg = load_config(args.overrides)
-        if args.command == "annotate":
-            return annotation.annotate(cfg)
-        return annotation.add_user(cfg, args.name, args.admin, args.users_file)
+        code = _dispatch(args)
+        # Short output sits in stdout's buffer until exit, where a reader that went away would
+        # make the interpreter complain; flushing here lets the handler below see it.
+        sys.stdout.flush()
+        return code
     except ShardFailedError as err:  # the work failed (a bug, or too many bad items), not the command
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -193,8 +207,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get("SRPREFS_DEBUG"):
             raise
         print(f"error: {err}", file=sys.stderr)
+        if _empty_dataset(err):
+            return EXIT_EMPTY_DATASET
         print("(set SRPREFS_DEBUG=1 to see the traceback)", file=sys.stderr)
         return 2
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "run":
+        return _run(args.overrides)
+    if args.command == "demo":
+        return _demo(args.overrides)
+    if args.command == "status":
+        return _status(args.overrides)
+    if args.command == "config":
+        return _config(args.overrides)
+    if args.command == "keys":
+        return _keys(args.prefixes)
+    from pipeline.config import load_config
+
+    if args.command == "reset":
+        from pipeline.reset import reset
+
+        return reset(load_config(args.overrides), args.yes)
+    from pipeline import annotation
+
+    cfg = load_config(args.overrides)
+    if args.command == "annotate":
+        return annotation.annotate(cfg)
+    return annotation.add_user(cfg, args.name, args.admin, args.users_file)
 
 
 def quiet_broken_pipe() -> int:

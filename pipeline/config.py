@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import math
 import os
 import pkgutil
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -107,6 +109,31 @@ def _load_yaml(text_or_path: str, name: str, from_text: bool = False) -> DictCon
     return loaded
 
 
+# An OmegaConf interpolation: ${oc.env:NAME}, ${oc.decode:...}, any resolver call, or a
+# ${other.key} reference (\${ is a literal). Settings are plain values.
+_INTERPOLATION = re.compile(r"(?<!\\)\$\{")
+
+
+def _interpolations(values: Any, key: str = "") -> list[str]:
+    """Keys of ``values`` whose text interpolates."""
+    if isinstance(values, str):
+        return [key] if _INTERPOLATION.search(values) else []
+    if isinstance(values, dict):
+        return [found for k, v in values.items() for found in _interpolations(v, f"{key}.{k}" if key else str(k))]
+    if isinstance(values, list):
+        return [found for i, v in enumerate(values) for found in _interpolations(v, f"{key}[{i}]")]
+    return []
+
+
+def _refuse_interpolation(values: DictConfig, origin: str) -> None:
+    """Settings are values, never instructions to read the environment or run a resolver: a
+    ``${oc.env:SECRET}`` would put the secret into every prompt and the frozen config."""
+    keys = _interpolations(OmegaConf.to_container(values, resolve=False))
+    if keys:
+        raise ConfigError(f"{origin}: {', '.join(keys)}: interpolation (${{oc.env:...}}, ${{other.key}}) is not "
+                          "allowed in settings; write the value itself")
+
+
 @dataclasses.dataclass(frozen=True)
 class _Layer:
     source: str  # as `pipeline config` marks it
@@ -128,6 +155,7 @@ def _frozen_layer(run: RunDir) -> _Layer | None:
     frozen = _load_yaml(run.read_bytes(FROZEN_CONFIG).decode(), origin, from_text=True)
     for key in INVOCATION_KEYS:  # written by earlier versions
         frozen.pop(key, None)
+    _refuse_interpolation(frozen, origin)
     return _Layer(FROZEN, origin, frozen)
 
 
@@ -186,6 +214,8 @@ def resolve_config(overrides: list[str] | None = None, config_file: str | None =
         layers.append(_Layer(COMMAND_LINE, COMMAND_LINE, OmegaConf.from_dotlist(dotted)))
     except OmegaConfBaseException as err:
         raise ConfigError(_describe(err, COMMAND_LINE)) from None
+    for layer in layers:
+        _refuse_interpolation(layer.values, layer.origin)
     # run_dir decides whether there is a frozen config, so it is resolved without one first.
     frozen = _frozen_layer(RunDir(str(_merge_layers(layers).run_dir)))
     if frozen is not None:
@@ -204,11 +234,24 @@ def resolve_config(overrides: list[str] | None = None, config_file: str | None =
     return ResolvedConfig(cfg, sources, defaults, frozen_values)
 
 
+def _non_finite(values: Any, key: str = "") -> list[tuple[str, float]]:
+    """(key, value) of every nan or infinite number in ``values``, in lists and mappings too:
+    nan passes every bound (each comparison with it is false), and no setting means infinity."""
+    if isinstance(values, float):
+        return [] if math.isfinite(values) else [(key, values)]
+    if isinstance(values, dict):
+        return [item for k, v in values.items() for item in _non_finite(v, f"{key}.{k}" if key else str(k))]
+    if isinstance(values, list):
+        return [item for i, v in enumerate(values) for item in _non_finite(v, f"{key}[{i}]")]
+    return []
+
+
 def check_bounds(cfg: DictConfig) -> None:
-    """Refuse values outside the bounds or choices the settings types declare (pipeline/bounds.py),
-    naming every such key at once."""
+    """Refuse values outside the bounds or choices the settings types declare (pipeline/bounds.py)
+    and numbers that are not finite, naming every such key at once."""
     sections = section_types()
-    problems = bound_problems(sections.pop("root"), cfg, "")
+    problems = [f"{key}={value}: give a finite number" for key, value in _non_finite(to_container(cfg))]
+    problems += bound_problems(sections.pop("root"), cfg, "")
     for name, settings_type in sorted(sections.items()):
         problems += bound_problems(settings_type, cfg[name], f"{name}.")
     if problems:

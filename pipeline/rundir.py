@@ -151,11 +151,32 @@ class RunDir:
         names = self.list_dir(f"tables/{table}")
         return [int(n[6:11]) for n in names if n.startswith("shard-") and n.endswith(".parquet")]
 
-    def write_shard(self, table: str, shard: int, data: pa.Table) -> None:
+    def write_shard(self, table: str, shard: int, data: pa.Table) -> dict[str, int]:
+        """Write a shard; returns what its completion marker records to verify it later
+        (``rows``, ``bytes``)."""
         buffer = io.BytesIO()
         # Small row groups keep memory bounded when a later stage or a dataset reader streams.
         pq.write_table(data, buffer, row_group_size=64)
         self.write_bytes(self.shard_relpath(table, shard), buffer.getvalue())
+        return {"rows": data.num_rows, "bytes": buffer.getbuffer().nbytes}
+
+    def shard_problem(self, table: str, shard: int, marker: dict[str, Any]) -> str | None:
+        """What is wrong with a finished shard against its completion marker (missing, another
+        size, a footer that does not read, another row count), or None when it is whole."""
+        path = self.path(self.shard_relpath(table, shard))
+        info = self.fs.get_file_info(path)
+        if info.type != pafs.FileType.File:
+            return f"{path} is missing"
+        if marker.get("bytes") is not None and info.size != marker["bytes"]:
+            return f"{path} has {info.size} bytes, its completion marker says {marker['bytes']}"
+        try:
+            with self.fs.open_input_file(path) as handle:
+                rows = pq.ParquetFile(handle).metadata.num_rows
+        except (OSError, pa.ArrowException) as err:
+            return f"{path} is not a readable Parquet file ({err})"
+        if marker.get("rows") is not None and rows != marker["rows"]:
+            return f"{path} has {rows} rows, its completion marker says {marker['rows']}"
+        return None
 
     def read_shard(self, table: str, shard: int, columns: list[str] | None = None) -> pa.Table:
         with self.fs.open_input_file(self.path(self.shard_relpath(table, shard))) as handle:
@@ -185,8 +206,19 @@ class RunDir:
         found = {}
         for name in self.list_dir(f"_state/{stage}"):
             if name.endswith(".json") and name[:5].isdigit():
-                found[int(name[:5])] = json.loads(self.read_bytes(f"_state/{stage}/{name}"))
+                found[int(name[:5])] = self._marker(f"_state/{stage}/{name}")
         return found
+
+    def _marker(self, relpath: str) -> dict[str, Any]:
+        try:
+            marker = json.loads(self.read_bytes(relpath))
+        except ValueError as err:
+            marker, problem = None, f"is not valid JSON ({err})"
+        if isinstance(marker, dict):
+            return marker
+        if marker is not None:
+            problem = "does not hold a JSON object"
+        raise ValueError(f"completion marker {self.path(relpath)} {problem}; delete it to redo that shard")
 
     def write_json(self, relpath: str, value: Any) -> None:
         self.write_bytes(relpath, json.dumps(value, indent=1, default=str).encode())

@@ -6,19 +6,22 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow.parquet as pq
 from omegaconf import DictConfig
 
-from pipeline.executors.shard import SOURCES, pending_shards, primary_table
+from pipeline.checks import stage_problems
+from pipeline.config import ConfigError
+from pipeline.executors.shard import SOURCES, pending_shards, primary_table, verified_markers
 from pipeline.frozen import ConfigMismatchError, check_and_freeze
 from pipeline.lock import LOCK_FILE, RunDirLock
-from pipeline.registry import EXTERNAL_TABLES, ORDER, PRIMARY_INPUT, PRODUCERS, stage_class
+from pipeline.registry import EXTERNAL_TABLES, ORDER, PRIMARY_INPUT, PRODUCERS, STAGES, stage_class
 from pipeline.rundir import SOURCES_STATE, RunDir
 from schemas import TABLES
 from stages.base import Stage
+from stages.failures import failure_reasons, format_reasons
 from stages.pair_facts import PAIR_STATS, preference_facts
 
 log = logging.getLogger(__name__)
@@ -38,6 +41,8 @@ class StageSummary:
     seconds: float  # the shards' own seconds, added up (workers in parallel count each)
     finalized: bool  # the stage's final step (emit: the dataset/ folder) finished after its shards
     wall_seconds: float = 0.0  # start to finish of the commands that ran the stage, added up
+    # Shards with a completion marker whose output is no longer whole: shard -> what is wrong.
+    broken: dict[int, str] = field(default_factory=dict)
 
 
 def _shard_rows(run: RunDir, table: str, shard: int) -> int:
@@ -74,7 +79,14 @@ def check_inputs(stage: Stage, run: RunDir) -> None:
         if producer is None:
             continue
         shards = set(run.shards(table))
-        done = set(run.markers(producer))
+        finished, broken = verified_markers(run, producer, table)
+        if broken:
+            shard, problem = min(broken.items())
+            raise NotReadyError(
+                f"stage '{stage.name}' reads table '{table}', whose shard {shard} is broken: {problem}; "
+                f"run `pipeline run stage={producer} run_dir={run.uri}` to redo it"
+            )
+        done = set(finished)
         if not shards or not shards <= done:
             raise NotReadyError(
                 f"stage '{stage.name}' reads table '{table}', which stage '{producer}' has not "
@@ -114,7 +126,11 @@ def finalize(stage: Stage, cfg: DictConfig, run: RunDir, shards_changed: bool) -
         # The marker goes first, so a final step that does not finish leaves none (status shows
         # it, and the next run redoes it).
         run.delete_file(final)
-        run.write_json(final, {"external_tables": inputs, "stats": stage.finalize(run)})
+        try:
+            stats = stage.finalize(run)
+        except OSError as err:  # e.g. a full disk while writing the dataset: say which run and stage
+            raise OSError(f"stage {stage.name}: its final step could not write into {run.uri}: {err}") from None
+        run.write_json(final, {"external_tables": inputs, "stats": stats})
 
 
 def _run_checked(stage: Stage, cfg: DictConfig, run: RunDir) -> StageSummary:
@@ -139,6 +155,21 @@ def _run_checked(stage: Stage, cfg: DictConfig, run: RunDir) -> StageSummary:
     return summarise(run, stage.name)
 
 
+def build_stages(cfg: DictConfig, names: list[str], listed: bool = False) -> list[Stage]:
+    """The stages ``names``, built and checked (pipeline/checks.py) before any work: one
+    ConfigError names every problem of every stage."""
+    stages, problems = [], []
+    for name in names:
+        try:
+            stages.append(stage_class(name)(cfg))
+        except ValueError as err:  # a stage's own check of its settings
+            problems.append(str(err))
+    problems += stage_problems(cfg, names, listed)
+    if problems:
+        raise ConfigError("settings that cannot work:\n  " + "\n  ".join(problems))
+    return stages
+
+
 def wall_record(stage: str) -> str:
     return f"_state/{stage}/wall.json"
 
@@ -160,8 +191,8 @@ def run_stages(cfg: DictConfig, stage: str) -> list[StageSummary]:
     work and before anything is frozen; then the run directory is locked against other runs,
     the temporary files a killed run left are removed, and the settings are frozen.
     """
-    stages = [stage_class(name)(cfg) for name in (ORDER if stage == "all" else [stage])]
     run = RunDir(cfg.run_dir)
+    stages = build_stages(cfg, ORDER if stage == "all" else [stage], listed=run.exists(SOURCES_STATE))
     with RunDirLock(run, float(cfg.pipeline.lock_lease_s)):
         removed = run.remove_temporary_files(keep=(LOCK_FILE.rsplit("/", 1)[1],))
         if removed:
@@ -184,16 +215,20 @@ def final_marker(stage: str) -> str:
 
 
 def summarise(run: RunDir, stage: str) -> StageSummary:
-    markers = run.markers(stage).values()
+    """A stage's progress; only shards whose output is still whole count as done."""
+    done, broken = verified_markers(run, stage, STAGES[stage].output_table)
+    markers = done.values()
     walls = run.read_json(wall_record(stage)) if run.exists(wall_record(stage)) else []
     return StageSummary(
         stage=stage,
         shards_done=len(markers),
-        shards_total=len(run.shards(PRIMARY_INPUT[stage])),
+        # A finished shard counts even when its input shard was deleted since.
+        shards_total=len(set(run.shards(PRIMARY_INPUT[stage])) | set(done) | set(broken)),
         ok=sum(m["ok"] for m in markers),
         failed=sum(m["failed"] for m in markers),
         seconds=round(sum(m["seconds"] for m in markers), 1),
         finalized=run.exists(final_marker(stage)),
+        broken=broken,
         wall_seconds=round(sum(w["seconds"] for w in walls), 1),
     )
 
@@ -202,6 +237,37 @@ def status(run: RunDir) -> dict[str, Any]:
     stages = [summarise(run, name) for name in ORDER]
     sources = run.read_json(SOURCES_STATE) if run.exists(SOURCES_STATE) else None
     return {"stages": stages, "sources": sources}
+
+
+# What the emit stage leaves when it published nothing (stages.emit.stage.EMPTY_STATE; not
+# imported: `pipeline status` stays light).
+EMIT_EMPTY_STATE = "_state/emit/empty.json"
+
+
+def emit_problem(run: RunDir) -> str | None:
+    """Why the run's dataset is empty or lacks a split, with the next step; None when it is whole
+    (or emit has not run)."""
+    if run.exists(EMIT_EMPTY_STATE):
+        return f"emit published no rows: {run.read_json(EMIT_EMPTY_STATE)['reason']}"
+    final = final_marker("emit")
+    if not run.exists(final):
+        return None
+    stats = run.read_json(final).get("stats") or {}
+    empty = stats.get("empty_splits") or []
+    if not empty:
+        return None
+    rows = ", ".join(f"{split} {n}" for split, n in (stats.get("rows") or {}).get("dspo", {}).items() if n)
+    unset = " and ".join(f"emit.splits.{split}=0" for split in empty)
+    return (
+        f"dataset written, but split(s) {', '.join(empty)} have no rows (dspo rows: {rows}); add source images "
+        f"or set {unset} (moving its share to train), then rerun `pipeline run stage=emit`"
+    )
+
+
+def broken_shard_lines(stages: list[StageSummary], run: RunDir) -> list[str]:
+    """One line per finished shard whose output is no longer whole, saying how to redo it."""
+    return [f"BROKEN: stage {s.stage} shard {shard}: {problem}; `pipeline run stage={s.stage} run_dir={run.uri}` "
+            "redoes it" for s in stages for shard, problem in sorted(s.broken.items())]
 
 
 def format_status(run: RunDir) -> str:
@@ -218,8 +284,13 @@ def format_status(run: RunDir) -> str:
         final = "done" if s.finalized else "NOT DONE" if s.shards_done else "-"
         wall = f"{s.wall_seconds:.1f}" if s.wall_seconds else "-"
         lines.append(f"{s.stage:<9} {shards:>9} {s.ok:>7} {s.failed:>7} {wall:>9} {s.seconds:>9.1f}  {final}")
+    reasons = failure_reasons(run)
+    if reasons:
+        lines.append("most frequent failure reasons:")
+        lines += [f"  {line}" for line in format_reasons(reasons, PRODUCERS)]
+    lines += broken_shard_lines(info["stages"], run)
     emit = next(s for s in info["stages"] if s.stage == "emit")
-    if emit.shards_done and not emit.finalized:
+    if emit.shards_done and not emit.finalized and not run.exists(EMIT_EMPTY_STATE):  # empty: said below
         lines.append(
             f"emit's final step did not finish: {run.uri}/dataset is missing or older than the emit "
             "shards; rerun `pipeline run stage=emit`"
@@ -230,4 +301,7 @@ def format_status(run: RunDir) -> str:
         if stats.get("warning"):
             lines.append(f"  WARNING: {stats['warning']}")
         lines += [f"  {label}: {text}" for label, text in preference_facts(stats).items()]
+    problem = emit_problem(run)
+    if problem:
+        lines.append(f"WARNING: {problem}")
     return "\n".join(lines)

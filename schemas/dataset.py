@@ -1,10 +1,19 @@
-"""The published dataset (emit's output): HF Features of its two configs and their checks.
+"""The published dataset (emit's output): HF Features of its three configs and their checks.
 
 ``dspo`` (the default config) holds one row per LQ image: the LQ (and HR) image, the N candidates,
 and per preference instance its mask, winner/loser candidate index, weight and label. No image is
-stored twice. ``pairs`` holds one row per (instance, winner, loser) in the Pick-a-Pic layout used by
-Diffusion-DPO trainers: ``jpg_0``/``jpg_1`` are raw encoded image bytes (``Value("binary")``, the
-reference trainer calls ``Image.open(io.BytesIO(x))`` on them), ``label_0`` is 1.0 / 0.0 / 0.5.
+stored twice.
+
+``pairs`` and ``pairs_instances`` use the Pick-a-Pic layout of Diffusion-DPO trainers: ``jpg_0``/
+``jpg_1`` are raw encoded image bytes (``Value("binary")``, the reference trainer calls
+``Image.open(io.BytesIO(x))`` on them), ``label_0`` is 1.0 / 0.0 / 0.5. ``pairs`` holds one row per
+image: its whole-image winner and loser by the rule of ``dspo-train --level image``
+(``common.preferences``), so a trainer that ignores masks never sees the same two images with
+opposite labels. ``pairs_instances`` holds one row per (instance, winner, loser) with the images
+cut to the instance's box, so each row's images show what its label is about.
+
+The bytes are PNG despite the column names: the preferences are often a fraction of a dB, below
+what JPEG's own loss would change.
 
 The trainer reads any dataset in this format; ``validate_dspo_rows`` rejects malformed rows with a
 message naming the row and column.
@@ -12,6 +21,7 @@ message naming the row and column.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -24,9 +34,11 @@ from schemas.candidates import CANDIDATE
 from schemas.pairs import DELTAS, LABEL_SOURCES
 from schemas.table import RLE, SchemaError, TableSpec
 
-DATASET_SCHEMA_VERSION = 2
+# 3: pairs is whole-image (one row per image), pairs_instances added, area_share per instance.
+DATASET_SCHEMA_VERSION = 3
 CONFIG_DSPO = "dspo"
 CONFIG_PAIRS = "pairs"
+CONFIG_PAIRS_INSTANCES = "pairs_instances"
 SPLITS = constants.SPLITS
 
 # How each candidate was made (its CANDIDATE struct without the image itself).
@@ -41,6 +53,7 @@ INSTANCE_COLUMNS: dict[str, Any] = {
     "lose_index": List(Value("int32")),
     "area": List(Value("int64")),  # instance area in pixels
     "weight": List(Value("float64")),  # area / sum of the areas kept in this row; sums to 1
+    "area_share": List(Value("float64")),  # area / the whole image's pixels (what weight normalises)
     # Calibrated IQA margin (stages/pair.py): reward-weighted mean over the metrics of
     # (win - lose) / visibility scale; 1.0 = just visible, 0 = identical; negated when overturned.
     "margin": List(Value("float64")),
@@ -67,16 +80,40 @@ DSPO_FEATURES = Features(
     }
 )
 
+# Columns both Pick-a-Pic style configs share, in that layout's names and types.
+_PICK_A_PIC = {
+    "jpg_0": Value("binary"),  # PNG bytes despite the name: Pick-a-Pic's column names
+    "jpg_1": Value("binary"),
+    "label_0": Value("float64"),  # 1.0: jpg_0 wins, 0.0: jpg_1 wins, 0.5: tie
+    "label_1": Value("float64"),  # 1 - label_0
+    "caption": Value("string"),  # the descriptions when people wrote some, else the prompt
+    "lq": Value("binary"),  # the LQ image (PNG bytes) both candidates were made from
+}
+
 PAIRS_FEATURES = Features(
     {
-        "jpg_0": Value("binary"),  # PNG bytes despite the name: Pick-a-Pic's column names
-        "jpg_1": Value("binary"),
-        "label_0": Value("float64"),  # 1.0: jpg_0 wins, 0.0: jpg_1 wins, 0.5: tie
-        "label_1": Value("float64"),  # 1 - label_0
-        "caption": Value("string"),  # the description when people wrote one, else the prompt
-        "lq": Value("binary"),  # the LQ image (PNG bytes) both candidates were made from
-        "mask": RLE,
+        **_PICK_A_PIC,
+        # Area-weighted net instance wins of jpg_0's and jpg_1's candidates (common.preferences):
+        # each in [-1, 1]; the winner's is the image's highest, the loser's its lowest.
+        "score_0": Value("float64"),
+        "score_1": Value("float64"),
+        "instances": Value("int32"),  # the instance preferences the whole-image rule weighed
+        "label_source": Value("string"),  # iqa / human / mixed (of those instances)
+        "image_id": Value("string"),
+        "candidate_id_0": Value("string"),  # the candidates jpg_0 / jpg_1 show
+        "candidate_id_1": Value("string"),
+        "pair_id": Value("string"),  # hash(image_id, winner, loser)
+        "schema_version": Value("int32"),
+    }
+)
+
+PAIRS_INSTANCES_FEATURES = Features(
+    {
+        **_PICK_A_PIC,  # jpg_0 / jpg_1 / lq: cut to the instance's box (lq: that box / scale)
+        "mask": RLE,  # the instance inside the box
+        "box": List(Value("int32")),  # [x, y, w, h] of the box in candidate pixels, multiples of the scale
         "weight": Value("float64"),
+        "area_share": Value("float64"),
         "margin": Value("float64"),
         "deltas": DELTAS,
         "agreement": Value("float64"),
@@ -165,6 +202,9 @@ def _check_dspo_row(row: Mapping[str, Any], index: int) -> None:
         raise DatasetFormatError(f"{where}: column 'weight' has a non-positive or null value: {weights}")
     if not math.isclose(sum(weights), 1.0, rel_tol=1e-6, abs_tol=1e-6):
         raise DatasetFormatError(f"{where}: column 'weight' sums to {sum(weights):.6g}, expected 1")
+    for k, share in enumerate(row["area_share"]):
+        if share is None or not 0 < share <= 1:
+            raise DatasetFormatError(f"{where}: column 'area_share' instance {k} is {share!r}, expected (0, 1]")
     for k, source in enumerate(row["label_source"]):
         if source not in LABEL_SOURCES:
             raise DatasetFormatError(
@@ -181,12 +221,13 @@ def _check_dspo_row(row: Mapping[str, Any], index: int) -> None:
 
 
 def validate_pairs_rows(rows: Iterable[Mapping[str, Any]], first_row: int = 0) -> int:
-    """Check pairs rows: both images present, label_0 one of 1.0 / 0.0 / 0.5 and label_1 = 1 - label_0."""
+    """Check pairs rows (either Pick-a-Pic style config): both images present, a mask where the
+    rows have the column, label_0 one of 1.0 / 0.0 / 0.5 and label_1 = 1 - label_0."""
     count = 0
     for count, row in enumerate(rows, start=1):
         where = f"pairs row {first_row + count - 1}"
         for name in ("jpg_0", "jpg_1", "mask"):
-            if not row.get(name):
+            if (name in row or name != "mask") and not row.get(name):
                 raise DatasetFormatError(f"{where}: column '{name}' is missing or empty")
         label = row.get("label_0")
         if label not in (0.0, 0.5, 1.0):
@@ -194,6 +235,25 @@ def validate_pairs_rows(rows: Iterable[Mapping[str, Any]], first_row: int = 0) -
         if row.get("label_1") is not None and row["label_1"] != 1.0 - label:
             raise DatasetFormatError(f"{where}: column 'label_1' is {row['label_1']}, expected {1.0 - label}")
     return count
+
+
+def pairs_label_conflicts(rows: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """How often Pick-a-Pic style rows show the same two images more than once: ``repeated``
+    (image pairs in more than one row) and ``contradicting`` (of those, pairs whose rows disagree
+    on the winner or on a tie). Images are compared by their bytes, as a trainer that ignores
+    every other column sees them."""
+    labels: dict[tuple[str, str], set[str]] = {}
+    rows_of: dict[tuple[str, str], int] = {}
+    for row in rows:
+        first, second = (hashlib.sha256(row[name]).hexdigest() for name in ("jpg_0", "jpg_1"))
+        key = (min(first, second), max(first, second))
+        label = row["label_0"]
+        labels.setdefault(key, set()).add("tie" if label == 0.5 else first if label == 1.0 else second)
+        rows_of[key] = rows_of.get(key, 0) + 1
+    return {
+        "repeated": sum(1 for count in rows_of.values() if count > 1),
+        "contradicting": sum(1 for outcomes in labels.values() if len(outcomes) > 1),
+    }
 
 
 def _check_dspo_table(table: pa.Table) -> None:

@@ -46,8 +46,8 @@ class SourceListing:
 
 
 class RunContext(Protocol):
-    """What a stage's ``finalize`` may use of a run: read tables (whole or shard by shard), write
-    files, swap a folder into place."""
+    """What a stage's ``finalize`` may use of a run: read tables (whole or shard by shard), read and
+    write files, swap a folder into place."""
 
     def read_table(self, name: str) -> pa.Table: ...
 
@@ -56,6 +56,12 @@ class RunContext(Protocol):
     def open_output(self, relpath: str) -> pa.NativeFile: ...
 
     def delete_dir(self, relpath: str) -> None: ...
+
+    def delete_file(self, relpath: str) -> None: ...
+
+    def exists(self, relpath: str) -> bool: ...
+
+    def read_bytes(self, relpath: str) -> bytes: ...
 
     def replace_dir(self, source: str, target: str) -> None: ...
 

@@ -63,7 +63,14 @@ def demo_sources(count: int) -> list[tuple[str, bytes]]:
     ]
 
 
-def hf_sources(spec: str, column: str, split: str) -> list[tuple[str, bytes]]:
+# An item to list: its URI, its bytes when they do not come from a file, why it cannot be read.
+Item = tuple[str, "bytes | None", "str | None"]
+
+
+def hf_sources(spec: str, column: str, split: str, allow_local_paths: bool = False) -> list[Item]:
+    """The images a dataset holds. A row whose image is only a path (no bytes; e.g. a string
+    column cast to images) would make ingest read a file of this machine under the dataset's
+    name, so it fails unless ``ingest.allow_local_paths`` says that is wanted."""
     import datasets
 
     name = spec[len("hf:") :]
@@ -76,24 +83,38 @@ def hf_sources(spec: str, column: str, split: str) -> list[tuple[str, bytes]]:
             f"input={spec}: no column '{column}' (set ingest.image_column); columns: {dataset.column_names}"
         )
     dataset = dataset.cast_column(column, datasets.Image(decode=False))
-    items = []
+    items: list[Item] = []
     for index, value in enumerate(dataset[column]):
-        data = value.get("bytes") if value else None
-        if data is None and value and value.get("path"):
-            data = Path(value["path"]).read_bytes()
-        items.append((f"{spec}/{split}/{index}", data or b""))
+        uri, data, error = f"{spec}/{split}/{index}", value.get("bytes") if value else None, None
+        path = value.get("path") if value else None
+        if data is None and path:
+            if not allow_local_paths:
+                error = (f"the dataset holds no image bytes here, only the path {path!r}; set "
+                         "ingest.allow_local_paths=true to read files of this machine")
+            else:
+                try:
+                    data = Path(path).read_bytes()
+                except OSError as err:
+                    error = f"cannot read {path}: {err.strerror or err}"
+        items.append((uri, data or b"", error))
     return items
 
 
-def file_paths(spec: str) -> list[str]:
+def _inside(path: str, folder: str) -> bool:
+    return os.path.commonpath([os.path.realpath(path), folder]) == folder
+
+
+def file_paths(spec: str, exclude: str | None = None) -> list[str]:
+    """The files ``spec`` names; none inside folder ``exclude`` (the run directory, which a user
+    may have put in the input folder: ingesting its own files would grow the dataset each run)."""
     path = Path(spec)
+    skip = os.path.realpath(exclude) if exclude and "://" not in exclude else None
     if path.is_dir():
-        found = [
-            os.path.join(root, name)
-            for root, dirs, names in os.walk(path)
-            for name in names
-            if not name.startswith(".")
-        ]
+        found = []
+        for root, dirs, names in os.walk(path):
+            if skip is not None:
+                dirs[:] = [d for d in dirs if not _inside(os.path.join(root, d), skip)]
+            found += [os.path.join(root, name) for name in names if not name.startswith(".")]
         return sorted(found)
     if path.is_file() and path.suffix == ".txt":
         base = path.parent
@@ -101,7 +122,8 @@ def file_paths(spec: str) -> list[str]:
         lines = [line.strip() for line in path.read_text(encoding="utf-8", errors="surrogateescape").splitlines()]
         return [str(base / line) for line in lines if line and not line.startswith("#")]
     if any(ch in spec for ch in "*?["):
-        return sorted(p for p in glob.glob(spec, recursive=True) if os.path.isfile(p))
+        return sorted(p for p in glob.glob(spec, recursive=True)
+                      if os.path.isfile(p) and (skip is None or not _inside(p, skip)))
     if path.is_file():
         return [str(path)]
     raise InputError(
@@ -109,23 +131,24 @@ def file_paths(spec: str) -> list[str]:
     )
 
 
-def list_sources(spec: str, settings: Any) -> tuple[pa.Table, list[tuple[str, str]]]:
-    """All sources in a stable order, duplicates (same bytes) removed.
+def list_sources(spec: str, settings: Any, exclude: str | None = None) -> tuple[pa.Table, list[tuple[str, str]]]:
+    """All sources in a stable order, duplicates (same bytes) removed; none inside folder
+    ``exclude`` (the run directory).
 
     Returns the sources table and the (duplicate, first occurrence) pairs that were dropped.
     """
+    items: list[Item]
     if spec == "demo":
-        inline = demo_sources(int(settings.demo_count))
+        items = [(uri, data, None) for uri, data in demo_sources(int(settings.demo_count))]
     elif spec.startswith("hf:"):
-        inline = hf_sources(spec, settings.image_column, settings.split)
+        items = hf_sources(spec, settings.image_column, settings.split, bool(settings.allow_local_paths))
     else:
-        inline = None
+        items = [(p, None, None) for p in file_paths(spec, exclude)]
     rows, seen, duplicates = [], {}, []
-    items = inline if inline is not None else [(p, None) for p in file_paths(spec)]
     if not items:
         raise InputError(f"input={spec!r} holds no files")
-    for uri, data in items:
-        row = _source_row(uri, data)
+    for uri, data, error in items:
+        row = _source_row(uri, data, error)
         if row.image_id in seen:
             duplicates.append((row.source_uri, seen[row.image_id]))
             continue
@@ -140,16 +163,16 @@ def printable_name(path: str) -> str:
     return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
-def _source_row(uri: str, inline: bytes | None) -> sources.SourcesRow:
+def _source_row(uri: str, inline: bytes | None, error: str | None = None) -> sources.SourcesRow:
     """One listed source (``inline``: its bytes when they do not come from a file). Its id is the
     hash of its bytes; a source without usable bytes (a name that is not UTF-8, an unreadable or
     empty file) gets the hash of its path instead, so each such source is its own failed row
     rather than all of them sharing the id of b""."""
     name = printable_name(uri)
-    content, error = inline, None
-    if name != uri:
+    content = inline
+    if error is None and name != uri:
         error = "file name is not valid UTF-8; rename the file"
-    elif content is None:
+    elif error is None and content is None:
         try:
             content = Path(uri).read_bytes()
         except OSError as err:
@@ -205,7 +228,7 @@ class IngestStage(Stage):
     output_table = "hr"
 
     def list_sources(self) -> SourceListing:
-        table, duplicates = list_sources(str(self.cfg.input), self.settings)
+        table, duplicates = list_sources(str(self.cfg.input), self.settings, exclude=str(self.cfg.run_dir))
         for duplicate, first in duplicates:
             log.warning("duplicate image skipped: %s has the same bytes as %s", duplicate, first)
         size = max(1, int(self.settings.shard_size))

@@ -54,6 +54,7 @@ dataset card and report.html.
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 from collections import Counter, defaultdict
@@ -63,6 +64,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 from scipy.stats import kendalltau
 
 from schemas.constants import UNCERTAIN_PAIRS
@@ -70,13 +72,19 @@ from schemas.instances import instance_id as make_instance_id
 from schemas.pairs import PairsRow, pair_id
 from schemas.scores import metrics_dict, metrics_struct
 from stages.base import Batch, ItemError, RunContext, Stage, ok_rows
-from stages.pair_facts import PAIR_STATS
+from stages.pair_facts import (
+    DROP_AGREEMENT,
+    DROP_AREA,
+    DROP_MARGIN,
+    INSTANCE_FACTS_SCHEMA,
+    PAIR_INSTANCES,
+    PAIR_STATS,
+)
 from stages.ranking import bradley_terry, comparison_matrix, rank
 from stages.scoring.metrics import metric_info
 from stages.scoring.reward import reward_weights
 from stages.weights import instance_weights
 
-DROP_AREA, DROP_MARGIN, DROP_AGREEMENT = "area", "margin", "agreement"
 UNCERTAIN = UNCERTAIN_PAIRS
 VISIBLE = 1.0  # the margin at which a difference reaches the visibility scale
 HISTOGRAM_EDGES = [0.5 * i for i in range(11)]  # margins in visibility units; larger ones: "over"
@@ -139,6 +147,7 @@ def strengths_of(candidates: Sequence[Candidate], rules: PairRules) -> np.ndarra
 
 @dataclass
 class InstanceResult:
+    index: int  # the instance's index in its image
     pairs: list[PairsRow]
     reason: str | None  # why no pair was kept, when none was
     best_vs_worst: Comparison | None  # None when dropped for area or with fewer than 2 candidates
@@ -149,10 +158,10 @@ def instance_pairs(
 ) -> InstanceResult:
     """Pairs of one instance (weights still 0), why none was kept, and its best-vs-worst comparison."""
     if area < rules.min_area:
-        return InstanceResult([], DROP_AREA, None)
+        return InstanceResult(index, [], DROP_AREA, None)
     candidates = sorted(candidates, key=lambda c: c.index)
     if len(candidates) < 2:
-        return InstanceResult([], DROP_MARGIN, None)
+        return InstanceResult(index, [], DROP_MARGIN, None)
     strengths = strengths_of(candidates, rules)
     order = rank(strengths)
     ranked = [candidates[i] for i in order]
@@ -195,7 +204,7 @@ def instance_pairs(
                 label_source="iqa",
             )
         )
-    return InstanceResult(pairs, None if pairs else (reasons[0] if reasons else DROP_MARGIN), extremes)
+    return InstanceResult(index, pairs, None if pairs else (reasons[0] if reasons else DROP_MARGIN), extremes)
 
 
 def image_pairs(
@@ -270,8 +279,12 @@ class PairStage(Stage):
         instances = ok_rows(run.read_table("instances"))
         scores = run.read_table("scores")
         pairs = run.read_table("pairs")
-        stats = pair_statistics(instances, scores, pairs, self.rules)
+        results = list(instance_results(instances, scores, self.rules))
+        stats = pair_statistics(instances, scores, pairs, self.rules, results)
         run.write_bytes(PAIR_STATS, json.dumps(stats, indent=2, sort_keys=True).encode())
+        buffer = io.BytesIO()
+        pq.write_table(instance_facts(instances, results), buffer)
+        run.write_bytes(PAIR_INSTANCES, buffer.getvalue())
         return stats
 
 
@@ -302,15 +315,50 @@ def comparison_summary(comparisons: Sequence[Comparison]) -> dict[str, Any]:
     }
 
 
-def pair_statistics(
-    instances: pa.Table, scores: pa.Table, pairs: pa.Table, rules: PairRules
-) -> dict[str, Any]:
-    """The run's pair statistics (keys in the module docstring)."""
-    results: list[InstanceResult] = []
+def instance_results(
+    instances: pa.Table, scores: pa.Table, rules: PairRules
+) -> Iterable[tuple[str, list[int], list[InstanceResult]]]:
+    """(image_id, instance areas, each scored instance's result) per image of ``instances``."""
     for image_id, areas, rows in _join(instances, scores):
-        results.extend(image_pairs(image_id, areas, rows, rules)[1])
-    dropped = Counter(r.reason for r in results if r.reason)
-    extremes = [r.best_vs_worst for r in results if r.best_vs_worst is not None]
+        yield image_id, areas, image_pairs(image_id, areas, rows, rules)[1]
+
+
+def instance_facts(instances: pa.Table, results: Sequence[tuple[str, list[int], list[InstanceResult]]]) -> pa.Table:
+    """``stats/pair_instances.parquet``: per scored instance its share of the image, its best against
+    its worst candidate (margin and deltas) and why it gave no pair."""
+    pixels = {
+        image_id: (width or 0) * (height or 0)
+        for image_id, width, height in zip(*(instances.column(c).to_pylist() for c in ("image_id", "width", "height")))
+    }
+    rows = [
+        {
+            "image_id": image_id,
+            "instance_index": result.index,
+            "area_share": areas[result.index] / pixels[image_id] if pixels.get(image_id) else None,
+            "margin": result.best_vs_worst.margin if result.best_vs_worst else None,
+            "deltas": metrics_struct(result.best_vs_worst.deltas) if result.best_vs_worst else None,
+            "reason": result.reason,
+        }
+        for image_id, areas, image_results in results
+        for result in image_results
+    ]
+    return pa.Table.from_pylist(rows, schema=INSTANCE_FACTS_SCHEMA)
+
+
+def pair_statistics(
+    instances: pa.Table,
+    scores: pa.Table,
+    pairs: pa.Table,
+    rules: PairRules,
+    results: Sequence[tuple[str, list[int], list[InstanceResult]]] | None = None,
+) -> dict[str, Any]:
+    """The run's pair statistics (keys in the module docstring); ``results`` when instance_results
+    already ran."""
+    if results is None:
+        results = list(instance_results(instances, scores, rules))
+    scored = [r for _, _, image_results in results for r in image_results]
+    dropped = Counter(r.reason for r in scored if r.reason)
+    extremes = [r.best_vs_worst for r in scored if r.best_vs_worst is not None]
     below = float(np.mean([c.margin < VISIBLE for c in extremes])) if extremes else 0.0
     kept = [
         Comparison(metrics_dict(row["deltas"]), row["margin"], row["agreement"])

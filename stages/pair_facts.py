@@ -6,7 +6,24 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import pyarrow as pa
+
 PAIR_STATS = "stats/pair.json"  # where the pair stage's finalize writes its statistics, in the run directory
+# One row per scored instance (``INSTANCE_FACTS_SCHEMA``): its best against its worst candidate and
+# why it gave no pair, for the report's plots (written by the pair stage's finalize).
+PAIR_INSTANCES = "stats/pair_instances.parquet"
+INSTANCE_FACTS_SCHEMA = pa.schema(
+    [
+        ("image_id", pa.string()),
+        ("instance_index", pa.int32()),
+        ("area_share", pa.float64()),  # instance area / image pixels
+        ("margin", pa.float64()),  # best vs worst candidate; null when it was never compared
+        ("deltas", pa.struct([("name", pa.list_(pa.string())), ("value", pa.list_(pa.float64()))])),
+        ("reason", pa.string()),  # why no pair was kept (DROP_*); null when one was
+    ]
+)
+# Why an instance gave no pair, in the order the pair stage checks.
+DROP_AREA, DROP_MARGIN, DROP_AGREEMENT = "area", "margin", "agreement"
 # Units of the per-metric differences, for people reading the card and the report.
 UNITS = {"psnr": " dB"}
 

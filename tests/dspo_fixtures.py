@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from common.masks import encode_mask
-from schemas.dataset import DATASET_SCHEMA_VERSION, PAIRS_FEATURES, dspo_features
+from schemas.dataset import DATASET_SCHEMA_VERSION, PAIRS_INSTANCES_FEATURES, dspo_features
 
 Row = dict[str, Any]
 
@@ -75,6 +75,7 @@ def synthetic_row(index: int, size: int = 32, scale: int = 4, candidates: int = 
         "lose_index": [int(np.argmax(levels[:, q])) for q in range(count)],
         "area": [half * half] * count,
         "weight": [1.0 / count] * count,
+        "area_share": [half * half / (size * size)] * count,
         "margin": [0.5] * count,
         "deltas": [{"name": ["psnr"], "value": [0.25]}] * count,
         "agreement": [1.0] * count,
@@ -120,8 +121,9 @@ def write_dspo_dataset(
 
 
 def write_pairs_dataset(folder: Path, splits: dict[str, int] | None = None, ties: int = 1) -> Path:
-    """A ``pairs`` config in the Pick-a-Pic layout from the synthetic dspo rows: one row per
-    quadrant, winner as jpg_0 or jpg_1 alternately, and ``ties`` tie rows (label 0.5) per split."""
+    """A ``pairs`` config in the Pick-a-Pic layout with a mask per row (as srprefs'
+    ``pairs_instances`` or another tool's per-region pairs) from the synthetic dspo rows: one row
+    per quadrant, winner as jpg_0 or jpg_1 alternately, and ``ties`` tie rows (label 0.5) per split."""
     splits = splits or {"train": 2, "validation": 1}
     offset = 0
     for split, count in splits.items():
@@ -144,8 +146,8 @@ def write_pairs_dataset(folder: Path, splits: dict[str, int] | None = None, ties
         path = folder / "data" / "pairs" / f"{split}-00000.parquet"
         path.parent.mkdir(parents=True, exist_ok=True)
         # Every declared column, null where these rows have no value (newer schema columns).
-        rows = [{name: row.get(name) for name in PAIRS_FEATURES} for row in rows]
-        datasets.Dataset.from_list(rows, features=PAIRS_FEATURES).to_parquet(str(path))
+        rows = [{name: row.get(name) for name in PAIRS_INSTANCES_FEATURES} for row in rows]
+        datasets.Dataset.from_list(rows, features=PAIRS_INSTANCES_FEATURES).to_parquet(str(path))
     files = "".join(f"  - split: {s}\n    path: data/pairs/{s}-*.parquet\n" for s in splits)
     (folder / "README.md").write_text(f"---\nconfigs:\n- config_name: pairs\n  data_files:\n{files}---\n# synthetic pairs\n")
     return folder

@@ -143,6 +143,14 @@ def emit_config(root: str, *overrides: str) -> Any:
     return load_config([f"run_dir={root}", "emit.report_samples=4", *overrides])
 
 
+def finalize_pairs(synthetic: SyntheticRun, *overrides: str) -> None:
+    """The pair stage's final step on the synthetic run (stats/pair.json and the per-instance facts
+    the report plots), as `pipeline run` makes it before emit."""
+    from stages.pair import PairStage  # imports the IQA metrics: only the tests that need it pay
+
+    PairStage(emit_config(synthetic.run.root, *overrides)).finalize(synthetic.run)
+
+
 def run_emit(synthetic: SyntheticRun, *overrides: str, run: RunDir | None = None) -> dict[str, Any]:
     """Run the emit stage as the executor does: process per shard (ok rows), then finalize
     (through ``run`` when given: a RunDir of the same folder that misbehaves)."""

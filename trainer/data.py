@@ -21,6 +21,7 @@ from PIL import Image
 
 from common.images import BadImageError, decode_stored
 from common.masks import MaskError, decode_masks
+from common.preferences import text_condition
 from schemas.dataset import (
     CONFIG_DSPO,
     CONFIG_PAIRS,
@@ -57,18 +58,38 @@ def load_split(dataset: str, config: str, split: str) -> datasets.Dataset:
             )
         cache_dir = _local_cache_dir(folder) if folder.is_dir() else None
         loaded = datasets.load_dataset(dataset, config, cache_dir=cache_dir)
-    except (ValueError, FileNotFoundError, ConnectionError) as err:
+    except (ValueError, OSError, ConnectionError, datasets.exceptions.DatasetGenerationError) as err:
         if isinstance(err, DatasetFormatError):
             raise
         # datasets says 'Instruction "train" corresponds to no data!' for a split without rows.
         empty = re.search(r'Instruction "(.+?)" corresponds to no data', str(err))
         reason = f"split '{empty.group(1)}' has no rows" if empty else str(err).splitlines()[0]
+        # datasets' own errors seldom name the file; a broken or empty one is named here.
+        broken = _broken_data_file(folder) if folder.is_dir() else None
+        if broken:
+            reason = f"{reason}: {broken}" if empty else broken
         raise DatasetFormatError(f"cannot load config '{config}' of dataset '{dataset}': {reason}") from None
     if split not in loaded:
         raise DatasetFormatError(f"dataset '{dataset}' has no split '{split}'; it has {sorted(loaded)}")
     if len(loaded[split]) == 0:
         raise DatasetFormatError(f"split '{split}' of dataset '{dataset}' has no rows")
     return loaded[split]
+
+
+def _broken_data_file(folder: Path) -> str | None:
+    """The first Parquet file of a local dataset that does not read, or holds no rows (emit
+    writes no file for an empty split), as "<path>: <problem>"; None when they all read."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for path in sorted(folder.rglob("*.parquet")):
+        try:
+            rows = pq.ParquetFile(path).metadata.num_rows
+        except (OSError, pa.ArrowException) as err:
+            return f"{path} is not a readable Parquet file ({' '.join(str(err).split())})"
+        if rows == 0:
+            return f"{path} holds no rows (a split without rows has no file)"
+    return None
 
 
 def _local_cache_dir(folder: Path) -> str:
@@ -142,14 +163,6 @@ def _image_size(value: Mapping[str, Any], where: str, column: str) -> tuple[int,
     except BadImageError as err:
         raise DatasetFormatError(f"{where}: {err}") from None
     return image.height, image.width
-
-
-def text_condition(row: Mapping[str, Any]) -> str:
-    """The instance descriptions people wrote (joined), else the stored prompt."""
-    descriptions = [d.strip() for d in row.get("description") or [] if d and d.strip()]
-    if descriptions:
-        return "; ".join(descriptions)
-    return row.get("prompt") or ""
 
 
 def image_tensor(image: Image.Image) -> torch.Tensor:

@@ -33,9 +33,14 @@ from trainer.data import image_tensor
 from trainer.models import BackboneFolderError, load_sampling_backbone
 from trainer.options import parse_infer_args as parse_args
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+# Outputs are written under this prefix and renamed when whole (save_atomically); such a file
+# is never an input, and those a killed run left are removed when the next run starts.
+PARTIAL_PREFIX = ".partial-"
 # Formats that cannot store transparency: images with alpha are written as PNG instead.
 NO_ALPHA_SUFFIXES = {".jpg", ".jpeg", ".bmp"}
+
+
 @dataclass
 class Item:
     """One input file on its way through: its pixels, tensor and target file."""
@@ -47,10 +52,17 @@ class Item:
 
 
 def input_files(path: Path) -> list[Path]:
+    """The images to read: ``path`` itself, or the image files in folder ``path``; the folder's
+    other files are named on stderr, so none is left out silently (hidden files and partial
+    outputs are not inputs at all)."""
     if path.is_file():
         return [path]
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        found = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+        files = [p for p in found if p.suffix.lower() in IMAGE_SUFFIXES]
+        for other in sorted(set(found) - set(files)):
+            print(f"dspo-infer: not an input {other}: not one of {', '.join(sorted(IMAGE_SUFFIXES))}",
+                  file=sys.stderr)
         if files:
             return files
         raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in folder '{path}'")
@@ -80,7 +92,7 @@ def to_output_image(sr: torch.Tensor, image: DecodedImage) -> Image.Image:
 def save_atomically(image: Image.Image, target: Path) -> None:
     """Write under a temporary name, then rename: a killed run never leaves a truncated output
     that a later run would skip as done."""
-    partial = target.with_name(f".partial-{target.name}")
+    partial = target.with_name(f"{PARTIAL_PREFIX}{target.name}")
     options = {"quality": 95} if target.suffix.lower() in (".jpg", ".jpeg") else {}
     try:
         image.save(partial, format=Image.registered_extensions()[target.suffix.lower()], **options)
@@ -186,17 +198,33 @@ class Run:
         self.files_bar.close()
 
 
+def prepare_output(output: Path) -> list[Path]:
+    """Create the output folder; remove the partial outputs a killed run left there (returned)."""
+    if output.exists() and not output.is_dir():
+        raise FileExistsError(f"--output_path '{output}' is a file, not a folder")
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise FileExistsError(f"--output_path '{output}' cannot be created: {err.strerror or err}") from None
+    leftovers = sorted(output.glob(f"{PARTIAL_PREFIX}*"))
+    for leftover in leftovers:
+        leftover.unlink(missing_ok=True)
+    return leftovers
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     diffusers.utils.logging.disable_progress_bar()  # "Loading pipeline components" on every start
     try:
+        for leftover in prepare_output(Path(args.output_path)):
+            print(f"dspo-infer: removed {leftover}, a partial output of a run that was killed", file=sys.stderr)
         files = input_files(Path(args.input_path))
         device = resolve_device(args.device, args.on_missing_gpu, "--device")
         backbone = load_sampling_backbone(args.checkpoint, device, noise_level=args.noise_level)
-    except (FileNotFoundError, BackboneFolderError, MissingWeightsError, BackboneConfigError, DeviceError) as err:
+    except (FileNotFoundError, FileExistsError, BackboneFolderError, MissingWeightsError, BackboneConfigError,
+            DeviceError) as err:
         print(f"dspo-infer: error: {err}", file=sys.stderr)
         return 2
-    Path(args.output_path).mkdir(parents=True, exist_ok=True)
     run = Run(args, backbone, len(files))
     run.process(files)
     print(f"dspo-infer: {run.ok} written, {run.skipped} skipped (existing), {run.failed} failed", file=sys.stderr)

@@ -6,14 +6,16 @@
   trainer's one loss (``dspo_loss``) is exactly Diffusion-DPO on whole-image mean errors. The
   dataset stores per instance who won and lost and the instance's area share ``weight``, not the
   candidates' absolute rewards, so the whole-image score of candidate k is its area-weighted net
-  wins, ``sum_m weight_m * ([k = win_m] - [k = lose_m])``: the winner is the highest score, the
-  loser the lowest (lowest index on ties). Human and IQA labels count alike. Images whose
-  candidates all score the same carry no whole-image preference and are skipped.
-* ``pairs`` config (Pick-a-Pic layout, from srprefs or elsewhere): one row per (image, winner,
-  loser): ``jpg_0``/``jpg_1`` raw encoded bytes, ``label_0`` 1.0 / 0.0 (ties, 0.5, are dropped as
-  the Diffusion-DPO reference trainer does), ``caption``, and the ``lq`` image both were made from
-  (raw bytes or an HF Image; SR needs it). ``image`` trains on the whole images; ``instance`` on
-  the row's ``mask`` (an RLE) when it has one.
+  wins (``common.preferences``, the rule emit's ``pairs`` config uses too): the winner is the
+  highest score, the loser the lowest. Images whose candidates all score the same carry no
+  whole-image preference and are skipped.
+* ``pairs`` and ``pairs_instances`` configs (Pick-a-Pic layout, from srprefs or elsewhere): one
+  row per (image, winner, loser), or per (instance crop, winner, loser): ``jpg_0``/``jpg_1`` raw
+  encoded bytes, ``label_0`` 1.0 / 0.0 (ties, 0.5, are dropped as the Diffusion-DPO reference
+  trainer does), ``caption``, and the ``lq`` image both were made from (raw bytes or an HF Image;
+  SR needs it). ``image`` trains on the whole images; ``instance`` on the row's ``mask`` (an RLE)
+  when the dataset has one, else on the whole image (srprefs' ``pairs`` rows are whole-image
+  preferences and carry no mask).
 """
 
 from __future__ import annotations
@@ -30,24 +32,11 @@ import torch
 
 from common.images import BadImageError, decode_stored, stored_size
 from common.masks import MaskError, decode_masks
+from common.preferences import whole_image_choice
 from common.seeds import seed_for
 from schemas.dataset import CONFIG_DSPO, DatasetFormatError, validate_pairs_rows
 from trainer.data import DspoBatch, collate_dspo, image_tensor, load_split, validate_dspo_dataset
 from trainer.options import LEVEL_INSTANCE  # the level names live with the commands' arguments
-
-
-def whole_image_choice(win_index: Sequence[int], lose_index: Sequence[int], weight: Sequence[float],
-                       candidates: int) -> tuple[int, int] | None:
-    """(winner, loser) of a dspo row by area-weighted net instance wins, None when all tie."""
-    score = [0.0] * candidates
-    for win, lose, share in zip(win_index, lose_index, weight):
-        score[win] += share
-        score[lose] -= share
-    best = max(range(candidates), key=lambda k: (score[k], -k))
-    worst = min(range(candidates), key=lambda k: (score[k], k))
-    if score[best] - score[worst] <= 1e-12:
-        return None
-    return best, worst
 
 
 def whole_image_batch(batch: DspoBatch, choices: Sequence[tuple[int, int]]) -> DspoBatch:
@@ -87,7 +76,7 @@ def pairs_winner_first(row: Mapping[str, Any]) -> tuple[Any, Any]:
 
 def collate_pairs(rows: Sequence[Mapping[str, Any]], level: str) -> DspoBatch:
     """Pairs rows (no ties) -> a batch with two candidates per row, winner first; the instance is
-    the whole image (``image``) or the row's mask (``instance``)."""
+    the whole image (``image``, or a row without a mask) or the row's mask (``instance``)."""
     lq, candidates, masks = [], [], []
     for row in rows:
         where = f"pairs row (instance_id {row.get('instance_id') or '?'})"
@@ -98,7 +87,7 @@ def collate_pairs(rows: Sequence[Mapping[str, Any]], level: str) -> DspoBatch:
             image_tensor(decode_stored(loser, f"{where}: loser")),
         ])
         candidates.append(pair)
-        if level == LEVEL_INSTANCE:
+        if level == LEVEL_INSTANCE and row.get("mask") is not None:
             masks.append(torch.from_numpy(decode_masks([row["mask"]])))
         else:
             masks.append(torch.ones(1, *pair.shape[-2:], dtype=torch.bool))
@@ -122,8 +111,6 @@ def collate_pairs(rows: Sequence[Mapping[str, Any]], level: str) -> DspoBatch:
 def validate_pairs_dataset(ds: datasets.Dataset, split: str, level: str) -> None:
     """Raise DatasetFormatError naming row and column for anything training on pairs would trip over."""
     missing = [name for name in ("jpg_0", "jpg_1", "label_0", "lq") if name not in ds.column_names]
-    if level == LEVEL_INSTANCE and "mask" not in ds.column_names:
-        missing.append("mask")
     if missing:
         why = " ('lq': the low-quality image both candidates were made from, needed to train SR)" if "lq" in missing else ""
         raise DatasetFormatError(f"pairs dataset, split '{split}': missing column(s) {missing}{why}")
@@ -146,7 +133,7 @@ def _check_pair_sizes(row: Mapping[str, Any], level: str, where: str) -> None:
     (height, width), (low_h, low_w) = sizes["jpg_0"], sizes["lq"]
     if height % low_h or width % low_w or height // low_h != width // low_w:
         raise DatasetFormatError(f"{where}: 'lq' is {sizes['lq']} (h, w), not an integer downscale of {(height, width)}")
-    if level == LEVEL_INSTANCE:
+    if level == LEVEL_INSTANCE and row.get("mask") is not None:
         try:
             mask_size = decode_masks([row["mask"]]).shape[1:]
         except MaskError as err:

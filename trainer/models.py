@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from diffusers import DDPMScheduler, StableDiffusionUpscalePipeline
 from peft import LoraConfig, PeftModel, get_peft_model
 
-from stages.backbones.base import Backbone, BackboneSpec
+from stages.backbones.base import Backbone, BackboneSpec, BrokenWeightsError, load_pretrained
 from stages.backbones.registry import factory_for
 from stages.backbones.tiny import COND_DROPPED, COND_PRESENT, EMBEDDED_WEIGHTS, TinySRPipeline
 
@@ -45,7 +45,10 @@ def backbone_kind(folder: str | Path) -> str:
     index = Path(folder) / "model_index.json"
     if not index.is_file():
         raise BackboneFolderError(f"'{folder}' is not a diffusers pipeline folder: {index} does not exist")
-    class_name = json.loads(index.read_text()).get("_class_name")
+    try:
+        class_name = json.loads(index.read_text()).get("_class_name")
+    except (ValueError, AttributeError) as err:  # not JSON, or not a JSON object
+        raise BackboneFolderError(f"{index} is not a valid model index ({err})") from None
     if class_name not in PIPELINE_CLASSES:
         raise BackboneFolderError(
             f"'{folder}' holds a {class_name}; the trainer handles {sorted(PIPELINE_CLASSES)}"
@@ -214,7 +217,7 @@ class TinyTrainable(TrainableSR):
     def __init__(self, folder: Path, lora: LoraSettings | None) -> None:
         # Master weights in float32 whatever the folder stores (the embedded weights are fp16);
         # --mixed_precision decides the compute dtype.
-        self.pipe = TinySRPipeline.from_pretrained(folder, local_files_only=True, dtype=torch.float32)
+        self.pipe = load_pretrained(TinySRPipeline.from_pretrained, folder, local_files_only=True, dtype=torch.float32)
         super().__init__(self.pipe.unet, self.pipe.scheduler.config, lora)
 
     def encode(self, lq, candidates, texts, generator):
@@ -257,8 +260,8 @@ class UpscalerTrainable(TrainableSR):
     """A StableDiffusionUpscalePipeline folder; only the UNet is trained (VAE, text encoder frozen)."""
 
     def __init__(self, folder: Path, lora: LoraSettings | None, noise_level: int) -> None:
-        self.pipe = StableDiffusionUpscalePipeline.from_pretrained(
-            folder, local_files_only=True, dtype=torch.float32
+        self.pipe = load_pretrained(
+            StableDiffusionUpscalePipeline.from_pretrained, folder, local_files_only=True, dtype=torch.float32
         )
         self.pipe.set_progress_bar_config(disable=True)
         self.pipe.vae.requires_grad_(False)
@@ -318,9 +321,12 @@ def load_trainable(
 ) -> TrainableSR:
     """``--backbone`` (``tiny`` or a pipeline folder) -> the matching TrainableSR."""
     kind, folder = resolve_backbone(backbone)
-    if kind == TINY:
-        return TinyTrainable(folder, lora)
-    return UpscalerTrainable(folder, lora, noise_level)
+    try:
+        if kind == TINY:
+            return TinyTrainable(folder, lora)
+        return UpscalerTrainable(folder, lora, noise_level)
+    except BrokenWeightsError as err:  # the tools report a folder that does not load as one line
+        raise BackboneFolderError(str(err)) from None
 
 
 def load_sampling_backbone(model: str, device: torch.device, noise_level: int = 20) -> Backbone:
@@ -331,4 +337,7 @@ def load_sampling_backbone(model: str, device: torch.device, noise_level: int = 
         name=kind, path=str(folder), device=device, dtype=torch.float32,
         options={"noise_level": noise_level}, path_key="--checkpoint",
     )
-    return factory_for(kind)(spec)
+    try:
+        return factory_for(kind)(spec)
+    except BrokenWeightsError as err:
+        raise BackboneFolderError(str(err)) from None

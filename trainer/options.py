@@ -7,29 +7,39 @@ from __future__ import annotations
 import argparse
 import ast
 import importlib.util
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
 from common.cli import DefaultsHelpFormatter
 from schemas.constants import ON_MISSING_GPU
 
-# schemas.dataset.CONFIG_DSPO and CONFIG_PAIRS, spelled out: importing schemas loads `datasets`
-# and pandas (over a second); tests/unit/test_help_fast.py checks that the two agree.
-CONFIG_DSPO, CONFIG_PAIRS = "dspo", "pairs"
+# schemas.dataset.CONFIG_DSPO, CONFIG_PAIRS and CONFIG_PAIRS_INSTANCES, spelled out: importing
+# schemas loads `datasets` and pandas (over a second); tests/unit/test_help_fast.py checks that they agree.
+CONFIG_DSPO, CONFIG_PAIRS, CONFIG_PAIRS_INSTANCES = "dspo", "pairs", "pairs_instances"
 LEVEL_IMAGE = "image"
 LEVEL_INSTANCE = "instance"
 LEVELS = (LEVEL_INSTANCE, LEVEL_IMAGE)
 # Where training crops are drawn (trainer/data.py random_crop).
 CROP_SAMPLING = ("instances", "uniform")
-CONFIGS = (CONFIG_DSPO, CONFIG_PAIRS)
-# Sampler defaults: fewer steps than the sample stage's 20 (pipeline/defaults/sample.yaml), since an
-# output wants fidelity, not variety (docs/benchmarks.md: 4 steps 0.06 dB below bicubic, 20 steps 0.45).
-DEFAULT_STEPS = 4
+CONFIGS = (CONFIG_DSPO, CONFIG_PAIRS, CONFIG_PAIRS_INSTANCES)
+# Sampler defaults: one output wants fidelity, not variety. For the embedded model one step without
+# guidance is its regression on the LQ, the best of its settings on PSNR (+0.28 / +1.09 dB over
+# bicubic on the validation photos, realesrgan-light / realesrgan; stages/backbones/tiny_weights/README.md).
+DEFAULT_STEPS = 1
 DEFAULT_GUIDANCE = 1.0
 # Tile side in LQ pixels (0 = whole image) and context per side; chosen from the measured
 # time/memory table in docs/benchmarks.md (the embedded model, one 512x512 input on 2 cores).
 DEFAULT_TILE = 256
 DEFAULT_TILE_PAD = 32
+
+
+def refuse_non_finite(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Exit 2 (argparse's usage error) for a float option given as nan or inf: nan passes every
+    range check (each comparison with it is false) and would train or sample on nonsense."""
+    for name, value in sorted(vars(args).items()):
+        if isinstance(value, float) and not math.isfinite(value):
+            parser.error(f"--{name}={value}: give a finite number")
 
 
 def parse_train_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -39,7 +49,8 @@ def parse_train_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     data = parser.add_argument_group("data")
     data.add_argument("--dataset", required=True, help="dataset folder or Hub id")
     data.add_argument("--dataset_config", choices=CONFIGS, default=CONFIG_DSPO,
-                      help="'dspo' (srprefs) or 'pairs' (Pick-a-Pic layout: jpg_0, jpg_1, label_0, caption, lq)")
+                      help="'dspo' (srprefs), 'pairs' (Pick-a-Pic layout: jpg_0, jpg_1, label_0, caption, lq; "
+                           "whole images) or 'pairs_instances' (the same per instance, on instance crops)")
     data.add_argument("--level", choices=LEVELS, default=LEVEL_INSTANCE,
                       help="'instance': DSPO (per-instance preferences); 'image': Diffusion-DPO on whole images")
     data.add_argument("--train_split", default="train")
@@ -98,6 +109,11 @@ def parse_train_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     run.add_argument("--report_to", choices=["auto", "tensorboard", "none"], default="auto")
     run.add_argument("--log_every", type=int, default=1, help="console line every N steps")
     args = parser.parse_args(argv)
+    refuse_non_finite(parser, args)
+    if Path(args.output_dir).exists() and not Path(args.output_dir).is_dir():
+        parser.error(f"--output_dir '{args.output_dir}' is a file, not a folder")
+    if args.learning_rate <= 0 or args.lora_alpha <= 0 or args.max_grad_norm <= 0 or args.adam_weight_decay < 0:
+        parser.error("--learning_rate, --lora_alpha and --max_grad_norm must be positive, --adam_weight_decay >= 0")
     for name in ("max_train_steps", "train_batch_size", "gradient_accumulation_steps", "checkpointing_steps", "log_every"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
@@ -142,6 +158,9 @@ def build_eval_parser() -> argparse.ArgumentParser:
 def parse_eval_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = build_eval_parser()
     args = parser.parse_args(argv)
+    refuse_non_finite(parser, args)
+    if args.output_json and Path(args.output_json).is_dir():
+        parser.error(f"--output_json '{args.output_json}' is a folder, not a file")
     if args.checkpoint is None and args.compare is None:
         parser.error("give --checkpoint (trained against --reference) or --compare A B")
     if args.seeds < 1:
@@ -179,6 +198,7 @@ def parse_infer_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--on_missing_gpu", choices=ON_MISSING_GPU, default="fallback",
                         help="when --device asks for CUDA and there is none: run on the CPU (warn) or stop")
     args = parser.parse_args(argv)
+    refuse_non_finite(parser, args)
     if args.steps < 1:
         parser.error("--steps must be at least 1")
     if not 0.0 < args.strength <= 1.0:

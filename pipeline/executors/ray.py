@@ -10,8 +10,7 @@ benchmarks/bench_ray_scaling.py):
 
 * worker start: a worker process imports torch, diffusers and pyiqa (seconds each on a busy
   machine). The actors are kept from one stage to the next of a ``stage=all`` run (when the
-  stages ask for the same resources), so each worker pays that once per run, not once per stage;
-  the imports start as soon as the actor does, while the driver lists shards.
+  stages ask for the same resources), so each worker pays that once per run, not once per stage.
 * model loads: a worker builds and sets up a stage once (``prepare``) and keeps it for every shard
   of that stage it runs; the previous stage's model is dropped first, so memory holds one.
 * threads: an actor that asked for N CPUs runs torch and OpenCV with N threads, never with one
@@ -26,6 +25,7 @@ import importlib
 import logging
 import math
 import os
+import sys
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,12 +58,6 @@ class PipelineWorker:
         from common.logs import quiet_optional_kernel_warnings
 
         quiet_optional_kernel_warnings()
-        # Ray sets OMP_NUM_THREADS for an actor, but torch and OpenCV read their own settings.
-        import cv2
-        import torch
-
-        torch.set_num_threads(threads)
-        cv2.setNumThreads(threads)
         self.threads = threads
         self.key: tuple[str, str, str] | None = None
         self.stage: Stage | None = None
@@ -78,6 +72,7 @@ class PipelineWorker:
         self.stage, self.key, self.setup_error = None, key, None  # the old model goes first
         module, name = stage_path.split(":")
         self.stage = getattr(importlib.import_module(module), name)(OmegaConf.create(cfg))
+        self._limit_threads()
         self.run = RunDir(run_uri)
         # A setting this node cannot honour (no GPU with on_missing_gpu=error, missing weights)
         # is kept and reported by the first shard, so the driver gets the message, not an actor
@@ -86,6 +81,15 @@ class PipelineWorker:
             self.stage.setup()
         except (ValueError, FileNotFoundError) as err:
             self.setup_error = str(err)
+
+    def _limit_threads(self) -> None:
+        # Ray sets OMP_NUM_THREADS for an actor, but torch and OpenCV read their own settings.
+        # Only libraries the stage imported are touched: a light stage (ingest) starts without torch.
+        torch, cv2 = sys.modules.get("torch"), sys.modules.get("cv2")
+        if torch is not None and torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)
+        if cv2 is not None:
+            cv2.setNumThreads(self.threads)
 
     def process_shard(self, shard: int) -> dict[str, Any]:
         if self.setup_error is not None:
@@ -96,6 +100,7 @@ class PipelineWorker:
     def torch_threads(self) -> int:
         import torch
 
+        self._limit_threads()
         return torch.get_num_threads()
 
 

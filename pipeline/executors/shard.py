@@ -12,6 +12,7 @@ stage processed failed: a dataset of mostly failed rows looks valid and is not.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import sys
@@ -47,8 +48,25 @@ def primary_table(stage: Stage) -> str:
     return stage.input_tables[0]
 
 
+def verified_markers(run: RunDir, stage: str, table: str) -> tuple[dict[int, dict[str, Any]], dict[int, str]]:
+    """The completion markers of ``stage`` whose output shard of ``table`` is whole, and what is
+    wrong with the others (shard -> problem): a shard truncated or deleted after it finished."""
+    done, broken = {}, {}
+    for shard, marker in run.markers(stage).items():
+        problem = run.shard_problem(table, shard, marker)
+        if problem is None:
+            done[shard] = marker
+        else:
+            broken[shard] = problem
+    return done, broken
+
+
 def pending_shards(stage: Stage, run: RunDir) -> list[int]:
-    done = run.markers(stage.name)
+    """Shards without a completion marker, or whose output is no longer what it recorded (those
+    are done again: outputs are deterministic)."""
+    done, broken = verified_markers(run, stage.name, stage.output_table)
+    for shard, problem in sorted(broken.items()):
+        logging.getLogger(__name__).warning("stage %s shard %d is redone: %s", stage.name, shard, problem)
     return [i for i in run.shards(primary_table(stage)) if i not in done]
 
 
@@ -140,10 +158,12 @@ def run_shard(
         where = shard_log(stage.name, shard)
         header = (f"{datetime.now(timezone.utc).isoformat(timespec='seconds')} stage {stage.name} shard "
                   f"{shard} on {socket.gethostname()} pid {os.getpid()}\n")
-        run.write_bytes(where, (header + traceback.format_exc()).encode())
-        raise ShardFailedError(
-            f"stage {stage.name} shard {shard} failed: {_error_text(err)} (traceback: {run.path(where)})"
-        ) from err
+        try:
+            run.write_bytes(where, (header + traceback.format_exc()).encode())
+            logged = f"traceback: {run.path(where)}"
+        except OSError as log_err:  # a full disk fails the log too; the shard's error comes first
+            logged = f"its traceback could not be written either: {log_err}"
+        raise ShardFailedError(f"stage {stage.name} shard {shard} failed: {_error_text(err)} ({logged})") from err
     finally:
         stage.progress = None
 
@@ -197,12 +217,13 @@ def _run_shard(stage: Stage, run: RunDir, shard: int, progress: BatchProgress | 
     if too_many:
         examples = "; ".join(([f"{i}: {e}" for i, e in failures] or _failed_here(output, upstream))[:3])
         raise ShardFailedError(f"stage {stage.name} shard {shard}: {too_many} (e.g. {examples})")
-    run.write_shard(stage.output_table, shard, output)
+    written = run.write_shard(stage.output_table, shard, output)
     stats = {
         "stage": stage.name,
         "shard": shard,
         "input_rows": primary.num_rows,
         "rows": output.num_rows,
+        "bytes": written["bytes"],  # with rows, what verifies the shard later (RunDir.shard_problem)
         "ok": ok_count,
         "failed": failed_count,
         "failed_here": len(failures),

@@ -17,3 +17,4 @@ class Settings:
     max_side: int | None = bounded(1)
     multiple_of: int = bounded(1)
     background: list[int] = bounded(0, 255)
+    allow_local_paths: bool = MISSING

@@ -15,6 +15,7 @@ class Settings:
     sample_fraction: float = bounded(0, 1)
     limit: int | None = bounded(1)
     gold_fraction: float = bounded(0, 1)
+    gold_every: int = bounded(0)
     crop_padding: float = bounded(0)
     min_crop: int = bounded(1)
     display_size: int = bounded(1)

@@ -24,7 +24,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +37,24 @@ MIN_LQ_SIDE = 4
 
 class MissingWeightsError(FileNotFoundError):
     """A backbone's weight folder lacks files; the message names them and the config key."""
+
+
+class BrokenWeightsError(ValueError):
+    """A backbone's weight folder has its files, but one does not load (truncated or garbage
+    weights, a config that is not JSON); the message names the file as the loader reports it."""
+
+
+Loaded = TypeVar("Loaded")
+
+
+def load_pretrained(load: Callable[..., Loaded], folder: Path, **kwargs: Any) -> Loaded:
+    """``load(folder, **kwargs)`` (a ``from_pretrained``), turning the loaders' errors for a file
+    that is there but broken into one BrokenWeightsError line."""
+    try:
+        return load(folder, **kwargs)
+    except (OSError, ValueError) as err:
+        reason = " ".join(str(err).split())
+        raise BrokenWeightsError(f"cannot load the model in '{folder}': {reason}") from None
 
 
 class LQSizeError(ValueError):
@@ -89,6 +107,12 @@ class SampleRequest:
 
     def with_noise(self, noise: torch.Tensor | None) -> SampleRequest:
         return dataclasses.replace(self, noise=noise)
+
+    def pipeline_arguments(self) -> dict[str, Any]:
+        """The request in a diffusers pipeline call's words (text, steps, guidance; PyTorch
+        tensors as output): what the adapters built on diffusers pipelines pass alike."""
+        return {"prompt": list(self.prompts), "negative_prompt": list(self.negative_prompts),
+                "num_inference_steps": self.steps, "guidance_scale": self.guidance, "output_type": "pt"}
 
 
 class Backbone(abc.ABC):

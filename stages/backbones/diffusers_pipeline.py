@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import DiffusionPipeline
 
-from stages.backbones.base import Backbone, BackboneSpec, MissingWeightsError, SampleRequest
+from stages.backbones.base import Backbone, BackboneSpec, MissingWeightsError, SampleRequest, load_pretrained
 
 # Options of the spec that configure this adapter rather than the pipeline call.
 ADAPTER_OPTIONS = ("scale", "upsample_input", "noise_level", "size_multiple")
@@ -48,7 +48,7 @@ class DiffusersPipelineBackbone(Backbone):
             )
         folder = Path(spec.path)
         self.check_files(folder, ("model_index.json",), spec.path_key)
-        self.pipe = DiffusionPipeline.from_pretrained(folder, dtype=spec.dtype, local_files_only=True)
+        self.pipe = load_pretrained(DiffusionPipeline.from_pretrained, folder, dtype=spec.dtype, local_files_only=True)
         self.pipe.set_progress_bar_config(disable=True)
         self.pipe.to(spec.device)
         parameters = inspect.signature(self.pipe.__call__).parameters
@@ -69,13 +69,9 @@ class DiffusersPipelineBackbone(Backbone):
             image = F.interpolate(lq, scale_factor=self.scale, mode="bicubic", align_corners=False).clamp(0, 1)
         extra = {"strength": request.strength} if self.accepts_strength else {}
         output = self.pipe(
-            prompt=list(request.prompts),
-            negative_prompt=list(request.negative_prompts),
+            **request.pipeline_arguments(),
             image=image.to(self.device, self.dtype),
-            num_inference_steps=request.steps,
-            guidance_scale=request.guidance,
             generator=[torch.Generator("cpu").manual_seed(int(s)) for s in request.seeds],
-            output_type="pt",
             **extra,
             **self.call_options,
         )

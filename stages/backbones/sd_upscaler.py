@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from diffusers import StableDiffusionUpscalePipeline
 
-from stages.backbones.base import Backbone, BackboneSpec, MissingWeightsError, SampleRequest
+from stages.backbones.base import Backbone, BackboneSpec, MissingWeightsError, SampleRequest, load_pretrained
 
 REQUIRED_FILES = (
     "model_index.json",
@@ -57,8 +57,8 @@ class SDUpscalerBackbone(Backbone):
             )
         folder = Path(spec.path)
         self.check_files(folder, REQUIRED_FILES, spec.path_key)
-        self.pipe = StableDiffusionUpscalePipeline.from_pretrained(
-            folder, dtype=spec.dtype, local_files_only=True
+        self.pipe = load_pretrained(
+            StableDiffusionUpscalePipeline.from_pretrained, folder, dtype=spec.dtype, local_files_only=True
         )
         self.pipe.set_progress_bar_config(disable=True)
         self.pipe.to(spec.device)
@@ -75,14 +75,10 @@ class SDUpscalerBackbone(Backbone):
         assert noise is not None  # base.Backbone.sample draws it (noise_channels is set)
         with self.lq_noise(noise[:, :LQ_CHANNELS]):
             output = self.pipe(
-                prompt=list(request.prompts),
-                negative_prompt=list(request.negative_prompts),
+                **request.pipeline_arguments(),
                 image=lq.to(self.device, self.dtype),
-                num_inference_steps=request.steps,
-                guidance_scale=request.guidance,
                 noise_level=self.noise_level,
                 latents=noise[:, LQ_CHANNELS:].to(self.device, self.dtype),
-                output_type="pt",
             )
         return output.images.float().cpu().clamp(0, 1)
 

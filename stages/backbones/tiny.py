@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDIMScheduler, DiffusionPipeline, UNet2DModel
 
-from stages.backbones.base import Backbone, BackboneSpec, SampleRequest
+from stages.backbones.base import Backbone, BackboneSpec, SampleRequest, load_pretrained
 
 # The committed weights, in save_pretrained layout (model_index.json, unet/, scheduler/).
 EMBEDDED_WEIGHTS = Path(__file__).parent / "tiny_weights"
@@ -166,7 +166,7 @@ class TinyBackbone(Backbone):
     def __init__(self, spec: BackboneSpec) -> None:
         folder = Path(spec.path) if spec.path else EMBEDDED_WEIGHTS
         self.check_files(folder, REQUIRED_FILES, spec.path_key)
-        self.pipe = TinySRPipeline.from_pretrained(folder, dtype=spec.dtype, local_files_only=True)
+        self.pipe = load_pretrained(TinySRPipeline.from_pretrained, folder, dtype=spec.dtype, local_files_only=True)
         self.pipe.set_progress_bar_config(disable=True)
         self.pipe.to(spec.device)
         self.record_identity(spec, folder, self.pipe.scale, self.pipe.scheduler)

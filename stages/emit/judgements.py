@@ -110,7 +110,7 @@ def decide_pairs(
         adjudications = [b for b in ballots if b.get("role") == ADJUDICATOR]
         outcomes = outcomes_by_pair[pair_id]
         if adjudications:
-            decision = _adjudicated(adjudications[-1], labels[pair_id], len(outcomes))
+            decision = _adjudicated(adjudications[-1], labels[pair_id], voters[pair_id])
         elif crowd is not None:
             decision = crowd.get(pair_id)
         else:
@@ -123,8 +123,11 @@ def decide_pairs(
     return MergeReport(decisions, undecided, unknown, undecided_notes)
 
 
-def _adjudicated(ballot: dict[str, Any], label: tuple[str, str], votes: int) -> Decision:
-    return Decision(vote_outcome(ballot, *label), votes + 1, 1, _descriptions([ballot]), _notes([ballot]))
+def _adjudicated(ballot: dict[str, Any], label: tuple[str, str], voters: list[dict[str, Any]]) -> Decision:
+    """The admin's decision; it keeps every annotator's description (each attached to its
+    candidate), whichever way they voted, and the admin's note: what people saw stays true."""
+    kept = [*voters, ballot]
+    return Decision(vote_outcome(ballot, *label), len(voters) + 1, 1, _descriptions(kept), _notes(kept))
 
 
 def _with_notes(

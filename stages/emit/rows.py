@@ -1,8 +1,10 @@
 """Rows of the published dataset: a dspo row per image from the run's tables, human decisions
-applied to it, and the Pick-a-Pic style ``pairs`` rows derived from it."""
+applied to it, and the Pick-a-Pic style rows derived from it: ``pairs`` (the image's whole-image
+winner and loser) and ``pairs_instances`` (each instance preference, on crops of its box)."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
@@ -10,20 +12,33 @@ import numpy as np
 import pyarrow as pa
 
 from common.errors import ItemError
+from common.images import decode_stored, encode_png
+from common.masks import decode_mask, encode_mask
+from common.preferences import text_condition, whole_image_choice, whole_image_scores
 from common.seeds import rng_for
 from schemas.dataset import CANDIDATE_PARAMS, DATASET_SCHEMA_VERSION, INSTANCE_COLUMNS
 from schemas.instances import instance_id
+from schemas.pairs import pair_id
 from stages.emit.judgements import BOTH_BAD, CANT_TELL, OVERTURN, TIE, Decision, Note
 from stages.ranking import with_votes
 from stages.weights import instance_weights
+
+# Why merge_instances left an instance out (for the report's drops plot).
+DROP_AWAITING_REVIEW = "awaiting review (pair.uncertain=review)"
+DROP_BOTH_BAD = "people: both bad"
+
+# Instance crops are cut on a grid of this many LQ pixels (and at least that large), so the LQ crop
+# is exact and a UNet that halves the size up to three times takes every crop.
+CROP_ALIGN_LQ = 8
 
 
 class EmitInputError(ItemError):
     """The run's tables disagree about an image; the message names the image and the pair."""
 
 
-def assemble_dspo_rows(batch: Mapping[str, pa.Table], include_hr: bool) -> list[dict[str, Any]]:
-    """One dspo row per image of the batch that has pairs, labelled as the pairs table says."""
+def assemble_dspo_rows(batch: Mapping[str, pa.Table]) -> list[dict[str, Any]]:
+    """One dspo row per image of the batch that has pairs, labelled as the pairs table says (with
+    the HR image, which the report shows; finalize leaves it out when emit.include_hr is false)."""
     by_image = {
         name: {row["image_id"]: row for row in batch[name].to_pylist()} for name in ("candidates", "instances")
     }
@@ -40,7 +55,7 @@ def assemble_dspo_rows(batch: Mapping[str, pa.Table], include_hr: bool) -> list[
         # preference to publish; upstream failures are counted in the dataset card.
         if not pairs or candidates is None or instances is None:
             continue
-        rows.append(_dspo_row(lq, candidates, instances, pairs, include_hr))
+        rows.append(_dspo_row(lq, candidates, instances, pairs))
     return rows
 
 
@@ -49,7 +64,6 @@ def _dspo_row(
     candidates: dict[str, Any],
     instances: dict[str, Any],
     pairs: list[dict[str, Any]],
-    include_hr: bool,
 ) -> dict[str, Any]:
     image_id = lq["image_id"]
     items = candidates["candidates"]
@@ -66,10 +80,11 @@ def _dspo_row(
                 raise EmitInputError(f"{where}: {side}_index {index} does not point at candidate {wanted}")
     areas = [p["area"] for p in pairs]
     indices = [p["instance_index"] for p in pairs]
+    image_pixels = [masks[i]["size"][0] * masks[i]["size"][1] for i in indices]
     return {
         "image_id": image_id,
         "lq": lq["lq"],
-        "hr": lq["hr"] if include_hr else None,
+        "hr": lq["hr"],
         "scale": lq["scale"],
         "candidates": [c["image"] for c in items],
         "candidate_params": [{k: c.get(k) for k in CANDIDATE_PARAMS} for c in items],
@@ -80,6 +95,7 @@ def _dspo_row(
         "lose_index": [p["lose_index"] for p in pairs],
         "area": areas,
         "weight": instance_weights(indices, areas),
+        "area_share": [area / pixels for area, pixels in zip(areas, image_pixels)],
         "margin": [p["margin"] for p in pairs],
         "deltas": [p["deltas"] for p in pairs],
         "agreement": [p["agreement"] for p in pairs],
@@ -97,12 +113,14 @@ def merge_instances(
     row: Mapping[str, Any],
     decisions: Mapping[str, Decision],
     undecided_notes: Mapping[str, tuple[Note, ...]] | None = None,
+    drops: Counter[str] | None = None,
 ) -> list[dict[str, Any]]:
     """The row's instances with people's decisions applied: both_bad dropped, overturned ones
     flipped (``flip_preference``), ties flagged, confirmed ones labelled "human"; a cant_tell
     decision or no decision keeps the IQA label, and pairs the IQA was not confident about
     (pair.uncertain=review) are published only once people decided. Descriptions are attached
-    in every case, each tagged with the role of the candidate it is about."""
+    in every case, each tagged with the role of the candidate it is about. ``drops`` counts the
+    instances left out, by reason (``DROP_AWAITING_REVIEW``, ``DROP_BOTH_BAD``)."""
     undecided_notes = undecided_notes or {}
     merged = []
     for k in range(len(row["masks"])):
@@ -111,8 +129,12 @@ def merge_instances(
         decision = decisions.get(item["pair_id"])
         decided = decision is not None and decision.outcome != CANT_TELL
         if not decided and not item["confident"]:
+            if drops is not None:
+                drops[DROP_AWAITING_REVIEW] += 1
             continue  # neither the metrics nor people are sure: not published
         if decision is not None and decision.outcome == BOTH_BAD:
+            if drops is not None:
+                drops[DROP_BOTH_BAD] += 1
             continue
         if decided:
             item["label_source"] = "human"
@@ -173,28 +195,96 @@ def dspo_row_with(row: Mapping[str, Any], instances: list[dict[str, Any]]) -> di
     return out
 
 
-def pairs_rows(row: Mapping[str, Any], instances: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
-    """Pick-a-Pic rows for ``instances`` (ties kept as 0.5): which candidate is ``jpg_0`` is drawn
-    per pair from the seed, so a trainer cannot learn "the first image wins"."""
+def _pick_a_pic(win: bytes, lose: bytes, tie: bool, key: str, seed: int) -> tuple[dict[str, Any], bool]:
+    """jpg_0 / jpg_1 / label_0 / label_1 of a preference, and whether the winner is jpg_0: which one
+    comes first is drawn per ``key`` from the seed, so a trainer cannot learn "the first image wins"."""
+    winner_first = bool(rng_for(seed, "emit", key).random() < 0.5)
+    label_0 = 0.5 if tie else float(winner_first)
+    columns = {
+        "jpg_0": win if winner_first else lose,
+        "jpg_1": lose if winner_first else win,
+        "label_0": label_0,
+        "label_1": 1.0 - label_0,
+    }
+    return columns, winner_first
+
+
+def whole_image_pair_row(row: Mapping[str, Any], seed: int) -> dict[str, Any] | None:
+    """The ``pairs`` row of a published dspo row: its whole-image winner against its whole-image
+    loser by the trainer's ``--level image`` rule (``common.preferences``); None when the
+    candidates' scores all tie."""
+    count = len(row["candidates"])
+    choice = whole_image_choice(row["win_index"], row["lose_index"], row["weight"], count)
+    if choice is None:
+        return None
+    scores = whole_image_scores(row["win_index"], row["lose_index"], row["weight"], count)
+    ids = [params.get("candidate_id") or str(k) for k, params in enumerate(row["candidate_params"])]
+    win, lose = choice
+    key = pair_id(row["image_id"], ids[win], ids[lose])
+    columns, winner_first = _pick_a_pic(row["candidates"][win]["bytes"], row["candidates"][lose]["bytes"], False, key, seed)
+    first, second = (win, lose) if winner_first else (lose, win)
+    sources = set(row["label_source"])
+    return {
+        **columns,
+        "caption": text_condition(row),
+        "lq": row["lq"]["bytes"],
+        "score_0": scores[first],
+        "score_1": scores[second],
+        "instances": len(row["win_index"]),
+        "label_source": sources.pop() if len(sources) == 1 else "mixed",
+        "image_id": row["image_id"],
+        "candidate_id_0": ids[first],
+        "candidate_id_1": ids[second],
+        "pair_id": key,
+        "schema_version": DATASET_SCHEMA_VERSION,
+    }
+
+
+def crop_box(mask: np.ndarray, scale: int) -> tuple[int, int, int, int]:
+    """[x, y, w, h] around the mask on a grid of ``CROP_ALIGN_LQ`` LQ pixels, inside the image."""
+    height, width = mask.shape
+    unit = scale * CROP_ALIGN_LQ
+    ys, xs = np.nonzero(mask)
+    if len(xs) == 0:
+        return 0, 0, width, height
+    left, top = int(xs.min()) // unit * unit, int(ys.min()) // unit * unit
+    right = min(width, -(-(int(xs.max()) + 1) // unit) * unit)
+    bottom = min(height, -(-(int(ys.max()) + 1) // unit) * unit)
+    return left, top, right - left, bottom - top
+
+
+def instance_pair_rows(row: Mapping[str, Any], instances: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
+    """``pairs_instances`` rows for ``instances`` (ties kept as 0.5): the two candidates, the LQ and
+    the mask cut to the instance's box, so each row's images show what its label is about."""
     if not instances:
         return []
     weights = instance_weights([i["instance_index"] for i in instances], [i["area"] for i in instances])
+    scale = int(row["scale"])
+    where = f"image {row['image_id']}"
+    decoded: dict[int, Any] = {}
+
+    def image(index: int) -> Any:  # each candidate decoded once per row, only when cropped
+        if index not in decoded:
+            decoded[index] = decode_stored(row["candidates"][index], f"{where}: candidate {index}")
+        return decoded[index]
+
+    lq = decode_stored(row["lq"], f"{where}: lq")
     out = []
     for item, weight in zip(instances, weights):
-        win = row["candidates"][item["win_index"]]["bytes"]
-        lose = row["candidates"][item["lose_index"]]["bytes"]
-        winner_first = bool(rng_for(seed, "emit", item["pair_id"]).random() < 0.5)
-        label_0 = 0.5 if item["tie"] else float(winner_first)
+        mask = decode_mask(item["masks"])
+        x, y, w, h = crop_box(mask, scale)
+        box = (x, y, x + w, y + h)
+        win, lose = (encode_png(image(item[f"{side}_index"]).crop(box)) for side in ("win", "lose"))
+        columns, _ = _pick_a_pic(win, lose, item["tie"], item["pair_id"], seed)
         out.append(
             {
-                "jpg_0": win if winner_first else lose,
-                "jpg_1": lose if winner_first else win,
-                "label_0": label_0,
-                "label_1": 1.0 - label_0,
+                **columns,
                 "caption": item["description"] or row["prompt"],
-                "lq": row["lq"]["bytes"],
-                "mask": item["masks"],
+                "lq": encode_png(lq.crop((x // scale, y // scale, (x + w) // scale, (y + h) // scale))),
+                "mask": encode_mask(mask[y : y + h, x : x + w]),
+                "box": [x, y, w, h],
                 "weight": weight,
+                "area_share": item["area_share"],
                 "margin": item["margin"],
                 "deltas": item["deltas"],
                 "agreement": item["agreement"],

@@ -6,121 +6,40 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import re
-import signal
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
-from PIL import Image
 
-from annotation_ui.app import launch
-from annotation_ui.store import Store
 from annotation_ui.synthetic import synthetic_tables
 from annotation_ui.tasks import Rendering, build_tasks
-from annotation_ui.users import add_user
 from pipeline.config import load_config
 from stages.emit.judgements import decide_pairs
 from stages.emit.rows import describe_candidates
+from tests.browser.pages import (
+    ARTIFACTS,
+    MARKS,
+    claim_pair,
+    log_in,
+    pair_on_screen,
+    pixels,
+    serve,
+    wait_for_new_pair,
+    wait_for_progress,
+    wait_for_view,
+)
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-PASSWORD = "correct horse battery"
-TIMEOUT_MS = 60_000
 XSS = "plastic skin, blurry fur 3 <script>window.__xss = 1</script>"
 USERS = ("alice", "bob", "carol", "dave", "erin", "frank", "gina")
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"Chromium is not installed at {CHROMIUM}"),
-]
+pytestmark = MARKS
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    root = tmp_path_factory.mktemp("browser")
-    store = Store(f"sqlite:///{root / 'annotations.db'}")
-    pairs, candidates, instances = synthetic_tables(images=2, instances_per_image=3)
-    store.import_tasks(build_tasks(pairs, candidates, instances, rendering=Rendering.from_settings(load_config().store)), overlap_k=2)
-    users_file = root / "users.json"
-    for name in USERS:
-        add_user(users_file, name, PASSWORD)
-    add_user(users_file, "boss", PASSWORD, admin=True)
-    demo = launch(store, users_file, port=None, prevent_thread_lock=True, quiet=True)
-    yield demo.local_url, store, pairs
-    demo.close()
-    store.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-def log_in(browser, url: str, name: str, wait: str = "done today"):
-    page = browser.new_page(viewport={"width": 1280, "height": 720}, accept_downloads=True)
-    page.set_default_timeout(TIMEOUT_MS)
-    page.goto(url)
-    page.locator("input[type=text]").first.fill(name)
-    page.locator("input[type=password]").fill(PASSWORD)
-    page.get_by_role("button", name=re.compile("login", re.I)).click()
-    wait_for_progress(page, wait)
-    return page
-
-
-def wait_for_progress(page, text: str) -> None:
-    page.locator("#progress").filter(has_text=text).wait_for()
-
-
-def pair_on_screen(page) -> str:
-    return page.locator("#viewer").get_attribute("data-pair")
-
-
-def wait_for_new_pair(page, old: str) -> str:
-    page.wait_for_function(
-        "old => { const v = document.getElementById('viewer'); return v && v.dataset.pair !== old; }", arg=old
-    )
-    return pair_on_screen(page)
-
-
-def pixels(page, selector: str) -> np.ndarray:
-    """What ``selector`` shows once it has settled (pictures decoded, Gradio's loading fade over)."""
-    page.wait_for_function("[...document.querySelectorAll('#viewer img')].every(i => i.complete && i.naturalWidth > 0)")
-    shot = None
-    for _ in range(40):
-        previous, shot = shot, np.asarray(Image.open(io.BytesIO(page.locator(selector).screenshot())).convert("RGB"))
-        if previous is not None and np.array_equal(previous, shot):
-            return shot
-        page.wait_for_timeout(100)
-    raise AssertionError(f"{selector} never stopped changing")
-
-
-def claim_pair(store: Store, annotator: str, pair_id: str):
-    """Have ``annotator`` claim ``pair_id``, skipping (in a throwaway session) what comes first."""
-    while (claim := store.claim(annotator, session="setup")).pair_id != pair_id:
-        store.skip(annotator, claim.pair_id, session="setup")
-    return claim
+    yield from serve(tmp_path_factory.mktemp("browser"), images=2, annotators=USERS)
 
 
 def test_label_pairs_with_the_keyboard_undo_and_describe_a_candidate(served, browser):
@@ -174,10 +93,12 @@ def test_flicker_shows_the_other_candidate_in_the_same_box(served, browser):
     left, right = pixels(page, "#panel-left"), pixels(page, "#panel-right")
     assert not np.array_equal(left, right)  # the candidates differ
     page.keyboard.press("f")
+    wait_for_view(page, swapped=True)
     assert np.array_equal(pixels(page, "#panel-left"), right)  # the right candidate, in the left box
     assert np.array_equal(pixels(page, "#panel-right"), left)
     assert page.locator("#panel-left + figcaption .flicker-tag").is_visible()
     page.keyboard.press("f")
+    wait_for_view(page, swapped=False)
     assert np.array_equal(pixels(page, "#panel-left"), left)
     page.keyboard.down(" ")  # hold Space: the other candidate while it is held
     assert np.array_equal(pixels(page, "#panel-left"), right)
@@ -185,8 +106,10 @@ def test_flicker_shows_the_other_candidate_in_the_same_box(served, browser):
     assert np.array_equal(pixels(page, "#panel-left"), left)
     # The outline lies outside the instance and the o key hides it.
     page.keyboard.press("o")
+    wait_for_view(page, outline=False)
     assert page.locator("#panel-left .outline").is_hidden()
     page.keyboard.press("o")
+    wait_for_view(page, outline=True)
     assert page.locator("#panel-left .outline").is_visible()
     assert store.counts()["judgements"] == 5  # looking stores nothing
     page.close()
@@ -199,6 +122,7 @@ def test_zoom_and_pan_are_synchronised_with_nearest_neighbour_pixels(served, bro
     panel = page.locator("#panel-left").bounding_box()
     for factor in (2, 4):
         page.keyboard.press("z")
+        wait_for_view(page, zoom=factor)
         boxes = [page.locator(f"#crop-{side}").bounding_box() for side in ("left", "right")]
         assert boxes[0]["width"] == pytest.approx(panel["width"] * factor, abs=1)
     page.mouse.move(panel["x"] + panel["width"] / 2, panel["y"] + panel["height"] / 2)
@@ -214,8 +138,9 @@ def test_zoom_and_pan_are_synchronised_with_nearest_neighbour_pixels(served, bro
     # At 4x every source pixel of the crop is a flat block: nearest neighbour, not smoothing.
     zoomed = pixels(page, "#panel-left")
     assert (np.abs(np.diff(zoomed.astype(int), axis=1)).sum(axis=2) == 0).mean() > 0.7
-    for _ in range(2):
-        page.keyboard.press("z")  # 8x, then back to 1x
+    for factor in (8, 1):
+        page.keyboard.press("z")
+        wait_for_view(page, zoom=factor)
     assert page.locator("#crop-left").bounding_box()["width"] == pytest.approx(panel["width"], abs=1)
     page.close()
 
@@ -339,7 +264,6 @@ def test_admin_sees_stats_without_claiming_exports_and_adjudicates(served, brows
     assert report.locator("script").count() == 0
     assert "per active hour" in report.inner_text() and "IQA winner" in report.inner_text()
 
-    page.locator("#admin-export").click()
     exported = {}
     for kind in ("csv", "jsonl"):
         page.locator(f"#export-{kind}").wait_for(state="visible")
@@ -369,63 +293,3 @@ def test_admin_sees_stats_without_claiming_exports_and_adjudicates(served, brows
     page.locator("#admin-review").filter(has_not_text=disputed).wait_for()
     page.screenshot(path=str(ARTIFACTS / "annotation_admin.png"), full_page=True)
     page.close()
-
-
-SERVE = """
-import sys
-from annotation_ui.app import launch
-from annotation_ui.store import Store
-store = Store(sys.argv[1])
-launch(store, sys.argv[2], port=int(sys.argv[3]), quiet=True)
-"""
-
-
-def start_server(url: str, users_file: Path, port: int) -> subprocess.Popen:
-    process = subprocess.Popen(
-        [sys.executable, "-c", SERVE, url, str(users_file), str(port)],
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
-    )
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/", timeout=2).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            time.sleep(0.5)
-    process.kill()
-    raise RuntimeError(f"the annotation server did not start on port {port}")
-
-
-@pytest.mark.slow
-def test_a_restart_shows_a_reload_notice_and_the_login_survives(tmp_path, browser):
-    """kill -9 the server: the page says it is reconnecting; once a new server is up it asks for
-    a reload, and after the reload the annotator is still logged in and nothing is lost."""
-    url = f"sqlite:///{tmp_path / 'annotations.db'}"
-    store = Store(url)
-    store.import_tasks(build_tasks(*synthetic_tables(images=1, instances_per_image=3), rendering=Rendering.from_settings(load_config().store)), overlap_k=1)
-    users_file = tmp_path / "users.json"
-    add_user(users_file, "alice", PASSWORD)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = start_server(url, users_file, port)
-    try:
-        page = log_in(browser, f"http://127.0.0.1:{port}/", "alice", "done today: 0")
-        page.keyboard.press("1")
-        wait_for_progress(page, "done today: 1")
-        server.send_signal(signal.SIGKILL)
-        server.wait()
-        banner = page.locator("#connection-banner")
-        banner.filter(has_text="Reconnecting").wait_for()
-        server = start_server(url, users_file, port)
-        banner.filter(has_text="Please reload").wait_for()
-        page.screenshot(path=str(ARTIFACTS / "annotation_restart.png"))
-        page.locator("#reload-page").click()
-        wait_for_progress(page, "done today: 1")  # logged in still, the judgement kept
-        assert page.locator("input[type=password]").count() == 0
-        assert [r["annotator"] for r in store.export_judgements().to_pylist()] == ["alice"]
-        page.close()
-    finally:
-        server.kill()
-        server.wait()
-        store.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import csv
 import io
 import re
 
@@ -13,6 +14,7 @@ from gradio_client import Client
 from PIL import Image
 
 from annotation_ui.app import launch
+from annotation_ui.routes import MAX_FAILURES_PER_USER
 from annotation_ui.store import Store
 from annotation_ui.synthetic import synthetic_tables
 from annotation_ui.tasks import Rendering, build_tasks
@@ -35,7 +37,7 @@ def served(tmp_path_factory):
     add_user(users_file, "alice", PASSWORD)
     add_user(users_file, "boss", PASSWORD, admin=True)
     demo = launch(store, users_file, port=None, prevent_thread_lock=True, quiet=True)
-    yield demo.local_url, store
+    yield demo.local_url, store, users_file
     demo.close()
     store.close()
 
@@ -48,7 +50,7 @@ def embedded_images(viewer_html: str) -> dict[str, np.ndarray]:
 
 
 def test_unauthenticated_calls_are_rejected(served):
-    url, store = served
+    url, store, _ = served
     for route in ("gradio_api/call/judge_left", "gradio_api/call/skip", "gradio_api/call/release"):
         response = httpx.post(f"{url}{route}", json={"data": []})
         assert response.status_code == 401, route
@@ -59,12 +61,12 @@ def test_unauthenticated_calls_are_rejected(served):
 
 
 def test_a_judgement_round_trip(served):
-    url, store = served
+    url, store, _ = served
     client = Client(url, auth=("alice", PASSWORD), verbose=False)
     outputs = client.predict(api_name="/next_task")
     assert "alice" in outputs[PROGRESS] and "done today: <b>0</b>" in outputs[PROGRESS]
     assert outputs[DESCRIPTION] == ""
-    claim = store.claim("alice")
+    claim = store.claim("alice", client.session_hash)  # the lease of the client's page
     media = store.media(claim.pair_id)
     shown_left = media.crop_a if claim.left_was == media.candidate_a else media.crop_b
     shown_right = media.crop_b if claim.left_was == media.candidate_a else media.crop_a
@@ -93,13 +95,50 @@ def test_a_judgement_round_trip(served):
 
 
 def test_skip_and_release_through_the_api(served):
-    url, store = served
+    url, store, _ = served
     client = Client(url, auth=("alice", PASSWORD), verbose=False)
+    elsewhere = {pair for pair, who in store.leases().items() if who == "alice"}  # alice's other pages
     client.predict(api_name="/next_task")
-    held = [pair for pair, who in store.leases().items() if who == "alice"]
-    assert len(held) == 1
+    held = [pair for pair, who in store.leases().items() if who == "alice" and pair not in elsewhere]
+    assert len(held) == 1  # one pair per page
     outputs = client.predict(api_name="/skip")
     assert "Skipped" in outputs[NOTICE]
     assert held[0] not in store.leases()
     client.predict(api_name="/release")
-    assert "alice" not in store.leases().values()
+    # This page's pair went back; the other pages keep theirs.
+    assert {pair for pair, who in store.leases().items() if who == "alice"} == elsewhere
+
+
+def login(url: str, name: str, password: str) -> httpx.Response:
+    return httpx.post(f"{url}login", data={"username": name, "password": password})
+
+
+def test_exports_are_for_admins_only(served):
+    url, store, _ = served
+    annotator, admin = login(url, "alice", PASSWORD), login(url, "boss", PASSWORD)
+    assert annotator.status_code == admin.status_code == 200
+    for kind in ("csv", "jsonl"):
+        refused = httpx.get(f"{url}admin/export/judgements.{kind}", cookies=annotator.cookies)
+        assert refused.status_code == 403 and "admins only" in refused.json()["detail"]
+        assert httpx.get(f"{url}admin/export/judgements.{kind}").status_code == 403  # not logged in
+        served_file = httpx.get(f"{url}admin/export/judgements.{kind}", cookies=admin.cookies)
+        assert served_file.status_code == 200 and "attachment" in served_file.headers["content-disposition"]
+    rows = list(csv.DictReader(io.StringIO(httpx.get(f"{url}admin/export/judgements.csv", cookies=admin.cookies).text)))
+    assert len(rows) == store.counts()["judgements"]
+    actions = [(r["actor"], r["action"]) for r in store.audit_rows()]
+    assert ("boss", "export") in actions and ("alice", "export_refused") in actions
+    assert ("alice", "login") in actions and ("boss", "login") in actions
+
+
+def test_logins_are_throttled_per_user_with_a_clear_message(served):
+    url, store, _ = served
+    add_user(served[2], "mallory", PASSWORD)
+    for _ in range(MAX_FAILURES_PER_USER):
+        assert login(url, "mallory", "wrong password").status_code == 400
+    refused = login(url, "mallory", PASSWORD)  # the right password, too late
+    assert refused.status_code == 429
+    assert re.fullmatch(r"Too many failed logins for mallory from this address: try again in \d+ s\.", refused.json()["detail"])
+    assert login(url, "alice", PASSWORD).status_code == 200  # another user from the same address still may
+    failed = [r for r in store.audit_rows() if r["actor"] == "mallory"]
+    assert [r["action"] for r in failed][:2] == ["login_refused", "login_failed"]
+    assert all(r["address"] == "127.0.0.1" for r in failed)

@@ -15,7 +15,7 @@ from pipeline.config import load_config
 from stages.backbones import SampleRequest, load
 from stages.backbones.base import MIN_LQ_SIDE, LQSizeError, reflect_pad_to_multiple
 from stages.backbones.tiny import TinySRPipeline, build_scheduler, build_unet
-from tests.tiny_models import save_tiny_upscaler
+from tests.tolerances import FLOAT32_RTOL, network_atol
 
 ODD_SIZES = [(7, 13), (179, 179), (181, 257)]
 
@@ -31,11 +31,6 @@ def tiny_three_levels(tmp_path_factory):
     torch.manual_seed(0)
     TinySRPipeline(build_unet(4, (32, 32, 32), layers_per_block=1), build_scheduler()).save_pretrained(folder)
     return load(settings(f"sample.backbone.path={folder}"))
-
-
-@pytest.fixture(scope="module")
-def upscaler_folder(tmp_path_factory):
-    return save_tiny_upscaler(tmp_path_factory.mktemp("sd_x4") / "pipeline")
 
 
 def rand_lq(height: int, width: int, seed: int = 0, batch: int = 1) -> torch.Tensor:
@@ -62,6 +57,7 @@ def test_tiny_model_takes_any_size(tiny_three_levels, height, width):
     assert sr.shape == (1, 3, 4 * height, 4 * width)
     assert 0.0 <= float(sr.min()) and float(sr.max()) <= 1.0
     again = backbone.sample(lq, SampleRequest.unprompted([3], steps=1, guidance=1.0))
+    # The same call in the same process sums in the same order: the same bits.
     torch.testing.assert_close(sr, again, rtol=0, atol=0)
 
 
@@ -71,7 +67,9 @@ def test_padding_changes_nothing_for_sizes_that_are_already_multiples(tiny_three
     lq = rand_lq(8, 12, seed=1)
     sr = backbone.sample(lq, SampleRequest.unprompted([5], steps=2, guidance=1.0))
     direct = backbone.pipe(lq, [torch.Generator().manual_seed(5)], steps=2, guidance=1.0)
-    torch.testing.assert_close(sr, direct, rtol=1e-5, atol=1e-5)
+    # Same model, same noise, another call path: float32 sums of up to 3x3x32 products in ~12
+    # layers over 2 steps may run in another order.
+    torch.testing.assert_close(sr, direct, rtol=FLOAT32_RTOL, atol=network_atol(12, 9 * 32, steps=2))
 
 
 def test_odd_size_output_is_the_crop_of_the_reflect_padded_sample(tiny_three_levels):
@@ -83,7 +81,7 @@ def test_odd_size_output_is_the_crop_of_the_reflect_padded_sample(tiny_three_lev
     padded = torch.from_numpy(np.pad(lq.numpy(), ((0, 0), (0, 0), (0, 1), (0, 3)), mode="reflect"))
     full = backbone.pipe(padded, None, steps=2, guidance=1.0, noise=torch.from_numpy(noise)[None])
     assert full.shape == (1, 3, 32, 64)
-    torch.testing.assert_close(sr, full[:, :, :28, :52], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(sr, full[:, :, :28, :52], rtol=FLOAT32_RTOL, atol=network_atol(12, 9 * 32, steps=2))
 
 
 @pytest.mark.parametrize(("height", "width"), [(1, 1), (3, 40), (40, 2)])

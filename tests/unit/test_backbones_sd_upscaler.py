@@ -13,12 +13,7 @@ import torch
 from pipeline.config import load_config
 from stages.backbones import MissingWeightsError, SampleRequest, load
 from stages.backbones.base import weights_revision
-from tests.tiny_models import save_tiny_upscaler
-
-
-@pytest.fixture(scope="module")
-def upscaler_folder(tmp_path_factory):
-    return save_tiny_upscaler(tmp_path_factory.mktemp("sd_x4") / "pipeline")
+from tests.tolerances import FLOAT32_RTOL, network_atol
 
 
 def sample_settings(*overrides: str):
@@ -38,10 +33,13 @@ def test_sd_upscaler_loads_offline_and_samples_4x(upscaler_folder, monkeypatch):
     assert sr.shape == (2, 3, 64, 64)
     assert float(sr.min()) >= 0.0 and float(sr.max()) <= 1.0
     again = backbone.sample(lq, SampleRequest(seeds=[5, 6], **args))
+    # The same call in the same process sums in the same order: the same bits.
     torch.testing.assert_close(sr, again, rtol=0, atol=0)
     # Row 1 alone with seed 6 is row 1 of the batch: each row's noise comes from its own seed.
     alone = backbone.sample(lq[1:], SampleRequest(seeds=[6], **{**args, "prompts": args["prompts"][:1], "negative_prompts": ["blurry"]}))
-    torch.testing.assert_close(alone[0], sr[1], rtol=1e-4, atol=1e-4)
+    # Alone or batched: the tiny VAE + UNet + text encoder (~30 float32 layers, fan-in up to 3x3x64)
+    # over 2 steps may sum in other orders.
+    torch.testing.assert_close(alone[0], sr[1], rtol=FLOAT32_RTOL, atol=network_atol(30, 9 * 64, steps=2))
     other_seed = backbone.sample(lq, SampleRequest(seeds=[7, 8], **args))
     assert (other_seed - sr).abs().mean() > 1e-4
 

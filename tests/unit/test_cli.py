@@ -60,6 +60,12 @@ def test_broken_pipe_exits_quietly():
             "cli._keys = cut\nsys.exit(cli.main(['keys']))\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert (result.returncode, result.stderr) == (0, "")
+    # Short output waits in stdout's buffer until the end: a reader gone by then is quiet too.
+    code = ("import os, sys\nfrom pipeline import cli\n"
+            "r, w = os.pipe()\nos.close(r)\nos.dup2(w, sys.stdout.fileno())\n"  # a pipe nobody reads
+            "cli._keys = lambda prefixes: print('seed=0') or 0\nsys.exit(cli.main(['keys']))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert (result.returncode, result.stderr) == (0, "")
     # and through a real pipe whose reader leaves after one line
     piped = subprocess.run(["bash", "-o", "pipefail", "-c", f"'{sys.executable}' -m pipeline.cli keys | head -1"],
                            capture_output=True, text=True)

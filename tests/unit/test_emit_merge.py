@@ -16,7 +16,7 @@ from stages.emit.judgements import (
     decide_pairs,
     vote_outcome,
 )
-from stages.emit.rows import dspo_row_with, merge_instances, pairs_rows
+from stages.emit.rows import dspo_row_with, merge_instances, whole_image_pair_row
 from tests.emit_tables import judgements_table
 
 # Pair p1: IQA prefers candidate "W1" over "L1"; p2: "W2" over "L2"; p3: "W3" over "L3".
@@ -120,6 +120,24 @@ def test_an_adjudication_decides_whatever_the_votes():
     assert decide(votes).decisions["p1"].votes == 4
 
 
+def test_an_adjudication_keeps_every_annotators_description_and_its_note():
+    votes = [
+        vote("p1", "a", "left", "W1", "W1 fur is crisp", described_candidate="W1"),
+        vote("p1", "b", "right", "W1", "L1 has real texture", described_candidate="L1"),
+        vote("p1", "c", "tie", "W1", "both soft"),
+        vote("p1", "boss", "tie", "W1", "equally soft on a second look", role="adjudicator"),
+    ]
+    decision = decide(votes).decisions["p1"]
+    assert decision.outcome == TIE
+    assert decision.notes == (
+        ("W1", "W1 fur is crisp"),
+        ("L1", "L1 has real texture"),
+        ("", "both soft"),
+        ("", "equally soft on a second look"),
+    )
+    assert decision.description.splitlines() == [text for _, text in decision.notes]
+
+
 def test_cant_tell_is_a_vote_and_keeps_the_iqa_label():
     votes = [vote("p1", "a", "cant_tell", "W1"), vote("p1", "b", "cant_tell", "L1"), vote("p1", "c", "left", "W1")]
     assert decide(votes).decisions["p1"].outcome == CANT_TELL
@@ -147,6 +165,7 @@ def dspo_row():
         "image_id": "img",
         "lq": {"bytes": b"lq", "path": None},
         "candidates": [{"bytes": name, "path": None} for name in (b"A", b"B", b"C")],
+        "candidate_params": [{"candidate_id": name} for name in "ABC"],
         "masks": [{"size": [2, 2], "counts": f"m{k}"} for k in (1, 2, 3)],
         "instance_index": [0, 1, 2],
         "pair_id": ["p1", "p2", "p3"],
@@ -154,6 +173,7 @@ def dspo_row():
         "lose_index": [1, 2, 2],
         "area": [10, 30, 60],
         "weight": [0.1, 0.3, 0.6],
+        "area_share": [0.1, 0.3, 0.6],
         "margin": [0.1, 0.2, 0.3],
         "deltas": [{"name": ["psnr", "ssim"], "value": [0.05 * k, 0.001 * k]} for k in (1, 2, 3)],
         "agreement": [1.0, 0.75, 0.5],
@@ -188,14 +208,14 @@ def test_decisions_applied_to_dspo_and_pairs_rows():
     assert dspo["label_source"] == ["human", "human"]
     assert dspo["description"] == ["B is crisper", ""]
     assert dspo["weight"] == pytest.approx([10 / 70, 60 / 70])
-    # Pairs keep the tie as 0.5, with the description as caption.
-    by_pair = {p["pair_id"]: p for p in pairs_rows(row, instances, seed=0)}
-    assert by_pair["p2"]["label_0"] == by_pair["p2"]["label_1"] == 0.5
-    assert by_pair["p2"]["caption"] == "same" and by_pair["p3"]["caption"] == "a photo"
-    p1 = by_pair["p1"]
-    assert {p1["jpg_0"], p1["jpg_1"]} == {b"A", b"B"}
-    assert (p1["jpg_0"] if p1["label_0"] == 1.0 else p1["jpg_1"]) == b"B"  # the people's winner
-    assert sum(p["weight"] for p in by_pair.values()) == pytest.approx(1.0)
+    # The whole-image pair follows the decided labels: net wins A -1/7 (lost p1), B +1 (won p1
+    # and p3), C -6/7 (lost p3): B over C, with the people's description as caption.
+    pair = whole_image_pair_row(dspo, seed=0)
+    assert {pair["jpg_0"], pair["jpg_1"]} == {b"B", b"C"}
+    assert (pair["jpg_0"] if pair["label_0"] == 1.0 else pair["jpg_1"]) == b"B"
+    scores = {pair["candidate_id_0"]: pair["score_0"], pair["candidate_id_1"]: pair["score_1"]}
+    assert scores == pytest.approx({"B": 1.0, "C": -60 / 70})
+    assert pair["caption"] == "B is crisper" and pair["label_source"] == "human" and pair["instances"] == 2
 
 
 def test_both_bad_drops_the_instance_and_an_emptied_row():
@@ -204,9 +224,10 @@ def test_both_bad_drops_the_instance_and_an_emptied_row():
     instances = merge_instances(row, decisions)
     assert [i["pair_id"] for i in instances] == ["p3"]
     assert dspo_row_with(row, instances)["weight"] == [1.0]
-    assert [p["pair_id"] for p in pairs_rows(row, instances, seed=0)] == ["p3"]
+    pair = whole_image_pair_row(dspo_row_with(row, instances), seed=0)
+    assert (pair["candidate_id_0"], pair["candidate_id_1"]) in {("B", "C"), ("C", "B")}
     everything_bad = {p: Decision(BOTH_BAD, 1, 1, "") for p in ("p1", "p2", "p3")}
     assert dspo_row_with(row, merge_instances(row, everything_bad)) is None
     all_ties = {p: Decision(TIE, 1, 1, "") for p in ("p1", "p2", "p3")}
     tied = merge_instances(row, all_ties)
-    assert dspo_row_with(row, tied) is None and len(pairs_rows(row, tied, seed=0)) == 3
+    assert dspo_row_with(row, tied) is None and [i["tie"] for i in tied] == [True] * 3

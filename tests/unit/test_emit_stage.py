@@ -16,7 +16,8 @@ from schemas import dataset
 from stages.emit.files import SplitConfigError
 from stages.emit.rows import EmitInputError
 from stages.emit.stage import EmitStage
-from tests.emit_tables import build_run, emit_config, judgements_table, run_emit
+from stages.pair_facts import PAIR_INSTANCES
+from tests.emit_tables import build_run, emit_config, finalize_pairs, judgements_table, run_emit
 
 
 def read_config(root: str, config: str) -> pa.Table:
@@ -29,7 +30,7 @@ def synthetic(tmp_path):
     return build_run(str(tmp_path), n_images=4)
 
 
-def test_judgements_from_the_run_reach_both_configs(synthetic):
+def test_judgements_from_the_run_reach_every_config(synthetic):
     pairs = synthetic.tables["pairs"].to_pylist()
     confirm, overturn, tie, bad = pairs[0], pairs[1], pairs[2], pairs[3]
     votes = [
@@ -56,7 +57,7 @@ def test_judgements_from_the_run_reach_both_configs(synthetic):
     assert instances[overturn["pair_id"]]["margin"] == pytest.approx(-overturn["margin"])
     assert tie["pair_id"] not in instances and bad["pair_id"] not in instances
     assert len(instances) == len(pairs) - 2
-    pairs_rows = {r["pair_id"]: r for r in read_config(root, "pairs").to_pylist()}
+    pairs_rows = {r["pair_id"]: r for r in read_config(root, "pairs_instances").to_pylist()}
     assert pairs_rows[tie["pair_id"]]["label_0"] == 0.5
     assert bad["pair_id"] not in pairs_rows and len(pairs_rows) == len(pairs) - 1
     assert pairs_rows[overturn["pair_id"]]["caption"] == "less noise"
@@ -93,7 +94,7 @@ def test_descriptions_reach_the_dataset_with_the_candidate_they_describe(synthet
     for row in read_config(root, "dspo").to_pylist():
         for k, pid in enumerate(row["pair_id"]):
             dspo[pid] = {name: row[name][k] for name in dataset.INSTANCE_COLUMNS}
-    captions = {r["pair_id"]: r for r in read_config(root, "pairs").to_pylist()}
+    captions = {r["pair_id"]: r for r in read_config(root, "pairs_instances").to_pylist()}
     assert dspo[confirm["pair_id"]]["description"] == "winner: fine hair"
     assert dspo[overturn["pair_id"]]["description"] == "loser: plastic skin"
     assert dspo[split["pair_id"]]["description"] == "winner: sharper\nhard to say"
@@ -103,7 +104,7 @@ def test_descriptions_reach_the_dataset_with_the_candidate_they_describe(synthet
     assert captions[tie["pair_id"]]["caption"] == "loser: both soft, this one less"
     assert captions[unsure["pair_id"]]["label_0"] in (0.0, 1.0)  # never 0.5 unless configured
     run_emit(synthetic, "emit.judgements.cant_tell_as_tie=true")
-    captions = {r["pair_id"]: r for r in read_config(root, "pairs").to_pylist()}
+    captions = {r["pair_id"]: r for r in read_config(root, "pairs_instances").to_pylist()}
     assert captions[unsure["pair_id"]]["label_0"] == 0.5
 
 
@@ -115,7 +116,8 @@ def test_without_hr_without_pairs_with_a_test_split(tmp_path):
     assert set(stats["rows"]["dspo"]) == {"train", "validation", "test"}
     table = read_config(str(tmp_path), "dspo")
     assert "hr" not in table.column_names
-    assert not os.path.exists(os.path.join(str(tmp_path), "dataset", "data", "pairs"))
+    for config in ("pairs", "pairs_instances"):
+        assert not os.path.exists(os.path.join(str(tmp_path), "dataset", "data", config))
     card = open(os.path.join(str(tmp_path), "dataset", "README.md"), encoding="utf-8").read()
     assert "config_name: pairs" not in card and "split: test" in card
 
@@ -149,11 +151,14 @@ def test_bad_split_config_fails_before_writing(synthetic):
 def test_report_is_written_with_plots_and_samples(synthetic):
     run_emit(synthetic)
     page = open(os.path.join(synthetic.run.root, "dataset", "report.html"), encoding="utf-8").read()
-    for key in ("reward-histogram", "margin-histogram", "pairs-per-image"):
+    for key in ("delta-histograms", "drops", "margin-vs-area", "label-sources", "margin-histogram"):
         assert f'id="{key}"' in page
-    assert 'id="metric-agreement"' not in page and "No metric agreement" in page
+    assert 'id="metric-agreement"' not in page and "reward-histogram" not in page
     assert page.count('class="sample"') == 4  # emit.report_samples=4 in the test config
     assert "http://" not in page and "https://" not in page  # nothing fetched from the network
+    # The header comes before the plots; the run's details are folded away at the end.
+    assert page.index('class="counts"') < page.index('class="plots"') < page.index("<details>")
+    assert "lq 1" in page[page.index("<details>"):]  # the image that failed at degrade
 
 
 def test_report_plots_the_pair_stages_metric_agreement(synthetic):
@@ -174,13 +179,29 @@ def test_a_second_emit_lists_only_its_own_files(synthetic):
     assert all(os.path.exists(os.path.join(root, "dataset", p)) for p in listed)
 
 
+def test_report_counts_every_scored_instance_from_the_pair_stage(synthetic):
+    run_emit(synthetic)
+    page = open(os.path.join(synthetic.run.root, "dataset", "report.html"), encoding="utf-8").read()
+    assert "the pair stage left no stats/pair_instances.parquet" in page
+    finalize_pairs(synthetic, "pair.min_margin=10")  # synthetic margins run from about 2 to 18
+    facts = pq.read_table(os.path.join(synthetic.run.root, PAIR_INSTANCES)).to_pylist()
+    scores = synthetic.tables["scores"]
+    assert len(facts) == len(set(scores.column("instance_id").to_pylist()))  # every scored instance once
+    stats = synthetic.run.read_json("stats/pair.json")
+    assert sum(f["reason"] == "margin" for f in facts) == stats["dropped"]["margin"] > 0
+    assert all(0 < f["area_share"] <= 1 for f in facts)
+    run_emit(synthetic)
+    page = open(os.path.join(synthetic.run.root, "dataset", "report.html"), encoding="utf-8").read()
+    assert f"instances published of {len(facts)} scored." in page
+
+
 def test_report_without_the_report_extra_names_the_install(synthetic, monkeypatch):
     # As if matplotlib were not installed: the report still has its samples, and says how to
     # get the plots.
     monkeypatch.setitem(EXTRAS, "report", (("srprefs_no_such_module",), "the plots in dataset/report.html"))
     run_emit(synthetic)
     page = open(os.path.join(synthetic.run.root, "dataset", "report.html"), encoding="utf-8").read()
-    assert 'id="reward-histogram"' not in page
+    assert 'id="delta-histograms"' not in page and 'class="plot' not in page
     assert "pip install &#x27;srprefs[report]&#x27;" in page or "pip install 'srprefs[report]'" in page
     assert page.count('class="sample"') == 4
 

@@ -65,4 +65,4 @@ def test_bad_trainer_arguments_fail_before_torch(name):
 
 
 def test_trainer_config_names_match_the_dataset_schema():
-    assert (options.CONFIG_DSPO, options.CONFIG_PAIRS) == (dataset.CONFIG_DSPO, dataset.CONFIG_PAIRS)
+    assert options.CONFIGS == (dataset.CONFIG_DSPO, dataset.CONFIG_PAIRS, dataset.CONFIG_PAIRS_INSTANCES)

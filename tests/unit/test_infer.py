@@ -9,13 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.tiny_models import save_tiny_sr
 from trainer.infer import main
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    return save_tiny_sr(tmp_path_factory.mktemp("ckpt") / "model")
 
 
 def gradient(width: int, height: int) -> np.ndarray:
@@ -43,9 +37,9 @@ def infer(*args: str) -> int:
     return main(["--steps", "1", "--device", "cpu", *args])
 
 
-def test_folder_of_mixed_files(tmp_path, checkpoint, capsys):
+def test_folder_of_mixed_files(tmp_path, tiny_sr_folder, capsys):
     photos, out = photo_folder(tmp_path / "photos"), tmp_path / "sr"
-    code = infer("--input_path", str(photos), "--output_path", str(out), "--checkpoint", str(checkpoint))
+    code = infer("--input_path", str(photos), "--output_path", str(out), "--checkpoint", str(tiny_sr_folder))
     captured = capsys.readouterr()
     assert code == 1
     expected = {
@@ -65,9 +59,9 @@ def test_folder_of_mixed_files(tmp_path, checkpoint, capsys):
     assert "Traceback" not in captured.err + captured.out
 
 
-def test_alpha_is_upscaled_bicubically_and_16_bit_is_scaled(tmp_path, checkpoint):
+def test_alpha_is_upscaled_bicubically_and_16_bit_is_scaled(tmp_path, tiny_sr_folder):
     photos, out = photo_folder(tmp_path / "photos"), tmp_path / "sr"
-    infer("--input_path", str(photos), "--output_path", str(out), "--checkpoint", str(checkpoint))
+    infer("--input_path", str(photos), "--output_path", str(out), "--checkpoint", str(tiny_sr_folder))
     with Image.open(photos / "c_alpha.png") as source, Image.open(out / "c_alpha.png") as result:
         expected_alpha = source.getchannel("A").resize(result.size, Image.Resampling.BICUBIC)
         assert np.array_equal(np.asarray(result.getchannel("A")), np.asarray(expected_alpha))
@@ -78,11 +72,11 @@ def test_alpha_is_upscaled_bicubically_and_16_bit_is_scaled(tmp_path, checkpoint
     assert abs(values.mean() - source.mean()) < 8 and values.max() < 255
 
 
-def test_existing_outputs_are_skipped_unless_overwrite(tmp_path, checkpoint, capsys):
+def test_existing_outputs_are_skipped_unless_overwrite(tmp_path, tiny_sr_folder, capsys):
     photos, out = tmp_path / "photos", tmp_path / "sr"
     photos.mkdir()
     Image.fromarray(gradient(12, 8)).save(photos / "one.png")
-    args = ["--input_path", str(photos), "--output_path", str(out), "--checkpoint", str(checkpoint)]
+    args = ["--input_path", str(photos), "--output_path", str(out), "--checkpoint", str(tiny_sr_folder)]
     assert infer(*args) == 0
     (out / "one.png").write_bytes(b"placeholder")
     capsys.readouterr()
@@ -94,20 +88,20 @@ def test_existing_outputs_are_skipped_unless_overwrite(tmp_path, checkpoint, cap
         assert image.size == (48, 32)
 
 
-def test_suffix_ext_same_and_exif_rotation(tmp_path, checkpoint):
+def test_suffix_ext_same_and_exif_rotation(tmp_path, tiny_sr_folder):
     photos, out = tmp_path / "photos", tmp_path / "sr"
     photos.mkdir()
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90 degrees clockwise to display
     Image.fromarray(gradient(16, 8)).save(photos / "turned.jpg", exif=exif, quality=95)
-    code = infer("--input_path", str(photos), "--output_path", str(out), "--checkpoint", str(checkpoint),
+    code = infer("--input_path", str(photos), "--output_path", str(out), "--checkpoint", str(tiny_sr_folder),
                  "--suffix", "_x4", "--ext", "same")
     assert code == 0
     with Image.open(out / "turned_x4.jpg") as image:
         assert image.format == "JPEG" and image.size == (32, 64)  # 8x16 upright, times 4
 
 
-def test_batching_small_images_gives_the_same_outputs(tmp_path, checkpoint):
+def test_batching_small_images_gives_the_same_outputs(tmp_path, tiny_sr_folder):
     photos = tmp_path / "photos"
     photos.mkdir()
     for i in range(5):
@@ -115,7 +109,7 @@ def test_batching_small_images_gives_the_same_outputs(tmp_path, checkpoint):
     outputs = {}
     for batch in ("1", "3"):
         out = tmp_path / f"sr{batch}"
-        assert infer("--input_path", str(photos), "--output_path", str(out), "--checkpoint", str(checkpoint),
+        assert infer("--input_path", str(photos), "--output_path", str(out), "--checkpoint", str(tiny_sr_folder),
                      "--batch_size", batch) == 0
         outputs[batch] = {p.name: np.asarray(Image.open(p)) for p in sorted(out.iterdir())}
     assert outputs["1"].keys() == outputs["3"].keys() and len(outputs["1"]) == 5
@@ -123,12 +117,12 @@ def test_batching_small_images_gives_the_same_outputs(tmp_path, checkpoint):
         assert np.abs(image.astype(int) - outputs["3"][name].astype(int)).max() <= 1, name
 
 
-def test_large_image_in_tiles_and_too_small_image(tmp_path, checkpoint, capsys):
+def test_large_image_in_tiles_and_too_small_image(tmp_path, tiny_sr_folder, capsys):
     photos, out = tmp_path / "photos", tmp_path / "sr"
     photos.mkdir()
     Image.fromarray(gradient(70, 45)).save(photos / "big.png")
     Image.fromarray(gradient(1, 1)).save(photos / "dot.png")
-    code = infer("--input_path", str(photos), "--output_path", str(out), "--checkpoint", str(checkpoint),
+    code = infer("--input_path", str(photos), "--output_path", str(out), "--checkpoint", str(tiny_sr_folder),
                  "--tile", "16", "--tile_pad", "4")
     assert code == 1
     with Image.open(out / "big.png") as image:

@@ -233,3 +233,24 @@ def test_demo_images_are_bundled_and_decode():
     rows = stage.process({"sources": listing.shards[0]}).to_pylist()
     assert len(rows) == cfg.ingest.demo_count
     assert all(r["status"] == "ok" and r["width"] % 32 == 0 and r["height"] >= 256 for r in rows)
+
+
+@pytest.mark.parametrize("as_image_feature", [False, True], ids=["string-column", "image-feature-path"])
+def test_hf_rows_that_are_local_paths_fail_unless_allowed(tmp_path, rgb, as_image_feature):
+    import datasets
+
+    secret = tmp_path / "secret.png"
+    secret.write_bytes(png_bytes(rgb))  # stands for /etc/passwd: a file of this machine
+    value = {"bytes": None, "path": str(secret)} if as_image_feature else str(secret)
+    features = datasets.Features({"image": datasets.Image() if as_image_feature else datasets.Value("string")})
+    ds = datasets.Dataset.from_dict({"image": [value]}, features=features)
+    ds.to_parquet(str(tmp_path / "data" / "train-00000.parquet"))
+    rows, listing = ingest(f"hf:{tmp_path / 'data'}")
+    (row,) = rows.values()
+    assert row["status"] == "failed" and row["image"] is None
+    assert f"only the path '{secret}'; set ingest.allow_local_paths=true" in row["error"]
+    assert pa.concat_tables(listing.shards).column("data").to_pylist() == [None]  # nothing was read
+    rows, _ = ingest(f"hf:{tmp_path / 'data'}", "ingest.allow_local_paths=true")
+    (row,) = rows.values()
+    assert row["status"] == "ok"
+    np.testing.assert_array_equal(decoded(row), np.asarray(rgb))

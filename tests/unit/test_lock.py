@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from pipeline.lock import LOCK_FILE, RunDirLock, RunDirLockedError
+from pipeline.lock import LOCK_FILE, RunDirLock, RunDirLockedError, RunDirLockLostError
 from pipeline.rundir import RunDir
 
 
@@ -79,3 +79,111 @@ def test_release_leaves_a_lock_taken_over_by_another_run_alone(tmp_path):
     _write_lock(run, token="the-new-holder")  # e.g. ours was judged stale and taken over
     lock.release()
     assert json.loads(run.read_bytes(LOCK_FILE))["token"] == "the-new-holder"
+
+
+# Six processes take the lock at the same instant, TRIALS times over, on a fresh run dir or one
+# with a stale lock; each holder keeps the lock until every process has tried. Prints the number
+# of holders of each trial.
+RACE = """
+import json, multiprocessing, os, sys
+from pipeline.lock import LOCK_FILE, RunDirLock, RunDirLockedError
+from pipeline.rundir import RunDir
+
+root, stale, trials = sys.argv[1], sys.argv[2], int(sys.argv[3])
+
+def contender(uri, start, tried, held):
+    start.wait()
+    lock = RunDirLock(RunDir(uri), lease_s=120)
+    try:
+        lock.acquire()
+    except RunDirLockedError:
+        tried.wait()
+        return
+    with held.get_lock():
+        held.value += 1
+    tried.wait()
+    lock.release()
+
+context = multiprocessing.get_context("fork")
+for trial in range(trials):
+    uri = os.path.join(root, str(trial))
+    if stale:
+        os.makedirs(os.path.join(uri, "_state"))
+        with open(os.path.join(uri, LOCK_FILE), "w") as handle:
+            handle.write(stale)
+    start, tried, held = context.Barrier(6), context.Barrier(6), context.Value("i", 0)
+    workers = [context.Process(target=contender, args=(uri, start, tried, held)) for _ in range(6)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert all(w.exitcode == 0 for w in workers), [w.exitcode for w in workers]
+    print(held.value, flush=True)
+"""
+
+
+@pytest.mark.parametrize("stale", ["", "dead-pid"], ids=["fresh", "stale"])
+def test_exactly_one_of_six_simultaneous_runs_gets_the_lock(tmp_path, stale):
+    contents = ""
+    if stale:
+        contents = json.dumps({"token": "dead", "pid": _dead_pid(), "host": socket.gethostname(),
+                               "started": "x", "command": "pipeline run", "lease_s": 120.0, "heartbeat": 0.0})
+    done = subprocess.run([sys.executable, "-c", RACE, str(tmp_path), contents, "8"], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1"] * 8
+    for trial in range(8):  # no temporary or set-aside lock files stay behind
+        assert sorted(p.name for p in (tmp_path / str(trial) / "_state").iterdir()) == ["lock.mutex"]
+
+
+@pytest.mark.parametrize("contents", [
+    "null", "[]", '"a string"', "{}", "not json at all", "",
+    '{"token": "x", "pid": 0, "host": "%s", "lease_s": 120, "heartbeat": 1e12}',
+    '{"token": "x", "pid": -1, "host": "%s", "lease_s": 120, "heartbeat": 1e12}',
+    '{"token": "x", "pid": 99999999999999999999, "host": "%s", "lease_s": 120, "heartbeat": 1e12}',
+    '{"token": "x", "pid": 12, "host": "elsewhere", "lease_s": NaN, "heartbeat": 1e12}',
+], ids=["null", "list", "string", "empty-object", "not-json", "empty-file", "pid-0", "pid-minus-1",
+        "huge-pid", "nan-lease"])
+def test_a_lock_file_that_holds_no_valid_record_blocks_nobody(tmp_path, contents):
+    run = RunDir(str(tmp_path))
+    run.write_bytes(LOCK_FILE, contents.replace("%s", socket.gethostname()).encode())
+    with RunDirLock(run, lease_s=120) as lock:
+        assert json.loads(run.read_bytes(LOCK_FILE))["token"] == lock.record["token"]
+    assert not run.exists(LOCK_FILE)
+
+
+@pytest.mark.parametrize("lease", [float("inf"), float("nan"), 0.0, -1.0])
+def test_a_lease_that_is_not_a_positive_finite_number_is_refused(tmp_path, lease):
+    with pytest.raises(ValueError, match="finite number of seconds"):
+        RunDirLock(RunDir(str(tmp_path)), lease_s=lease)
+
+
+def test_a_heartbeat_that_cannot_be_written_stops_the_run(tmp_path, monkeypatch):
+    run = RunDir(str(tmp_path))
+    lock = RunDirLock(run, lease_s=1)
+
+    def disk_full() -> None:
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(RunDirLockLostError, match="No space left on device"):
+        with lock:
+            monkeypatch.setattr(lock, "_write", disk_full)
+            time.sleep(30)  # the heartbeat interrupts this after lease_s / 4
+    assert lock.lost is not None
+
+
+def test_a_heartbeat_that_finds_its_lock_taken_over_stops_the_run(tmp_path):
+    run = RunDir(str(tmp_path))
+    with pytest.raises(RunDirLockLostError, match="taken over by pid 1 on host"):
+        with RunDirLock(run, lease_s=1):
+            _write_lock(run, token="the-new-holder")
+            time.sleep(30)
+    assert json.loads(run.read_bytes(LOCK_FILE))["token"] == "the-new-holder"
+
+
+def test_a_heartbeat_failure_after_the_work_ended_still_fails_the_run(tmp_path):
+    run = RunDir(str(tmp_path))
+    lock = RunDirLock(run, lease_s=120)
+    with pytest.raises(RunDirLockLostError, match="boom"):
+        with lock:
+            lock.lost = "boom"  # as the heartbeat thread records it just before the block ends

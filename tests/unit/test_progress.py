@@ -12,8 +12,9 @@ from pipeline.rundir import RunDir
 from stages.backbones import SampleRequest, load
 from stages.sample import CallProgress, SampleStage
 from stages.score import ScoreStage
+from tests.score_fixtures import tables
 from tests.unit.test_sample import lq_table
-from tests.unit.test_score import FAST_METRICS, graded_images, tables  # noqa: F401 (fixture)
+from tests.unit.test_score import FAST_METRICS
 
 
 def test_batch_progress_emits_whole_units_capped_by_the_batches_begun():
@@ -64,16 +65,24 @@ def _recorded_run(stage, run: RunDir, *tables_by_name) -> list[int]:
     return updates
 
 
-def test_sample_bar_advances_once_per_candidate_with_the_demo_defaults(tmp_path):
-    """The demo's shape: 8 images in one batch, 4 candidates, 20 steps (here on 16 px LQ)."""
+def test_sample_bar_advances_per_denoising_step_of_each_call(tmp_path):
+    """The demo's shape: 8 images in one batch, 4 candidates (here on 16 px LQ). With the default
+    one step, each call (one guidance setting's 8 candidates) moves the bar once, by 8; with 20
+    steps it moves 20 times per call, by less than a candidate each time."""
     cfg = load_config([f"run_dir={tmp_path}", "sample.device=cpu"])
-    assert (cfg.sample.batch_size, cfg.sample.num_candidates, list(cfg.sample.steps)) == (8, 4, [20])
+    assert (cfg.sample.batch_size, cfg.sample.num_candidates, list(cfg.sample.steps)) == (8, 4, [1])
     stage = SampleStage(cfg)
     stage.setup()
     updates = _recorded_run(stage, RunDir(str(tmp_path)), ("lq", lq_table(8, hr_size=64)))
     assert stage.progress_unit == "candidate" and stage.progress_per_row() == 4
-    assert updates == [1] * 32  # one bar update per candidate, none skipped or lumped
+    assert updates == [8] * 4  # 4 guidance settings x 8 candidates, one step each
     assert stage.progress is None  # detached after the shard
+
+    many_steps = SampleStage(load_config([f"run_dir={tmp_path / 'steps'}", "sample.device=cpu",
+                                          "sample.steps=[20]", "sample.guidance=[1.0]"]))
+    many_steps.setup()
+    updates = _recorded_run(many_steps, RunDir(str(tmp_path / "steps")), ("lq", lq_table(8, hr_size=64)))
+    assert sum(updates) == 32 and max(updates) <= 1  # at least one move per candidate
 
 
 def _score_updates(run_dir, images, *settings: str) -> list[int]:
@@ -83,14 +92,14 @@ def _score_updates(run_dir, images, *settings: str) -> list[int]:
     return _recorded_run(stage, RunDir(str(run_dir)), *((n, inputs[n]) for n in ("candidates", "instances", "lq")))
 
 
-def test_score_bar_advances_once_per_candidate_in_map_mode(tmp_path, graded_images):  # noqa: F811
+def test_score_bar_advances_once_per_candidate_in_map_mode(tmp_path, graded_images):
     """The demo's shape in the default map mode: one image's 4 candidates per metric call (its
     256 px images fill score.chunk_pixels; here 64 px images and a chunk of 4 x 64 x 64), the 5
     default metrics: each call is 0.8 of a candidate. Two images in one batch: 8 updates of 1."""
     assert _score_updates(tmp_path, graded_images, "score.mode=map", f"score.chunk_pixels={4 * 64 * 64}") == [1] * 8
 
 
-def test_score_bar_moves_inside_a_batch_in_composite_mode(tmp_path, graded_images):  # noqa: F811
+def test_score_bar_moves_inside_a_batch_in_composite_mode(tmp_path, graded_images):
     """Composite mode calls a metric per group of same-shape crops: the bar moves per call
     (here 32 crops of 3 metrics in a few calls each), not once per batch."""
     updates = _score_updates(tmp_path, graded_images, "score.mode=composite", FAST_METRICS)

@@ -19,7 +19,8 @@ from stages.backbones.base import weights_revision
 from stages.ingest import demo_sources, image_id_of
 from stages.prompts import build_prompt
 from stages.sample import SampleStage
-from tests.unit.test_backbones import EchoBackbone, plugins, small_tiny_folder  # noqa: F401 (fixture)
+from tests.plugin_backbones import EchoBackbone
+from tests.unit.test_backbones import small_tiny_folder
 
 
 def lq_table(count: int, hr_size: int, failed: int = 0) -> pa.Table:
@@ -109,20 +110,22 @@ def test_deterministic_and_records_every_parameter(tmp_path):
     assert other_seed[0].candidates[0]["image"] != rows[0].candidates[0]["image"]
 
 
-def test_all_candidates_of_a_batch_share_one_backbone_call(plugins, monkeypatch):  # noqa: F811
+def test_all_candidates_of_a_batch_share_one_backbone_call(backbone_plugins, monkeypatch):
     calls = []
     original = EchoBackbone.sample
     monkeypatch.setattr(EchoBackbone, "sample", lambda self, lq, *a, **k: calls.append(len(lq)) or original(self, lq, *a, **k))
     table = lq_table(3, hr_size=32)
-    out = run(table, "sample.backbone.name=echo")
+    # One sampler setting for all candidates (the default varies guidance per candidate, which
+    # splits calls by setting: the next assertion).
+    out = run(table, "sample.backbone.name=echo", "sample.guidance=[1.0]")
     assert calls == [12]  # 3 images x 4 candidates, one call
     assert out.column("width").to_pylist() == [16, 16, 16]  # the plugin's 2x
     calls.clear()
-    run(table, "sample.backbone.name=echo", "sample.steps=[2,4]")
+    run(table, "sample.backbone.name=echo", "sample.steps=[2,4]", "sample.guidance=[1.0]")
     assert sorted(calls) == [6, 6]  # one call per distinct sampler setting
 
 
-def test_oversized_lq_fails_alone_with_a_clear_message(plugins):  # noqa: F811
+def test_oversized_lq_fails_alone_with_a_clear_message(backbone_plugins):
     small = lq_table(1, hr_size=32)
     big = lq_table(2, hr_size=64).slice(1)
     out = run(pa.concat_tables([small, big]), "sample.backbone.name=echo", "sample.max_lq_pixels=100")
@@ -132,7 +135,7 @@ def test_oversized_lq_fails_alone_with_a_clear_message(plugins):  # noqa: F811
     assert len(errors) == 1 and "16x16" in errors[0] and "sample.max_lq_pixels=100" in errors[0]
 
 
-def test_prompt_template_and_caption_column(plugins):  # noqa: F811
+def test_prompt_template_and_caption_column(backbone_plugins):
     assert build_prompt("{positive}, {caption}, {degradation}", "sharp", None, "noisy") == "sharp, noisy"
     assert build_prompt("{caption}", "", None, None) == ""
     with pytest.raises(ValueError, match=r"unknown field\(s\) \['style'\]"):
@@ -161,7 +164,7 @@ def test_large_lq_goes_through_the_backbone_in_tiles(tmp_path, monkeypatch):
     monkeypatch.setattr(TinyBackbone, "denoise", lambda self, lq, *a: shapes.append(tuple(lq.shape)) or original(self, lq, *a))
     folder = small_tiny_folder(tmp_path / "tiny")
     table = lq_table(1, hr_size=128)  # a 32x32 LQ
-    overrides = [f"sample.backbone.path={folder}", "sample.num_candidates=2", "sample.steps=[1]"]
+    overrides = [f"sample.backbone.path={folder}", "sample.num_candidates=2", "sample.steps=[1]", "sample.guidance=[1.0]"]
     tiled = candidates_schema.SPEC.to_rows(run(table, *overrides, "sample.tile=8", "sample.tile_pad=4"))
     assert shapes == [(2, 3, 16, 16)] * 9  # 3 x 3 windows of 8 + 2 x 4, both candidates per call
     shapes.clear()
@@ -172,7 +175,7 @@ def test_large_lq_goes_through_the_backbone_in_tiles(tmp_path, monkeypatch):
         assert all(decode(c["image"]).shape == (128, 128, 3) for c in row.candidates)
 
 
-def test_too_small_lq_fails_alone(plugins):  # noqa: F811
+def test_too_small_lq_fails_alone(backbone_plugins):
     ok = lq_table(1, hr_size=32)
     tiny = lq_table(2, hr_size=8).slice(1)  # a 2x2 LQ
     out = run(pa.concat_tables([ok, tiny]), "sample.backbone.name=echo")

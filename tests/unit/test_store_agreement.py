@@ -117,6 +117,35 @@ def test_review_queue_compares_candidates_not_sides():
     assert answer_text(row("x", "c", "cant_tell", "W")) == "can't tell"
 
 
+def test_review_lists_filter_judged_pairs_and_find_the_majority_answer():
+    from annotation_ui.review import judged_pairs, majority_answer
+
+    def row(pair, annotator, choice, left_was):
+        return {"pair_id": pair, "annotator": annotator, "choice": choice, "left_was": left_was,
+                "candidate_a": "W", "candidate_b": "L", "instance_id": f"img:{pair}", "description": ""}
+
+    rows = [
+        row("same", "a", "left", "W"), row("same", "b", "right", "L"),
+        row("split", "a", "left", "W"), row("split", "b", "left", "L"),
+        row("unsure", "a", "cant_tell", "W"), row("unsure", "c", "tie", "L"),
+        row("bad", "c", "both_bad", "W"),
+    ]
+    ids = lambda items: [i["pair_id"] for i in items]  # noqa: E731
+    assert ids(judged_pairs(rows, set())) == ["split", "unsure"]  # disagreements waiting
+    assert ids(judged_pairs(rows, {"split"})) == ["unsure"]
+    assert ids(judged_pairs(rows, {"split"}, show="all")) == ["same", "split", "unsure", "bad"]
+    assert [i["settled"] for i in judged_pairs(rows, {"split"}, show="all")] == [False, True, False, False]
+    assert ids(judged_pairs(rows, set(), show="cant_tell")) == ["unsure"]
+    assert ids(judged_pairs(rows, set(), show="all", annotator="c")) == ["unsure", "bad"]
+    with pytest.raises(ValueError, match="show="):
+        judged_pairs(rows, set(), show="mine")
+    by_pair = {i["pair_id"]: i["rows"] for i in judged_pairs(rows, set(), show="all")}
+    assert majority_answer(by_pair["same"]) == "W"  # both preferred W, on different sides
+    assert majority_answer(by_pair["split"]) is None  # one each: no majority
+    assert majority_answer(by_pair["bad"]) == "both_bad"
+    assert majority_answer([row("u", "a", "cant_tell", "W")]) is None  # not a decision
+
+
 def test_reliability_finds_the_annotator_who_answers_against_what_they_see():
     rng = np.random.default_rng(2)
     rows = []

@@ -77,6 +77,24 @@ def test_select_pairs_limit_and_gold_items():
         select_pairs(pairs, sample_fraction=1.5, limit=None, gold_fraction=0.0, seed=0)
 
 
+def test_gold_items_are_interleaved_every_n_pairs():
+    pairs = pairs_with([(0.1 + i / 100, False) for i in range(20)])
+    plain, gold = select_pairs(pairs, sample_fraction=1.0, limit=None, gold_fraction=0.2, seed=0)
+    spread, same_gold = select_pairs(pairs, sample_fraction=1.0, limit=None, gold_fraction=0.2, seed=0, gold_every=5)
+    assert same_gold == gold and len(gold) == 4
+    ids = spread.column("pair_id").to_pylist()
+    assert sorted(ids) == sorted(plain.column("pair_id").to_pylist())  # the same pairs, reordered
+    assert [i for i, pid in enumerate(ids) if pid in gold] == [0, 5, 10, 15]
+    others = [pid for pid in plain.column("pair_id").to_pylist() if pid not in gold]
+    assert [pid for pid in ids if pid not in gold] == others  # the others keep their order
+    # More gold than room between the others: the rest comes at the end.
+    crowded, crowded_gold = select_pairs(pairs, sample_fraction=1.0, limit=None, gold_fraction=0.5, seed=0, gold_every=4)
+    positions = [i for i, pid in enumerate(crowded.column("pair_id").to_pylist()) if pid in crowded_gold]
+    assert positions[:4] == [0, 4, 8, 12] and len(positions) == 10
+    with pytest.raises(ValueError, match="gold_every"):
+        select_pairs(pairs, sample_fraction=1.0, limit=None, gold_fraction=0.2, seed=0, gold_every=-1)
+
+
 def test_crop_box_by_hand():
     mask = np.zeros((64, 64), dtype=bool)
     mask[16:48, 0:21] = True  # 21 wide, 32 tall -> side 48, centred, shifted right to stay inside
