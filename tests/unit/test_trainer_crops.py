@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from schemas.dataset import INSTANCE_COLUMNS
 from tests.dspo_fixtures import write_dspo_dataset
 from tests.tiny_models import save_tiny_sr
 from trainer.data import DspoBatch, empty_share, kept_area_per_crop, random_crop
@@ -124,8 +125,7 @@ def test_shortest_prefix_is_taken():
 def only_corner_kept(split, index, row):
     """Keep the bottom-right quadrant's preference alone (the others are not kept instances)."""
     keep = [3]
-    per_instance = ("masks", "instance_index", "pair_id", "win_index", "lose_index", "area", "margin", "deltas",
-                    "agreement", "strengths", "confident", "label_source", "description")
+    per_instance = [name for name in INSTANCE_COLUMNS if name in row and name != "weight"] + ["masks"]
     row = {**row, **{name: [row[name][k] for k in keep] for name in per_instance}}
     return {**row, "weight": [1.0]}
 
