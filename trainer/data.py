@@ -16,6 +16,7 @@ from typing import Any
 import datasets
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from common.images import BadImageError, decode_stored
@@ -29,6 +30,7 @@ from schemas.dataset import (
     validate_dspo_features,
     validate_dspo_rows,
 )
+from trainer.options import CROP_SAMPLING
 
 
 def load_dspo_split(dataset: str, split: str) -> datasets.Dataset:
@@ -232,8 +234,13 @@ def collate_dspo(rows: Sequence[Mapping[str, Any]]) -> DspoBatch:
     )
 
 
-def random_crop(batch: DspoBatch, size: int, generator: torch.Generator) -> DspoBatch:
+def random_crop(batch: DspoBatch, size: int, generator: torch.Generator, sampling: str = "instances") -> DspoBatch:
     """One aligned random crop of ``size`` HR pixels per batch (LQ cropped to ``size / scale``).
+
+    ``instances``: a crop position is drawn with probability proportional to the area of kept
+    instances (weight > 0) it holds, summed over the batch, so every crop holds preference signal
+    when any position can; ``uniform``: any aligned position alike (a crop can then miss every kept
+    instance and the step carries no preference: dspo-train logs the share of such steps).
 
     Instances outside the crop get weight 0; the others are re-weighted by their area inside it
     (the dataset's own rule: weight = area / sum of the areas kept), so the loss keeps its scale.
@@ -242,10 +249,33 @@ def random_crop(batch: DspoBatch, size: int, generator: torch.Generator) -> Dspo
     scale = height // batch.lq.shape[-2]
     if size % scale or size > min(height, width):
         raise CropSizeError(f"--crop_size {size} must be a multiple of the scale {scale} and at most {min(height, width)}")
+    if sampling not in CROP_SAMPLING:
+        raise ValueError(f"crop sampling {sampling!r}: expected one of {CROP_SAMPLING}")
     if size == height == width:
         return batch
-    y = int(torch.randint(0, (height - size) // scale + 1, (1,), generator=generator)) * scale
-    x = int(torch.randint(0, (width - size) // scale + 1, (1,), generator=generator)) * scale
+    chances = kept_area_per_crop(batch, size, scale) if sampling == "instances" else None
+    if chances is not None and float(chances.sum()) > 0:
+        index = int(torch.multinomial(chances.flatten(), 1, generator=generator))
+        y, x = (index // chances.shape[1]) * scale, (index % chances.shape[1]) * scale
+    else:
+        y = int(torch.randint(0, (height - size) // scale + 1, (1,), generator=generator)) * scale
+        x = int(torch.randint(0, (width - size) // scale + 1, (1,), generator=generator)) * scale
+    return crop_at(batch, y, x, size, scale)
+
+
+def kept_area_per_crop(batch: DspoBatch, size: int, scale: int) -> torch.Tensor:
+    """float64 [Y, X]: kept-instance pixels (over the batch) inside the ``size`` crop at each
+    aligned position (y = i * scale, x = j * scale), from one summed-area table."""
+    kept = (batch.masks & (batch.weights > 0)[..., None, None]).any(dim=1).sum(dim=0).to(torch.float64)
+    table = F.pad(kept.cumsum(0).cumsum(1), (1, 0, 1, 0))
+    ys = torch.arange(0, kept.shape[0] - size + 1, scale)
+    xs = torch.arange(0, kept.shape[1] - size + 1, scale)
+    top, left = ys[:, None], xs[None, :]
+    return table[top + size, left + size] - table[top, left + size] - table[top + size, left] + table[top, left]
+
+
+def crop_at(batch: DspoBatch, y: int, x: int, size: int, scale: int) -> DspoBatch:
+    """The ``size`` crop at HR (y, x) (multiples of ``scale``), instance weights re-normalised."""
     rows, cols = slice(y, y + size), slice(x, x + size)
     lq_rows, lq_cols = slice(y // scale, (y + size) // scale), slice(x // scale, (x + size) // scale)
     masks = batch.masks[..., rows, cols]
@@ -262,3 +292,8 @@ def random_crop(batch: DspoBatch, size: int, generator: torch.Generator) -> Dspo
         image_ids=batch.image_ids,
         hr=None if batch.hr is None else batch.hr[..., rows, cols],
     )
+
+
+def empty_share(batch: DspoBatch) -> float:
+    """Share of the batch's images without any kept instance (their preference loss is 0)."""
+    return float((batch.weights.sum(dim=1) <= 0).to(torch.float32).mean())

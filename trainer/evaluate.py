@@ -170,6 +170,11 @@ def evaluate_models(
     whole = {label: {n: float(np.mean(v)) for n, v in per.items()} for label, per in per_unit.items()}
     whole.update({label: {n: float(np.mean(v)) for n, v in per_image[label].items()}
                   for label in (BICUBIC, *(HEADROOM if headroom_of else ()))})
+    # The models' intervals over (image, seed) units, bicubic's and the headroom rows' over images.
+    whole_intervals = {
+        label: {n: mean_interval(v).as_dict() for n, v in values.items()}
+        for label, values in [*per_unit.items(), *((k, per_image[k]) for k in (BICUBIC, *(HEADROOM if headroom_of else ())))]
+    }
     result: dict[str, Any] = {
         "split": args.split,
         "images": len(rows),
@@ -178,6 +183,7 @@ def evaluate_models(
         "sampler": sampler,
         "models": dict(models),
         "whole_image": whole,
+        "whole_image_intervals": whole_intervals,
         "lower_is_better": lower_better,
         "interval": "95% percentile bootstrap (scipy.stats.bootstrap) over (image, seed) sample pairs",
         "interval_units": len(rows) * len(seeds),

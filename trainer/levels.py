@@ -26,12 +26,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import datasets
+import numpy as np
 import pyarrow.compute as pc
 import torch
 
 from common.images import BadImageError, decode_stored, stored_size
 from common.masks import MaskError, decode_masks
 from common.preferences import whole_image_choice
+from common.seeds import seed_for
 from schemas.dataset import CONFIG_DSPO, DatasetFormatError, validate_pairs_rows
 from trainer.data import DspoBatch, collate_dspo, image_tensor, load_split, validate_dspo_dataset
 from trainer.options import LEVEL_INSTANCE  # the level names live with the commands' arguments
@@ -140,6 +142,20 @@ def _check_pair_sizes(row: Mapping[str, Any], level: str, where: str) -> None:
             raise DatasetFormatError(f"{where}: column 'mask' is {list(mask_size)} (h, w), the images are {(height, width)}")
 
 
+def pair_subset(pairs_per_row: Sequence[int], fraction: float, seed: int) -> list[int]:
+    """Positions (sorted) of the rows that hold ``fraction`` of all pairs: the shortest prefix of
+    one seeded permutation whose pairs reach it (at least one row). Prefixes of one permutation,
+    so with one seed a smaller subset lies inside every larger one, as a dataset-size curve needs."""
+    order = np.random.default_rng(seed_for(seed, "dspo-train", "train_fraction")).permutation(len(pairs_per_row))
+    target, total, taken = fraction * sum(pairs_per_row), 0, []
+    for position in order:
+        if taken and total >= target - 1e-9:
+            break
+        taken.append(int(position))
+        total += pairs_per_row[position]
+    return sorted(taken)
+
+
 @dataclass
 class TrainingRows:
     """The usable rows of one split and how to collate them for the chosen level."""
@@ -147,9 +163,20 @@ class TrainingRows:
     dataset: datasets.Dataset
     rows: list[int]  # dataset indices with a preference at this level
     collate: Callable[[Sequence[Mapping[str, Any]]], DspoBatch]
+    pairs: list[int] | None = None  # preference pairs of each usable row; None: one each
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    def pair_count(self) -> int:
+        return sum(self.pairs) if self.pairs is not None else len(self.rows)
+
+    def subset(self, fraction: float, seed: int) -> TrainingRows:
+        """The rows holding ``fraction`` of the pairs (see pair_subset)."""
+        pairs = self.pairs if self.pairs is not None else [1] * len(self.rows)
+        keep = pair_subset(pairs, fraction, seed)
+        return TrainingRows(self.dataset, [self.rows[p] for p in keep], self.collate,
+                            None if self.pairs is None else [pairs[p] for p in keep])
 
     def batch(self, positions: Sequence[int]) -> DspoBatch:
         """The batch of ``positions`` (0..len-1 into the usable rows)."""
@@ -162,7 +189,8 @@ def training_rows(dataset: str, config: str, split: str, level: str) -> Training
     if config == CONFIG_DSPO:
         validate_dspo_dataset(ds, split)
         if level == LEVEL_INSTANCE:
-            return TrainingRows(ds, list(range(len(ds))), collate_dspo)
+            pairs = pc.list_value_length(ds.data.table.column("win_index")).to_pylist()
+            return TrainingRows(ds, list(range(len(ds))), collate_dspo, pairs)
         table = ds.data.table  # raw Arrow: the images stay undecoded
         counts = pc.list_value_length(table.column("candidates")).to_pylist()
         preferences = zip(*(table.column(name).to_pylist() for name in ("win_index", "lose_index", "weight")), counts)

@@ -22,6 +22,7 @@ TRAIN_COLUMNS = (
     "reward_margin",
     "win_error_change",
     "lose_error_change",
+    "empty_share",
     "lr",
 )
 

@@ -20,6 +20,8 @@ CONFIG_DSPO, CONFIG_PAIRS, CONFIG_PAIRS_INSTANCES = "dspo", "pairs", "pairs_inst
 LEVEL_IMAGE = "image"
 LEVEL_INSTANCE = "instance"
 LEVELS = (LEVEL_INSTANCE, LEVEL_IMAGE)
+# Where training crops are drawn (trainer/data.py random_crop).
+CROP_SAMPLING = ("instances", "uniform")
 CONFIGS = (CONFIG_DSPO, CONFIG_PAIRS, CONFIG_PAIRS_INSTANCES)
 # Sampler defaults: one output wants fidelity, not variety. For the embedded model one step without
 # guidance is its regression on the LQ, the best of its settings on PSNR (+0.28 / +1.09 dB over
@@ -55,6 +57,9 @@ def parse_train_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     data.add_argument("--validation_split", default="validation", help="'' to skip validation")
     data.add_argument("--validation_images", type=int, default=8, help="validation rows used (first ones)")
     data.add_argument("--validation_seeds", type=int, default=2, help="samples per validation image")
+    data.add_argument("--train_fraction", type=float, default=1.0,
+                      help="train on a seeded subset of the train split's images holding this share of its "
+                      "preference pairs (dataset-size curves)")
 
     model = parser.add_argument_group("model")
     model.add_argument("--backbone", default="tiny", help="'tiny' (embedded) or a diffusers pipeline folder")
@@ -85,6 +90,9 @@ def parse_train_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     optim.add_argument("--train_batch_size", type=int, default=1, help="images per step (each with N candidates)")
     optim.add_argument("--crop_size", type=int, default=0,
                        help="train on one random aligned crop of this many HR pixels per step (0: whole images)")
+    optim.add_argument("--crop_sampling", choices=CROP_SAMPLING, default="instances",
+                       help="'instances': crop positions weighted by the kept-instance area inside them, so a step "
+                       "always holds preference signal; 'uniform': any position (a crop can miss every instance)")
     optim.add_argument("--gradient_accumulation_steps", type=int, default=1)
     optim.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"], default="no")
     optim.add_argument("--seed", type=int, default=0)
@@ -115,6 +123,8 @@ def parse_train_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("--dpo_weight and --sft_weight must be non-negative and not both 0")
     if not 0.0 <= args.condition_dropout < 1.0:
         parser.error("--condition_dropout must be in [0, 1)")
+    if not 0.0 < args.train_fraction <= 1.0:
+        parser.error("--train_fraction must be in (0, 1]")
     return args
 
 

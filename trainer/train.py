@@ -42,7 +42,7 @@ from common.images import BadImageError
 from common.seeds import seed_for
 from schemas.dataset import CONFIG_DSPO, DatasetFormatError
 from trainer.checkpoints import CheckpointError, find_checkpoint, load_checkpoint, save_checkpoint
-from trainer.data import CropSizeError, DspoBatch, collate_dspo, random_crop
+from trainer.data import CropSizeError, DspoBatch, collate_dspo, empty_share, random_crop
 from trainer.levels import training_rows
 from trainer.logs import TrainingLog, console_line
 from trainer.loss import dspo_loss, instance_errors, mask_fractions
@@ -137,6 +137,8 @@ def train(args: argparse.Namespace) -> int:
         raise DatasetFormatError(
             f"split '{args.train_split}' of '{args.dataset}' has no rows with a preference at level '{args.level}'"
         )
+    if args.train_fraction < 1.0:
+        train_rows = train_rows.subset(args.train_fraction, args.seed)
     if args.crop_size:
         random_crop(train_rows.batch([0]), args.crop_size, torch.Generator())  # fits? else CropSizeError
 
@@ -210,6 +212,9 @@ def train(args: argparse.Namespace) -> int:
     denoiser.train()
     started = time.time()
     step = start_step
+    # Steps whose every image's crop missed every kept instance: no preference signal (this run
+    # only; a resumed run counts from its checkpoint on).
+    empty_steps = 0
     while step < args.max_train_steps:
         sums: dict[str, float] = {}
         for micro in range(args.gradient_accumulation_steps):
@@ -219,8 +224,9 @@ def train(args: argparse.Namespace) -> int:
                 batch = train_rows.batch(positions).to(accelerator.device)
                 generator = torch.Generator().manual_seed(seed_for(args.seed, "dspo-train", "noise", draw))
                 if args.crop_size:
-                    batch = random_crop(batch, args.crop_size, generator)
+                    batch = random_crop(batch, args.crop_size, generator, args.crop_sampling)
                 loss, metrics = training_step(trainable, denoiser, batch, generator, args)
+                metrics["empty_share"] = torch.tensor(empty_share(batch))
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and args.max_grad_norm > 0:
                     accelerator.clip_grad_norm_(trainable.trainable_parameters(), args.max_grad_norm)
@@ -233,6 +239,7 @@ def train(args: argparse.Namespace) -> int:
         values = {**sums, "lr": lr_scheduler.get_last_lr()[0]}
         values = {k: float(accelerator.gather(torch.tensor(v, device=accelerator.device)).mean()) for k, v in values.items()}
         record = log.write("train", step, values)
+        empty_steps += int(values["empty_share"] >= 1.0)
         accelerator.log({f"train/{k}": v for k, v in values.items()}, step=step)
         bar.update(1)
         bar.set_postfix(loss=f"{values['loss']:.4g}", acc=f"{values.get('implicit_acc', float('nan')):.2f}")
@@ -259,6 +266,10 @@ def train(args: argparse.Namespace) -> int:
             "best_step": state["best_step"],
             "best_score": state["best_score"],
             "selection_metric": "validation psnr" if validator is not None else None,
+            "train_images": len(train_rows),
+            "train_pairs": train_rows.pair_count(),
+            "empty_steps": empty_steps,
+            "empty_step_share": round(empty_steps / max(1, step - start_step), 4),
             "args": vars(args),
         }
         (output_dir / "training_summary.json").write_text(json.dumps(summary, indent=2, default=str))

@@ -27,6 +27,7 @@ class Settings:
     include_hr: bool = MISSING
     pairs: bool = MISSING
     splits: Splits = field(default_factory=Splits)
+    split_by: str = bounded(choices=("hash", "folder"))
     row_group_size: int = bounded(1)
     max_shard_bytes: int = bounded(1)
     judgements: Judgements = field(default_factory=Judgements)

@@ -52,6 +52,13 @@ def split_of(image_id: str, fractions: Mapping[str, float]) -> str:
     return next(reversed(list(fractions)))  # float rounding at the very top
 
 
+def split_of_folder(source_uri: str) -> str | None:
+    """The split named by the nearest folder of a source path (``.../test/a.png`` -> ``test``),
+    None when no folder of the path is named like a split."""
+    folders = source_uri.replace("\\", "/").split("/")[:-1]
+    return next((name for name in reversed(folders) if name in SPLITS), None)
+
+
 @dataclass
 class ShardWriter:
     """Writes one (config, split) as Parquet shards of at most about ``max_shard_bytes``, with row

@@ -40,7 +40,7 @@ from schemas.dataset import (
 from schemas.scores import metrics_dict
 from stages.base import Batch, RunContext, Stage
 from stages.emit.card import LICENSE_FILE, CardFacts, hub_metadata, license_text, render_card, validate_card
-from stages.emit.files import ShardWriter, card_data, check_split_fractions, split_of
+from stages.emit.files import ShardWriter, card_data, check_split_fractions, split_of, split_of_folder
 from stages.emit.judgements import MergeReport, decide_pairs
 from stages.emit.report import (
     Plot,
@@ -123,9 +123,19 @@ class EmitStage(Stage):
             cant_tell_as_tie=bool(settings.judgements.cant_tell_as_tie),
         )
         run.delete_dir(STAGING_DIR)  # what a killed emit left
-        writers = self._writers(run, fractions)
+        # split_by=folder: the split of the nearest split-named folder, else the hash's.
+        assigned = {}
+        if settings.split_by == "folder":
+            assigned = {
+                image_id: split
+                for shard in run.iter_table("hr", ["image_id", "source_uri"])
+                for image_id, uri in zip(shard.column("image_id").to_pylist(), shard.column("source_uri").to_pylist())
+                if uri and (split := split_of_folder(uri))
+            }
+        splits = [s for s in dataset.SPLITS if s in fractions or s in set(assigned.values())]
+        writers = self._writers(run, splits)
         tally = _Tally(self.seed, int(settings.report_samples))
-        self._write_rows(run.iter_table(dataset.SPEC.name), merge, fractions, writers, tally)
+        self._write_rows(run.iter_table(dataset.SPEC.name), merge, fractions, assigned, writers, tally)
         pair_stats = _pair_stats(run)
         survey = _InstanceSurvey.of(run, self.seed)
         failures = failure_reasons(run, UPSTREAM_TABLES)
@@ -170,14 +180,16 @@ class EmitStage(Stage):
         shards: Iterable[pa.Table],
         merge: MergeReport,
         fractions: dict[str, float],
+        assigned: dict[str, str],
         writers: dict[str, dict[str, ShardWriter]],
         tally: _Tally,
     ) -> None:
-        """Each IQA-labelled dspo row -> people's decisions applied -> its split of every config."""
+        """Each IQA-labelled dspo row -> people's decisions applied -> its split of every config
+        (``assigned`` by image_id, else by the hash of ``fractions``)."""
         record_batches = (b for rows in shards for b in rows.to_batches(max_chunksize=max(1, self.batch_size)))
         for record_batch in record_batches:
             for row in record_batch.to_pylist():
-                split = split_of(row["image_id"], fractions)
+                split = assigned.get(row["image_id"]) or split_of(row["image_id"], fractions)
                 instances = merge_instances(row, merge.decisions, merge.undecided_notes, tally.drops)
                 tally.drops[PEOPLE_TIE] += sum(item["tie"] for item in instances)
                 dspo_row = dspo_row_with(row, instances)
@@ -204,7 +216,7 @@ class EmitStage(Stage):
             for writer in splits.values():
                 writer.close()
 
-    def _writers(self, run: RunContext, fractions: dict[str, float]) -> dict[str, dict[str, ShardWriter]]:
+    def _writers(self, run: RunContext, splits: list[str]) -> dict[str, dict[str, ShardWriter]]:
         settings = self.settings
         features = {CONFIG_DSPO: dspo_features(bool(settings.include_hr))}
         if settings.pairs:
@@ -215,7 +227,7 @@ class EmitStage(Stage):
                 split: ShardWriter(
                     run, STAGING_DIR, config, split, feats, int(settings.row_group_size), int(settings.max_shard_bytes)
                 )
-                for split in fractions
+                for split in splits
             }
             for config, feats in features.items()
         }

@@ -204,3 +204,35 @@ def test_report_without_the_report_extra_names_the_install(synthetic, monkeypatc
     assert '<figure class="plot' not in page  # no plot rendered (the samples' crops stay)
     assert "pip install &#x27;srprefs[report]&#x27;" in page or "pip install 'srprefs[report]'" in page
     assert page.count('class="sample"') == 4
+
+
+def test_split_by_folder_follows_the_nearest_split_folder_of_each_source(tmp_path):
+    synthetic = build_run(str(tmp_path), n_images=5)
+    folders = ["photos/test", "validation/crops", "train/validation", "no_split", "test"]  # the last one fails at degrade
+    hr_table = synthetic.tables["hr"]
+    uris = [f"file:///data/{folder}/img{n}.png" for n, folder in enumerate(folders)]
+    synthetic.run.write_shard("hr", 0, hr_table.set_column(hr_table.schema.get_field_index("source_uri"), "source_uri", pa.array(uris)))
+    stats = run_emit(synthetic, "emit.split_by=folder", "emit.splits.train=1.0", "emit.splits.validation=0")
+    ids = hr_table.column("image_id").to_pylist()
+    by_split = {
+        split: {row["image_id"] for row in pq.read_table(path).to_pylist()}
+        for path in glob.glob(os.path.join(str(tmp_path), "dataset", "data", "dspo", "*.parquet"))
+        for split in [os.path.basename(path).split("-")[0]]
+    }
+    # img1's nearest split folder is none ('crops' is not one) -> 'validation' above it; img2's
+    # nearest is 'validation'; img3 has none -> the hash of emit.splits (train only).
+    assert by_split == {"test": {ids[0]}, "validation": {ids[1], ids[2]}, "train": {ids[3]}}
+    assert stats["rows"]["dspo"] == {"train": 1, "validation": 2, "test": 1}
+    # The pairs config follows the same split per image.
+    pairs_splits = {os.path.basename(p).split("-")[0]
+                    for p in glob.glob(os.path.join(str(tmp_path), "dataset", "data", "pairs", "*.parquet"))}
+    assert pairs_splits == {"train", "validation", "test"}
+
+
+def test_split_by_hash_ignores_folder_names(tmp_path):
+    synthetic = build_run(str(tmp_path), n_images=3)
+    hr_table = synthetic.tables["hr"]
+    uris = [f"/data/test/img{n}.png" for n in range(3)]
+    synthetic.run.write_shard("hr", 0, hr_table.set_column(hr_table.schema.get_field_index("source_uri"), "source_uri", pa.array(uris)))
+    stats = run_emit(synthetic, "emit.splits.train=1.0", "emit.splits.validation=0")
+    assert stats["rows"]["dspo"] == {"train": 2}
