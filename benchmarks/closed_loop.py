@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from common.logs import quiet_optional_kernel_warnings
 from common.seeds import rng_for
 from stages.backbones.photos import SPLITS, Photo, fetch, photo_array, split_photos
 from trainer.data import load_dspo_split
@@ -72,12 +73,12 @@ PROFILES: dict[str, dict[str, Any]] = {
     "default": {
         "train_crops": 1, "crop_side": 256, "sweep": True, "sweep_steps": 60, "validation_steps": 20,
         "betas": "100,1000", "sft_ratios": "1", "learning_rates": "1e-4,3e-4", "validation_seeds": 1,
-        "max_train_steps": 40, "train_fractions": "0.25,0.5", "eval_seeds": 2,
+        "max_train_steps": 40, "train_fractions": "0.25,0.5", "eval_seeds": 2, "sample_steps": 2, "guidance": 1.0,
     },
     "full": {
         "train_crops": 4, "crop_side": 256, "sweep": True, "sweep_steps": 300, "validation_steps": 50,
         "betas": "100,1000", "sft_ratios": "0.5,1", "learning_rates": "1e-4,3e-4", "validation_seeds": 2,
-        "max_train_steps": 150, "train_fractions": "0.25,0.5", "eval_seeds": 4,
+        "max_train_steps": 150, "train_fractions": "0.25,0.5", "eval_seeds": 4, "sample_steps": 2, "guidance": 1.0,
     },
 }
 
@@ -325,7 +326,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"{evaluation['images'] * evaluation['seeds']} (image, seed) units; 95% bootstrap intervals over those units.",
         f"Settings: beta {report['settings']['beta']:g}, sft_weight {report['settings']['sft_weight']:g}, "
         f"learning rate {report['settings']['learning_rate']:g}, {report['steps']} steps at {report['options']['crop_size']}-px "
-        f"crops (sampled around kept instances), seed {report['options']['seed']}, the same for every model; {source}.",
+        f"crops (sampled around kept instances), seed {report['options']['seed']}, the same for every model; {source}. "
+        f"Validation and test samples: {report['options']['sample_steps']} DDIM steps, guidance {report['options']['guidance']:g}.",
         f"Dataset: train {splits['train']['dataset_images']} crops of {len(splits['train']['photos'])} photos "
         f"({splits['train']['pairs']} pairs), validation {splits['validation']['dataset_images']} of "
         f"{len(splits['validation']['photos'])}, test {splits['test']['dataset_images']} of {len(splits['test']['photos'])} "
@@ -384,6 +386,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--train_fractions", help="dataset-size curve: shares of the training pairs besides 100%% ('' skips it)")
     parser.add_argument("--eval_seeds", type=int, help="test samples per image and model")
     parser.add_argument("--eval_metrics", default="psnr,ssim,fsim,vif,gmsd")
+    # The dataset's default candidates are one-step DDIM samples, which do not depend on the seed:
+    # (image, seed) units would repeat one image. Two steps carry the initial noise into the result.
+    parser.add_argument("--sample_steps", type=int,
+                        help="sampler steps of every validation and test sample (>= 2: seeds then differ)")
+    parser.add_argument("--guidance", type=float, help="guidance of every validation and test sample (1: no CFG)")
     args = parser.parse_args(argv)
     for key, value in PROFILES["full" if args.full else "default"].items():
         if getattr(args, key) is None:
@@ -399,6 +406,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    quiet_optional_kernel_warnings()
     started = time.time()
     software = software_versions()  # the commit that runs, before anything can change it
     work = Path(args.work_dir)
@@ -412,7 +420,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     models_dir = work / "models"
     common = [f"--backbone={args.backbone}", f"--crop_size={args.crop_size}", f"--seed={args.seed}", "--report_to=none",
-              f"--log_every={args.validation_steps}"]
+              f"--log_every={args.validation_steps}", f"--sample_steps={args.sample_steps}",
+              f"--guidance={args.guidance}"]
     report: dict[str, Any] = {"profile": "full" if args.full else "default", "options": vars(args), "command": sys.argv,
                               "backbone": args.backbone, "backbone_sha256": backbone_sha, "dataset": str(dataset),
                               "splits": splits}
@@ -444,7 +453,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     mark = time.time()
     eval_args = build_eval_parser().parse_args([
         f"--dataset={dataset}", "--split=test", f"--reference={args.backbone}", f"--seeds={args.eval_seeds}",
-        f"--first_seed={FIRST_EVAL_SEED}", f"--metrics={args.eval_metrics}",
+        f"--first_seed={FIRST_EVAL_SEED}", f"--metrics={args.eval_metrics}", f"--sample_steps={args.sample_steps}",
+        f"--guidance={args.guidance}",
     ])
     models = {REFERENCE: args.backbone, **{name: t["output_dir"] for name, t in report["training"].items()}}
     comparisons = list(HEAD_TO_HEAD)

@@ -28,7 +28,10 @@ WORDS = ["a", "photo", "of", "cat", "blurry", "noisy", "sharp", "high", "quality
 
 def save_tiny_sr(folder: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
-    pipe = TinySRPipeline(build_unet(block_out_channels=(32, 64), layers_per_block=1), build_scheduler())
+    # The data space of the embedded model (its model_index.json), not the class defaults: what a
+    # trained copy must carry over.
+    pipe = TinySRPipeline(build_unet(block_out_channels=(32, 64), layers_per_block=1), build_scheduler(),
+                          residual_scale=0.08, signal_scaled_input=True)
     pipe.save_pretrained(folder)
     return folder
 

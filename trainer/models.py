@@ -241,9 +241,7 @@ class TinyTrainable(TrainableSR):
             return self.pipe(lq, generators, steps=steps, guidance=guidance, strength=strength).cpu()
 
     def save_pipeline(self, denoiser: torch.nn.Module, folder: Path) -> None:
-        TinySRPipeline(
-            unet=denoiser, scheduler=self.pipe.scheduler, residual_scale=self.pipe.config.residual_scale
-        ).save_pretrained(folder)
+        self.pipe.with_unet(denoiser).save_pretrained(folder)
 
     @contextlib.contextmanager
     def _denoiser_in_pipe(self, denoiser: torch.nn.Module) -> Iterator[None]:

@@ -77,6 +77,12 @@ class TinySRPipeline(DiffusionPipeline):
         self.register_modules(unet=unet, scheduler=scheduler)
         self.register_to_config(residual_scale=residual_scale, signal_scaled_input=signal_scaled_input)
 
+    def with_unet(self, unet: torch.nn.Module) -> TinySRPipeline:
+        """This pipeline with other UNet weights and the same data space (every config value, so
+        a trained or EMA copy samples as the model it came from)."""
+        return TinySRPipeline(unet, self.scheduler, **{k: v for k, v in self.config.items() if not k.startswith("_")
+                                                       and k not in ("unet", "scheduler")})
+
     @property
     def scale(self) -> int:
         return int(round((self.unet.config.out_channels / 3) ** 0.5))

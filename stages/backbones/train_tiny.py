@@ -143,10 +143,7 @@ def save_ema(pipe: TinySRPipeline, ema_unet: torch.nn.Module, dtype: str, folder
     """Save the EMA weights in save_pretrained layout (training continues on the live copy)."""
     # float16 storage halves the committed file; loading casts back to the requested dtype.
     stored = copy.deepcopy(ema_unet).to("cpu", DTYPES[dtype])
-    TinySRPipeline(
-        stored, pipe.scheduler, residual_scale=pipe.config.residual_scale,
-        signal_scaled_input=pipe.config.signal_scaled_input,
-    ).save_pretrained(folder)
+    pipe.with_unet(stored).save_pretrained(folder)
 
 
 def lr_factor(step: int, warmup: int, total: int) -> float:

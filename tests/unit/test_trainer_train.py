@@ -155,6 +155,11 @@ def test_output_folder_is_the_best_validated_model_and_loads_as_a_backbone(tmp_p
     for name in ("model_index.json", "unet/diffusion_pytorch_model.safetensors"):
         assert (out / name).read_bytes() == (out / "best" / name).read_bytes()
     assert load_sampling_backbone(str(out), torch.device("cpu")).scale == 4
+    # The trained model keeps the data space it was trained in (a copy that lost
+    # signal_scaled_input sampled 14 dB below its reference).
+    data_space = ("residual_scale", "signal_scaled_input")
+    saved, source = (json.loads((folder / "model_index.json").read_text()) for folder in (out, tiny_sr_folder))
+    assert {k: saved[k] for k in data_space} == {k: source[k] for k in data_space} == {"residual_scale": 0.08, "signal_scaled_input": True}
 
 
 def test_infer_writes_one_output_per_input_at_the_right_size(tmp_path, tiny_sr_folder):
