@@ -5,10 +5,12 @@
 
 On the photo manifest's splits (stages/backbones/photos_manifest.json), never mixed:
 
-1. **dataset**: crops of the manifest's photographs (``--train_crops`` per train photo, one per
-   validation and test photo, at most ``--crop_side`` HR pixels a side, positions seeded) are
-   written to ``<inputs>/<split>/`` and one ``pipeline run stage=all emit.split_by=folder`` makes a
-   dataset whose train / validation / test splits are the manifest's;
+1. **datasets**: crops of the manifest's photographs (``--train_crops`` per train photo, one per
+   validation and test photo, at most ``--crop_side`` HR pixels a side, positions seeded) go through
+   two ``pipeline run stage=all emit.split_by=folder`` runs: the train photos with the pipeline's
+   settings (the training dataset), the validation and test photos with every instance kept
+   (``HELD_OUT_PAIR_SETTINGS``: they are measured on, never trained on, so none drops out for lack
+   of a visible difference between the reference's candidates);
 2. **settings**: with ``--sweep``, DSPO trains with each beta x SFT ratio x learning rate of the
    grid, validated every ``--validation_steps`` steps on the validation split; the setting and the
    step with the best validation PSNR gain (among those winning at least half of the validation
@@ -140,26 +142,39 @@ def manifest_splits(limit: int | None) -> dict[str, list[Photo]]:
     return {split: split_photos(split)[:limit] for split in SPLITS}
 
 
-def build_dataset(data_dir: Path, photos: dict[str, list[Photo]], args: argparse.Namespace, backbone_overrides: list[str]) -> tuple[Path, dict[str, Any]]:
-    """Inputs per split, then the pipeline (skipped when ``data_dir/run/dataset`` is complete)."""
+# The held-out splits are measured on every instance, not only on those whose reference
+# candidates differed visibly: their run keeps a pair for each instance (the pairs themselves are
+# never used), so no validation or test photo drops out for lack of a visible difference.
+HELD_OUT_PAIR_SETTINGS = ["pair.min_margin=0.0", "pair.min_agreement=0.0"]
+
+
+def build_datasets(data_dir: Path, photos: dict[str, list[Photo]], args: argparse.Namespace,
+                   backbone_overrides: list[str]) -> tuple[Path, Path, dict[str, Any]]:
+    """Inputs per split, then two pipeline runs (each skipped when its dataset is complete): the
+    training dataset (train split, the pipeline's settings) and the held-out one (validation and
+    test, every instance kept). Returns (training dataset, held-out dataset, facts per split)."""
     fetch([p for split in photos.values() for p in split])
     crops = {"train": args.train_crops, "validation": 1, "test": 1}
-    inputs = {split: write_split_inputs(data_dir / "inputs", split, photos[split], crops[split], args.crop_side, args.seed)
-              for split in SPLITS}
-    run_dir = data_dir / "run"
-    dataset = run_dir / "dataset"
-    if not (dataset / "README.md").is_file():
-        run([
-            sys.executable, "-m", "pipeline.cli", "run", "stage=all", f"run_dir={run_dir}", f"input={data_dir / 'inputs'}",
-            "progress=false", "emit.split_by=folder", "emit.splits.train=1.0", "emit.splits.validation=0.0",
-            "emit.splits.test=0.0", "degrade.crop_size=null", *backbone_overrides, *args.pipeline_overrides,
-        ])
+    runs = {"train": ("train", []), "validation": ("held_out", HELD_OUT_PAIR_SETTINGS), "test": ("held_out", HELD_OUT_PAIR_SETTINGS)}
+    inputs = {split: write_split_inputs(data_dir / runs[split][0] / "inputs", split, photos[split], crops[split],
+                                        args.crop_side, args.seed) for split in SPLITS}
+    datasets = {}
+    for name, overrides in dict(runs.values()).items():
+        run_dir = data_dir / name / "run"
+        datasets[name] = run_dir / "dataset"
+        if not (datasets[name] / "README.md").is_file():
+            run([
+                sys.executable, "-m", "pipeline.cli", "run", "stage=all", f"run_dir={run_dir}",
+                f"input={data_dir / name / 'inputs'}", "progress=false", "emit.split_by=folder", "emit.splits.train=1.0",
+                "emit.splits.validation=0.0", "emit.splits.test=0.0", "degrade.crop_size=null", *backbone_overrides,
+                *args.pipeline_overrides, *overrides,
+            ])
     facts: dict[str, Any] = {}
     for split in SPLITS:
-        rows = load_dspo_split(str(dataset), split)  # DatasetFormatError when a split came out empty
+        rows = load_dspo_split(str(datasets[runs[split][0]]), split)  # DatasetFormatError when a split came out empty
         pairs = sum(len(w) for w in rows.data.table.column("win_index").to_pylist())
         facts[split] = {"photos": [p.id for p in photos[split]], "crops": inputs[split], "dataset_images": len(rows), "pairs": pairs}
-    return dataset, facts
+    return datasets["train"], datasets["held_out"], facts
 
 
 # --- 2-3. training ---------------------------------------------------------------------------
@@ -331,7 +346,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"Dataset: train {splits['train']['dataset_images']} crops of {len(splits['train']['photos'])} photos "
         f"({splits['train']['pairs']} pairs), validation {splits['validation']['dataset_images']} of "
         f"{len(splits['validation']['photos'])}, test {splits['test']['dataset_images']} of {len(splits['test']['photos'])} "
-        f"(manifest ids in closed_loop.json). Backbone {report['backbone']} (weights sha256 {report['backbone_sha256'][:16]}...).",
+        f"(manifest ids in closed_loop.json; validation and test keep every instance: {' '.join(report['held_out_pair_settings'])}). Backbone {report['backbone']} (weights sha256 {report['backbone_sha256'][:16]}...).",
         "",
         "## Head to head (test split)",
         "",
@@ -414,16 +429,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     backbone_sha = folder_digest(backbone_folder)
     backbone_overrides = [] if args.backbone == "tiny" else [f"sample.backbone.path={args.backbone}"]
     photos = manifest_splits(args.limit_photos)
-    data_key = digest(args.train_crops, args.crop_side, args.limit_photos, args.seed, args.pipeline_overrides, backbone_sha)
-    dataset, splits = build_dataset(work / f"data-{data_key}", photos, args, backbone_overrides)
+    data_key = digest(args.train_crops, args.crop_side, args.limit_photos, args.seed, args.pipeline_overrides,
+                      HELD_OUT_PAIR_SETTINGS, backbone_sha)
+    dataset, held_out, splits = build_datasets(work / f"data-{data_key}", photos, args, backbone_overrides)
     seconds: dict[str, float] = {"dataset": time.time() - started}
 
     models_dir = work / "models"
     common = [f"--backbone={args.backbone}", f"--crop_size={args.crop_size}", f"--seed={args.seed}", "--report_to=none",
               f"--log_every={args.validation_steps}", f"--sample_steps={args.sample_steps}",
-              f"--guidance={args.guidance}"]
+              f"--guidance={args.guidance}", f"--validation_dataset={held_out}"]
     report: dict[str, Any] = {"profile": "full" if args.full else "default", "options": vars(args), "command": sys.argv,
                               "backbone": args.backbone, "backbone_sha256": backbone_sha, "dataset": str(dataset),
+                              "held_out_dataset": str(held_out), "held_out_pair_settings": HELD_OUT_PAIR_SETTINGS,
                               "splits": splits}
     mark = time.time()
     if args.sweep:
@@ -452,7 +469,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     mark = time.time()
     eval_args = build_eval_parser().parse_args([
-        f"--dataset={dataset}", "--split=test", f"--reference={args.backbone}", f"--seeds={args.eval_seeds}",
+        f"--dataset={held_out}", "--split=test", f"--reference={args.backbone}", f"--seeds={args.eval_seeds}",
         f"--first_seed={FIRST_EVAL_SEED}", f"--metrics={args.eval_metrics}", f"--sample_steps={args.sample_steps}",
         f"--guidance={args.guidance}",
     ])

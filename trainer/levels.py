@@ -187,7 +187,10 @@ def training_rows(dataset: str, config: str, split: str, level: str) -> Training
     """Load and check one split, keep the rows that carry a preference at ``level``."""
     ds = load_split(dataset, config, split)
     if config == CONFIG_DSPO:
-        validate_dspo_dataset(ds, split)
+        try:
+            validate_dspo_dataset(ds, split)
+        except DatasetFormatError as err:  # which dataset: --dataset and --validation_dataset may differ
+            raise DatasetFormatError(f"dataset '{dataset}', split '{split}': {err}") from None
         if level == LEVEL_INSTANCE:
             pairs = pc.list_value_length(ds.data.table.column("win_index")).to_pylist()
             return TrainingRows(ds, list(range(len(ds))), collate_dspo, pairs)

@@ -55,6 +55,9 @@ def parse_train_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                       help="'instance': DSPO (per-instance preferences); 'image': Diffusion-DPO on whole images")
     data.add_argument("--train_split", default="train")
     data.add_argument("--validation_split", default="validation", help="'' to skip validation")
+    data.add_argument("--validation_dataset", default=None,
+                      help="dataset folder or Hub id of the validation split (default: --dataset), e.g. one "
+                      "built with other pair settings")
     data.add_argument("--validation_images", type=int, default=8, help="validation rows used (first ones)")
     data.add_argument("--validation_seeds", type=int, default=2, help="samples per validation image")
     data.add_argument("--train_fraction", type=float, default=1.0,

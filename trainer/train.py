@@ -126,7 +126,8 @@ def train(args: argparse.Namespace) -> int:
     validation_rows: list[dict[str, Any]] = []
     validation_batches: list[DspoBatch] = []
     if args.validation_split and args.validation_steps > 0:
-        held_out = training_rows(args.dataset, args.dataset_config, args.validation_split, args.level)
+        held_out = training_rows(args.validation_dataset or args.dataset, args.dataset_config, args.validation_split,
+                                 args.level)
         if args.dataset_config == CONFIG_DSPO:
             # Every level validates on the same instance-level rows, so their figures compare.
             validation_rows = [held_out.dataset[i] for i in range(min(len(held_out.dataset), args.validation_images))]

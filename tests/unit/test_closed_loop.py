@@ -131,7 +131,8 @@ def test_markdown_says_where_the_settings_came_from_and_lists_every_table():
                 for label in labels[1:]}
     splits = {s: {"photos": ["p"] * n, "dataset_images": n, "pairs": 10 * n} for s, n in (("train", 36), ("validation", 8), ("test", 24))}
     report = {
-        "profile": "default", "options": {"limit_photos": None, "crop_size": 128, "seed": 0}, "eval": evaluation, "splits": splits,
+        "profile": "default", "options": {"limit_photos": None, "crop_size": 128, "seed": 0, "sample_steps": 2, "guidance": 1.0},
+        "eval": evaluation, "splits": splits, "held_out_pair_settings": ["pair.min_margin=0.0"],
         "settings": {"beta": 100.0, "sft_weight": 25.0, "learning_rate": 3e-4}, "steps": 40,
         "settings_source": "chosen by --sweep on the validation split", "backbone": "tiny", "backbone_sha256": "ab" * 32,
         "size_curve": size_curve(evaluation, {**training, DSPO: training[DSPO]}, [0.5]), "training": training,
@@ -141,6 +142,7 @@ def test_markdown_says_where_the_settings_came_from_and_lists_every_table():
     }
     text = markdown(report)
     assert "24 photos" in text and "48 (image, seed) units" in text and "chosen by --sweep on the validation split" in text
+    assert "2 DDIM steps, guidance 1" in text and "every instance: pair.min_margin=0.0" in text
     assert "| dspo over reference | 60.0% [50.0%, 70.0%]" in text and "| gmsd |" in text
     for heading in ("## Head to head", "## Whole-image metrics", "## Dataset-size curve", "## Training", "## Targets"):
         assert heading in text

@@ -177,3 +177,19 @@ def test_random_crop_is_aligned_and_reweights_instances(tmp_path):
         torch.testing.assert_close(crop.weights, areas / areas.sum(dim=1, keepdim=True))
     with pytest.raises(CropSizeError, match="multiple of the scale 4"):
         random_crop(batch, 10, torch.Generator())
+
+
+def test_validation_rows_come_from_the_validation_dataset_when_given(tmp_path, capsys):
+    """--validation_dataset is checked like --dataset: a broken one is refused by name before training."""
+    train_only = write_dspo_dataset(tmp_path / "train_only", splits={"train": 2})
+    held_out = write_dspo_dataset(
+        tmp_path / "held_out", splits={"validation": 2}, edit=break_row("validation", 1, lambda row: {**row, "win_index": [9]})
+    )
+    out = tmp_path / "out"
+    code = main(["--dataset", str(train_only), "--validation_dataset", str(held_out), "--output_dir", str(out),
+                 "--max_train_steps", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "win_index" in err and "validation" in err
+    # Without it, the validation split is looked up in --dataset (which has none).
+    code = main(["--dataset", str(train_only), "--output_dir", str(out), "--max_train_steps", "1"])
+    assert code == 2 and "validation" in capsys.readouterr().err
