@@ -258,9 +258,11 @@ def emit_problem(run: RunDir) -> str | None:
         return None
     rows = ", ".join(f"{split} {n}" for split, n in (stats.get("rows") or {}).get("dspo", {}).items() if n)
     unset = " and ".join(f"emit.splits.{split}=0" for split in empty)
+    # The shares must still add up to 1: name a split that has rows to take the freed share.
+    receiver = next((s for s, n in ((stats.get("rows") or {}).get("dspo", {})).items() if n and s not in empty), "train")
     return (
         f"dataset written, but split(s) {', '.join(empty)} have no rows (dspo rows: {rows}); add source images "
-        f"or set {unset} (moving its share to train), then rerun `pipeline run stage=emit`"
+        f"or set {unset} (moving its share to {receiver}), then rerun `pipeline run stage=emit`"
     )
 
 
