@@ -155,10 +155,7 @@ def build_datasets(data_dir: Path, photos: dict[str, list[Photo]], args: argpars
     test, every instance kept). Returns (training dataset, held-out dataset, facts per split)."""
     fetch([p for split in photos.values() for p in split])
     crops = {"train": args.train_crops, "validation": 1, "test": 1}
-    # Every file's split comes from its folder; the shares only have to name a split the run has.
-    held_out = [*HELD_OUT_PAIR_SETTINGS, "emit.splits.train=0.0", "emit.splits.validation=1.0"]
-    runs = {"train": ("train", ["emit.splits.train=1.0", "emit.splits.validation=0.0"]),
-            "validation": ("held_out", held_out), "test": ("held_out", held_out)}
+    runs = {"train": ("train", []), "validation": ("held_out", HELD_OUT_PAIR_SETTINGS), "test": ("held_out", HELD_OUT_PAIR_SETTINGS)}
     inputs = {split: write_split_inputs(data_dir / runs[split][0] / "inputs", split, photos[split], crops[split],
                                         args.crop_side, args.seed) for split in SPLITS}
     datasets = {}
@@ -168,8 +165,8 @@ def build_datasets(data_dir: Path, photos: dict[str, list[Photo]], args: argpars
         if not (datasets[name] / "README.md").is_file():
             run([
                 sys.executable, "-m", "pipeline.cli", "run", "stage=all", f"run_dir={run_dir}",
-                f"input={data_dir / name / 'inputs'}", "progress=false", "emit.split_by=folder", "emit.splits.test=0.0",
-                "degrade.crop_size=null", *backbone_overrides,
+                f"input={data_dir / name / 'inputs'}", "progress=false", "emit.split_by=folder", "degrade.crop_size=null",
+                *backbone_overrides,
                 *args.pipeline_overrides, *overrides,
             ])
     facts: dict[str, Any] = {}

@@ -257,12 +257,12 @@ def emit_problem(run: RunDir) -> str | None:
     if not empty:
         return None
     rows = ", ".join(f"{split} {n}" for split, n in (stats.get("rows") or {}).get("dspo", {}).items() if n)
-    unset = " and ".join(f"emit.splits.{split}=0" for split in empty)
-    # The shares must still add up to 1: name a split that has rows to take the freed share.
-    receiver = next((s for s, n in ((stats.get("rows") or {}).get("dspo", {})).items() if n and s not in empty), "train")
+    # train cannot be set to 0 (emit.splits checks it): its only remedy is more images.
+    unset = " and ".join(f"emit.splits.{split}=0" for split in empty if split != "train")
+    remedy = f" or set {unset} (moving its share to train)" if unset else ""
     return (
-        f"dataset written, but split(s) {', '.join(empty)} have no rows (dspo rows: {rows}); add source images "
-        f"or set {unset} (moving its share to {receiver}), then rerun `pipeline run stage=emit`"
+        f"dataset written, but split(s) {', '.join(empty)} have no rows (dspo rows: {rows}); add source images"
+        f"{remedy}, then rerun `pipeline run stage=emit`"
     )
 
 

@@ -126,12 +126,16 @@ class EmitStage(Stage):
         # split_by=folder: the split of the nearest split-named folder, else the hash's.
         assigned = {}
         if settings.split_by == "folder":
-            assigned = {
-                image_id: split
+            sources = [
+                (image_id, uri)
                 for shard in run.iter_table("hr", ["image_id", "source_uri"])
                 for image_id, uri in zip(shard.column("image_id").to_pylist(), shard.column("source_uri").to_pylist())
-                if uri and (split := split_of_folder(uri))
-            }
+            ]
+            assigned = {image_id: split for image_id, uri in sources if uri and (split := split_of_folder(uri))}
+            if len(assigned) == len(sources):
+                # Every file sits in a split folder: the shares decide nothing, so a split without
+                # a folder is not missing (a held-out set has no train split).
+                fractions = {}
         splits = [s for s in dataset.SPLITS if s in fractions or s in set(assigned.values())]
         writers = self._writers(run, splits)
         tally = _Tally(self.seed, int(settings.report_samples))
@@ -622,10 +626,8 @@ def _warnings(
     """What a reader must know before using the dataset, most serious first."""
     out = []
     for split in _empty_splits(facts, fractions):
-        out.append(
-            f"split '{split}' has no rows (emit.splits.{split}={fractions[split]:g}): add source images or set "
-            f"emit.splits.{split}=0"
-        )
+        remedy = "" if split == "train" else f" or set emit.splits.{split}=0"  # train's share must stay positive
+        out.append(f"split '{split}' has no rows (emit.splits.{split}={fractions[split]:g}): add source images{remedy}")
     if facts.warning:
         out.append(f"{facts.warning} (pair stage)")
     out += [_top_failure(failures, table) for table in UPSTREAM_TABLES if table in failures]

@@ -236,3 +236,14 @@ def test_split_by_hash_ignores_folder_names(tmp_path):
     synthetic.run.write_shard("hr", 0, hr_table.set_column(hr_table.schema.get_field_index("source_uri"), "source_uri", pa.array(uris)))
     stats = run_emit(synthetic, "emit.splits.train=1.0", "emit.splits.validation=0")
     assert stats["rows"]["dspo"] == {"train": 2}
+
+
+def test_split_by_folder_with_every_file_in_held_out_folders_makes_a_held_out_dataset(tmp_path):
+    # An evaluation set: validation/ and test/ only. The shares (train 0.8 ...) decide nothing, so
+    # no train split is asked for and the run is whole.
+    synthetic = build_run(str(tmp_path), n_images=4)
+    hr_table = synthetic.tables["hr"]
+    uris = [f"/data/{split}/img{n}.png" for n, split in enumerate(["validation", "test", "test", "validation"])]
+    synthetic.run.write_shard("hr", 0, hr_table.set_column(hr_table.schema.get_field_index("source_uri"), "source_uri", pa.array(uris)))
+    stats = run_emit(synthetic, "emit.split_by=folder")
+    assert set(stats["rows"]["dspo"]) == {"validation", "test"} and stats["empty_splits"] == []
