@@ -14,9 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import cohen_kappa_score
 
-from common.crowd import dawid_skene
 from common.votes import BOTH_BAD, CANT_TELL, CONFIRM, OVERTURN, TIE, judgement_outcome
 
 LABELS = ("iqa_winner", "iqa_loser", "tie", "both_bad", "cant_tell")
@@ -49,6 +47,10 @@ def gold_correct(row: Mapping[str, Any]) -> bool:
 def reliability(labels: Mapping[tuple[str, str], str], rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
     """Each annotator's Dawid–Skene reliability (probability that their label is the true one),
     with the gold answers pinned where the pair is a gold item."""
+    # crowd-kit (pandas, sklearn) loads here, not at import: only the admin report needs it, and
+    # it added ~9 s to the annotation server's start on a loaded 2-core machine.
+    from common.crowd import dawid_skene
+
     gold = {r["pair_id"]: gold_label(r) for r in rows if r["gold_answer"] is not None}
     votes = [(pair_id, annotator, label) for (pair_id, annotator), label in labels.items()]
     return dawid_skene(votes, gold).reliability
@@ -79,6 +81,8 @@ def cohen_kappa_pairs(labels: Mapping[tuple[str, str], str], min_common: int = 2
     by_annotator: dict[str, dict[str, str]] = defaultdict(dict)
     for (pair_id, annotator), label in labels.items():
         by_annotator[annotator][pair_id] = label
+    from sklearn.metrics import cohen_kappa_score  # see reliability(): loaded when a report needs it
+
     result = {}
     for first, second in itertools.combinations(sorted(by_annotator), 2):
         common = sorted(set(by_annotator[first]) & set(by_annotator[second]))
