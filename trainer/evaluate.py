@@ -50,6 +50,7 @@ from trainer.data import image_tensor, load_dspo_split, text_condition, validate
 from trainer.intervals import Interval, format_interval, mean_interval, ratio_interval, too_few_units
 from trainer.models import BackboneFolderError, load_sampling_backbone
 from trainer.options import parse_eval_args as parse_args
+from trainer.validation import sampler_settings
 
 # Smallest crop side per metric, as the score stage's defaults (vif needs 48 px windows).
 MIN_SIDE = {"default": 32, "vif": 48, "cw_ssim": 64, "ms_ssim": 176}
@@ -111,12 +112,10 @@ def evaluate_models(
     scorer = InstanceScorer(metrics, MIN_SIDE, PADDING, CHUNK_PIXELS, device)
     backbones = {label: load_sampling_backbone(model, device, args.noise_level) for label, model in models.items()}
     labels = list(models)
-    params = rows[0]["candidate_params"][0] if rows[0].get("candidate_params") else {}
-    sampler = {
-        "steps": args.sample_steps or int(params.get("steps") or 10),
-        "guidance": args.guidance if args.guidance is not None else float(params.get("guidance") or 1.0),
-        "strength": args.strength if args.strength is not None else float(params.get("strength") or 1.0),
-    }
+    settings = sampler_settings(args.sample_steps, args.guidance, args.strength, rows, args.seeds)
+    if settings.note:
+        print(f"dspo-eval: {settings.note}", file=sys.stderr)
+    sampler = {"steps": settings.steps, "guidance": settings.guidance, "strength": settings.strength}
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     warning = too_few_units(len(rows) * len(seeds))
     if warning:  # now, not after minutes of sampling

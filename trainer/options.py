@@ -106,7 +106,8 @@ def parse_train_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     run.add_argument("--checkpoints_total_limit", type=int, default=None)
     run.add_argument("--resume_from_checkpoint", default=None, help="'latest' or a checkpoint folder")
     run.add_argument("--validation_steps", type=int, default=50, help="0 disables validation")
-    run.add_argument("--sample_steps", type=int, default=None, help="validation sampler steps (default: as the candidates)")
+    run.add_argument("--sample_steps", type=int, default=None, help="validation sampler steps (default: as the candidates; 2 when they are one-step samples and "
+                     "--validation_seeds > 1, as those do not depend on the seed)")
     run.add_argument("--guidance", type=float, default=None, help="validation guidance (default: as the candidates)")
     run.add_argument("--strength", type=float, default=None, help="validation start strength (default: as the candidates)")
     run.add_argument("--report_to", choices=["auto", "tensorboard", "none"], default="auto")
@@ -146,7 +147,9 @@ def build_eval_parser() -> argparse.ArgumentParser:
     parser.add_argument("--first_seed", type=int, default=1000,
                         help="seeds first_seed.. (apart from dspo-train's validation seeds 0..)")
     parser.add_argument("--max_images", type=int, default=None)
-    parser.add_argument("--sample_steps", type=int, default=None, help="default: as the dataset's candidates")
+    parser.add_argument("--sample_steps", type=int, default=None,
+                        help="default: as the dataset's candidates; 2 when they are one-step samples and --seeds > 1 "
+                        "(those do not depend on the seed)")
     parser.add_argument("--guidance", type=float, default=None, help="default: as the dataset's candidates")
     parser.add_argument("--strength", type=float, default=None, help="default: as the dataset's candidates")
     parser.add_argument("--negative_prompt", default="")

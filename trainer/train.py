@@ -48,26 +48,10 @@ from trainer.logs import TrainingLog, console_line
 from trainer.loss import dspo_loss, instance_errors, mask_fractions
 from trainer.models import BackboneFolderError, LoraSettings, TrainableSR, load_trainable
 from trainer.options import parse_train_args as parse_args
-from trainer.validation import SamplerSettings, Validator
+from trainer.validation import Validator, sampler_settings
 
 BEST_DIR = "best"
 LAST_DIR = "last"
-
-
-def sampler_settings(args: argparse.Namespace, rows: Sequence[dict[str, Any]]) -> SamplerSettings:
-    """Validation sampling as the dataset's candidates were made, unless overridden."""
-    params = rows[0]["candidate_params"][0] if rows and rows[0].get("candidate_params") else {}
-
-    def pick(override: Any, key: str, default: Any) -> Any:
-        if override is not None:
-            return override
-        return params.get(key) if params.get(key) is not None else default
-
-    return SamplerSettings(
-        steps=int(pick(args.sample_steps, "steps", 10)),
-        guidance=float(pick(args.guidance, "guidance", 1.0)),
-        strength=float(pick(args.strength, "strength", 1.0)),
-    )
 
 
 def batch_indices(seed: int, rows: int, batch_size: int, draw: int) -> list[int]:
@@ -175,11 +159,11 @@ def train(args: argparse.Namespace) -> int:
 
     validator = None
     if validation_batches:
-        validator = Validator(
-            trainable, validation_batches, seeds=range(args.validation_seeds),
-            sampler=sampler_settings(args, validation_rows),
-            beta=args.beta, device=accelerator.device,
-        )
+        sampler = sampler_settings(args.sample_steps, args.guidance, args.strength, validation_rows, args.validation_seeds)
+        if sampler.note:
+            accelerator.print(f"validation: {sampler.note}")
+        validator = Validator(trainable, validation_batches, seeds=range(args.validation_seeds), sampler=sampler,
+                              beta=args.beta, device=accelerator.device)
 
     def say(line: str) -> None:
         # Through the bar, so that a line does not tear it; only the main process speaks.

@@ -26,11 +26,40 @@ from trainer.models import TrainableSR
 VALIDATION_NOISE_SEED = 1234
 
 
+# One DDIM step from pure noise gives (almost) the same image for every seed; from two steps on,
+# the initial noise carries into the result.
+SEED_DEPENDENT_STEPS = 2
+
+
 @dataclass(frozen=True)
 class SamplerSettings:
     steps: int
     guidance: float
     strength: float
+    # Why the steps differ from the candidates' (printed by the commands), or "".
+    note: str = ""
+
+
+def sampler_settings(
+    sample_steps: int | None, guidance: float | None, strength: float | None, rows: Sequence[dict], seeds: int
+) -> SamplerSettings:
+    """Sampling of validation and evaluation: as the dataset's candidates were made, unless
+    overridden. One-step candidates are seed-independent, so with several seeds and no
+    ``sample_steps`` given, sampling takes SEED_DEPENDENT_STEPS steps: (image, seed) units that
+    repeat one image would narrow the intervals without adding evidence."""
+    params = rows[0]["candidate_params"][0] if rows and rows[0].get("candidate_params") else {}
+
+    def pick(override: float | None, key: str, default: float) -> float:
+        if override is not None:
+            return override
+        return params.get(key) if params.get(key) is not None else default
+
+    steps, note = int(pick(sample_steps, "steps", 10)), ""
+    if sample_steps is None and steps < SEED_DEPENDENT_STEPS and seeds > 1:
+        steps = SEED_DEPENDENT_STEPS
+        note = (f"the candidates are {int(pick(None, 'steps', 10))}-step samples, which do not depend on the seed; "
+                f"sampling {steps} steps so that the {seeds} seeds differ (--sample_steps to choose)")
+    return SamplerSettings(steps, float(pick(guidance, "guidance", 1.0)), float(pick(strength, "strength", 1.0)), note)
 
 
 def psnr(image: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
