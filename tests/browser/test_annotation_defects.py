@@ -293,3 +293,28 @@ def test_6_after_a_restart_nothing_typed_or_pressed_is_lost_and_a_closed_tab_fre
         server.kill()
         server.wait()
         store.close()
+
+
+# Presses "1" inside the page and resolves with the next pair's id once it is on screen.
+PRESS_AND_WAIT = """() => new Promise((resolve, reject) => {
+  const old = document.getElementById("viewer").dataset.pair;
+  const watch = new MutationObserver(() => {
+    const now = document.getElementById("viewer");
+    if (now && now.dataset.pair !== old) { watch.disconnect(); resolve(now.dataset.pair); }
+  });
+  watch.observe(document.body, { subtree: true, childList: true, attributes: true, attributeFilter: ["data-pair"] });
+  setTimeout(() => { watch.disconnect(); reject(new Error("the press after " + old + " was dropped")); }, 20000);
+  document.dispatchEvent(new KeyboardEvent("keydown", { key: "1", bubbles: true }));
+})"""
+
+
+def test_an_answer_pressed_the_moment_the_next_pair_appears_is_recorded(tmp_path, browser):
+    """Gradio dropped a click on a button whose last event was still finishing (its outputs
+    already on screen): about 1 in 13 quick presses went nowhere, without a word."""
+    for url, store, _ in serve(tmp_path, images=8, annotators=("quick",)):
+        page = log_in(browser, url, "quick")
+        shown = [pair_on_screen(page)]
+        for _ in range(40):
+            shown.append(page.evaluate(PRESS_AND_WAIT))
+        assert [r["pair_id"] for r in sorted(own_rows(store, "quick"), key=lambda r: r["created_at"])] == shown[:-1]
+        page.close()
