@@ -157,23 +157,23 @@ def build_datasets(data_dir: Path, photos: dict[str, list[Photo]], args: argpars
     test, every instance kept). Returns (training dataset, held-out dataset, facts per split)."""
     fetch([p for split in photos.values() for p in split])
     crops = {"train": args.train_crops, "validation": 1, "test": 1}
-    runs = {"train": ("train", []), "validation": ("held_out", HELD_OUT_PAIR_SETTINGS), "test": ("held_out", HELD_OUT_PAIR_SETTINGS)}
-    inputs = {split: write_split_inputs(data_dir / runs[split][0] / "inputs", split, photos[split], crops[split],
+    run_of = {"train": "train", "validation": "held_out", "test": "held_out"}
+    run_settings = {"train": [], "held_out": HELD_OUT_PAIR_SETTINGS}
+    inputs = {split: write_split_inputs(data_dir / run_of[split] / "inputs", split, photos[split], crops[split],
                                         args.crop_side, args.seed) for split in SPLITS}
     datasets = {}
-    for name, overrides in dict(runs.values()).items():
+    for name, overrides in run_settings.items():
         run_dir = data_dir / name / "run"
         datasets[name] = run_dir / "dataset"
         if not (datasets[name] / "README.md").is_file():
             run([
                 sys.executable, "-m", "pipeline.cli", "run", "stage=all", f"run_dir={run_dir}",
                 f"input={data_dir / name / 'inputs'}", "progress=false", "emit.split_by=folder", "degrade.crop_size=null",
-                *backbone_overrides,
-                *args.pipeline_overrides, *overrides,
+                *backbone_overrides, *args.pipeline_overrides, *overrides,
             ])
     facts: dict[str, Any] = {}
     for split in SPLITS:
-        rows = load_dspo_split(str(datasets[runs[split][0]]), split)  # DatasetFormatError when a split came out empty
+        rows = load_dspo_split(str(datasets[run_of[split]]), split)  # DatasetFormatError when a split came out empty
         pairs = sum(len(w) for w in rows.data.table.column("win_index").to_pylist())
         facts[split] = {"photos": [p.id for p in photos[split]], "crops": inputs[split], "dataset_images": len(rows), "pairs": pairs}
     return datasets["train"], datasets["held_out"], facts

@@ -21,6 +21,7 @@ from pipeline.registry import EXTERNAL_TABLES, ORDER, PRIMARY_INPUT, PRODUCERS, 
 from pipeline.rundir import SOURCES_STATE, RunDir
 from schemas import TABLES
 from stages.base import Stage
+from stages.emit.files import zero_share_remedy
 from stages.failures import failure_reasons, format_reasons
 from stages.pair_facts import PAIR_STATS, preference_facts
 
@@ -257,12 +258,9 @@ def emit_problem(run: RunDir) -> str | None:
     if not empty:
         return None
     rows = ", ".join(f"{split} {n}" for split, n in (stats.get("rows") or {}).get("dspo", {}).items() if n)
-    # train cannot be set to 0 (emit.splits checks it): its only remedy is more images.
-    unset = " and ".join(f"emit.splits.{split}=0" for split in empty if split != "train")
-    remedy = f" or set {unset} (moving its share to train)" if unset else ""
     return (
         f"dataset written, but split(s) {', '.join(empty)} have no rows (dspo rows: {rows}); add source images"
-        f"{remedy}, then rerun `pipeline run stage=emit`"
+        f"{zero_share_remedy(empty)}, then rerun `pipeline run stage=emit`"
     )
 
 

@@ -56,9 +56,9 @@ def sampler_settings(
 
     steps, note = int(pick(sample_steps, "steps", 10)), ""
     if sample_steps is None and steps < SEED_DEPENDENT_STEPS and seeds > 1:
+        note = (f"the candidates are {steps}-step samples, which do not depend on the seed; "
+                f"sampling {SEED_DEPENDENT_STEPS} steps so that the {seeds} seeds differ (--sample_steps to choose)")
         steps = SEED_DEPENDENT_STEPS
-        note = (f"the candidates are {int(pick(None, 'steps', 10))}-step samples, which do not depend on the seed; "
-                f"sampling {steps} steps so that the {seeds} seeds differ (--sample_steps to choose)")
     return SamplerSettings(steps, float(pick(guidance, "guidance", 1.0)), float(pick(strength, "strength", 1.0)), note)
 
 

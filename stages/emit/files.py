@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +37,13 @@ def check_split_fractions(fractions: Mapping[str, float]) -> dict[str, float]:
     if fractions.get("train", 0) <= 0:
         raise SplitConfigError("emit.splits.train must be positive")
     return {name: float(fractions[name]) for name in SPLITS if fractions.get(name, 0) > 0}
+
+
+def zero_share_remedy(empty_splits: Iterable[str]) -> str:
+    """The " or set emit.splits.<s>=0 ..." hint for empty splits whose share may be 0, or "":
+    train's must stay positive (check_split_fractions), so its only remedy is more images."""
+    settable = " and ".join(f"emit.splits.{split}=0" for split in empty_splits if split != "train")
+    return f" or set {settable} (moving its share to train)" if settable else ""
 
 
 def split_of(image_id: str, fractions: Mapping[str, float]) -> str:

@@ -40,7 +40,14 @@ from schemas.dataset import (
 from schemas.scores import metrics_dict
 from stages.base import Batch, RunContext, Stage
 from stages.emit.card import LICENSE_FILE, CardFacts, hub_metadata, license_text, render_card, validate_card
-from stages.emit.files import ShardWriter, card_data, check_split_fractions, split_of, split_of_folder
+from stages.emit.files import (
+    ShardWriter,
+    card_data,
+    check_split_fractions,
+    split_of,
+    split_of_folder,
+    zero_share_remedy,
+)
 from stages.emit.judgements import MergeReport, decide_pairs
 from stages.emit.report import (
     Plot,
@@ -626,8 +633,8 @@ def _warnings(
     """What a reader must know before using the dataset, most serious first."""
     out = []
     for split in _empty_splits(facts, fractions):
-        remedy = "" if split == "train" else f" or set emit.splits.{split}=0"  # train's share must stay positive
-        out.append(f"split '{split}' has no rows (emit.splits.{split}={fractions[split]:g}): add source images{remedy}")
+        out.append(f"split '{split}' has no rows (emit.splits.{split}={fractions[split]:g}): add source images"
+                   f"{zero_share_remedy([split])}")
     if facts.warning:
         out.append(f"{facts.warning} (pair stage)")
     out += [_top_failure(failures, table) for table in UPSTREAM_TABLES if table in failures]
